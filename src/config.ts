@@ -1,0 +1,211 @@
+/**
+ * Configuration, parsed once from the environment by the entry point, validated with precise
+ * messages, frozen and passed down. Nothing else reads `process.env`.
+ */
+
+export type ExecutionProviderChoice = 'cpu' | 'cuda' | 'auto';
+export type CudnnConvAlgoSearch = 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  /** Interface to listen on. @default "0.0.0.0" */
+  readonly host: string;
+  /** HTTP port. @default 8080 */
+  readonly port: number;
+  /** Separate port for `/metrics` only; `undefined` serves metrics on `port` alone. */
+  readonly metricsPort: number | undefined;
+  /** pino log level. @default "info" */
+  readonly logLevel: LogLevel;
+
+  /** Folder holding one sub-folder per model. @default "./models" */
+  readonly modelRepository: string;
+  /** Model served by the short routes (`/v1/predict`); with a single model it is that one. */
+  readonly defaultModel: string | undefined;
+  /** Build an (untrained) resnet50 into an empty repository at startup. @default true */
+  readonly buildDefaultModel: boolean;
+
+  /** Largest batch a worker takes from the queue at once. @default 8 on CPU, 32 on CUDA */
+  readonly batchMaxSize: number;
+  /** How long a partial batch may wait for more items, in ms. @default 0 */
+  readonly batchMaxDelayMs: number;
+  /** Inference sessions (worker threads) per model. @default 1 */
+  readonly inferenceWorkers: number;
+  /** onnxruntime intra-op threads per session. @default the CPUs this process may use (cgroup quota included) */
+  readonly intraOpThreads: number;
+  /** Images that may wait in one model's queue before requests are refused. @default 128 */
+  readonly queueMaxSize: number;
+  /** Default deadline of a request, in ms; `X-Request-Timeout-Ms` may lower it. @default 30000 */
+  readonly requestTimeoutMs: number;
+
+  /** Largest request body or uploaded file, in bytes. @default 10 MiB */
+  readonly uploadMaxBytes: number;
+  /** Largest JSON body (v1 `instances`, v2 tensors), in bytes. @default 16 MiB */
+  readonly jsonBodyMaxBytes: number;
+  /** Images one request may carry. @default 32 */
+  readonly maxImagesPerRequest: number;
+  /** Largest image, in pixels (width × height), checked from the header before decoding. @default 40_000_000 */
+  readonly maxImagePixels: number;
+
+  /** Node's `keepAliveTimeout`, in ms; above the idle timeout of load balancers. @default 72000 */
+  readonly httpKeepAliveTimeoutMs: number;
+  /** Time allowed to receive request headers, in ms. @default 10000 */
+  readonly httpHeadersTimeoutMs: number;
+  /** Time allowed to receive a whole request, in ms. @default 60000 */
+  readonly httpRequestTimeoutMs: number;
+
+  /** @default "cpu" */
+  readonly executionProvider: ExecutionProviderChoice;
+  /** @default 0 */
+  readonly cudaDeviceId: number;
+  /** CUDA memory arena limit in bytes; 0 leaves onnxruntime's default (no limit). @default 0 */
+  readonly cudaMemLimitBytes: number;
+  /** cuDNN convolution algorithm search. @default "HEURISTIC" */
+  readonly cudnnConvAlgoSearch: CudnnConvAlgoSearch;
+
+  /** After SIGTERM, keep serving (but report unready) this long, in ms, while endpoints update. @default 0 */
+  readonly shutdownDelayMs: number;
+  /** Longest wait for queued and in-flight work to finish after the delay, in ms. @default 25000 */
+  readonly shutdownTimeoutMs: number;
+
+  /** Bearer keys accepted on the inference routes; empty means no authentication. */
+  readonly apiKeys: readonly string[];
+  /** Requests per client per window; 0 turns rate limiting off. @default 0 */
+  readonly rateLimitMax: number;
+  /** Rate-limit window, in ms. @default 60000 */
+  readonly rateLimitWindowMs: number;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface LoadConfigOptions {
+  /** CPUs this process may use; supplied by the entry point (see serving/cpu-quota.ts). */
+  availableCpus: number;
+  /** Reads `API_KEYS_FILE`; injected so that loading stays testable. */
+  readFile?: (path: string) => string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Every environment variable the server reads, with its meaning; README's table mirrors it. */
+export const ENV_VARS = [
+  'HOST', 'PORT', 'METRICS_PORT', 'LOG_LEVEL',
+  'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
+  'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
+  'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
+  'HTTP_KEEP_ALIVE_TIMEOUT_MS', 'HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS',
+  'EXECUTION_PROVIDER', 'CUDA_DEVICE_ID', 'CUDA_MEM_LIMIT_BYTES', 'CUDNN_CONV_ALGO_SEARCH',
+  'SHUTDOWN_DELAY_MS', 'SHUTDOWN_TIMEOUT_MS',
+  'API_KEYS', 'API_KEYS_FILE', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS',
+] as const;
+
+function readInt(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw.trim());
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `from ${min} and up` : `from ${min} to ${max}`;
+    throw new ConfigError(`Expected \`${name}\` to be an integer ${range}, got \`${raw}\``);
+  }
+  return value;
+}
+
+function readOptionalInt(env: Env, name: string, min: number, max?: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  return readInt(env, name, 0, min, max);
+}
+
+function readEnum<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T, normalize = (s: string) => s.toLowerCase()): T {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = normalize(raw.trim());
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(`Expected \`${name}\` to be one of ${allowed.map((a) => `\`${a}\``).join(', ')}, got \`${raw}\``);
+  }
+  return value as T;
+}
+
+function readBool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new ConfigError(`Expected \`${name}\` to be true or false, got \`${raw}\``);
+}
+
+function readString(env: Env, name: string, fallback: string): string {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? fallback : raw.trim();
+}
+
+function parseKeys(text: string): string[] {
+  return text.split(/[,\n]/).map((k) => k.trim()).filter((k) => k.length > 0);
+}
+
+/** Parses and validates the environment; throws `ConfigError` naming the variable at fault. */
+export function loadConfig(env: Env, options: LoadConfigOptions): Config {
+  const executionProvider = readEnum<ExecutionProviderChoice>(env, 'EXECUTION_PROVIDER', ['cpu', 'cuda', 'auto'], 'cpu');
+  // A GPU wants large batches to fill its cores; a CPU gains little past 8 (BENCHMARKS.md).
+  const onGpu = executionProvider !== 'cpu';
+  const port = readInt(env, 'PORT', 8080, 0, 65535);
+  const metricsPort = readOptionalInt(env, 'METRICS_PORT', 0, 65535);
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError(`Expected \`METRICS_PORT\` to differ from \`PORT\` (${port})`);
+  }
+
+  let apiKeys = parseKeys(env.API_KEYS ?? '');
+  const keysFile = env.API_KEYS_FILE?.trim();
+  if (keysFile) {
+    const readFile = options.readFile;
+    if (!readFile) throw new ConfigError('`API_KEYS_FILE` is set but no file reader was supplied');
+    let text: string;
+    try {
+      text = readFile(keysFile);
+    } catch (err) {
+      throw new ConfigError(`Could not read \`API_KEYS_FILE\` (${keysFile}): ${(err as Error).message}`);
+    }
+    apiKeys = [...apiKeys, ...parseKeys(text)];
+  }
+
+  const config: Config = {
+    host: readString(env, 'HOST', '0.0.0.0'),
+    port,
+    metricsPort,
+    logLevel: readEnum<LogLevel>(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    modelRepository: readString(env, 'MODEL_REPOSITORY', './models'),
+    defaultModel: env.DEFAULT_MODEL?.trim() || undefined,
+    buildDefaultModel: readBool(env, 'BUILD_DEFAULT_MODEL', true),
+    batchMaxSize: readInt(env, 'BATCH_MAX_SIZE', onGpu ? 32 : 8, 1, 1024),
+    batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
+    inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),
+    intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),
+    queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 128, 1),
+    requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1),
+    uploadMaxBytes: readInt(env, 'UPLOAD_MAX_BYTES', 10 * 1024 * 1024, 1),
+    jsonBodyMaxBytes: readInt(env, 'JSON_BODY_MAX_BYTES', 16 * 1024 * 1024, 1),
+    maxImagesPerRequest: readInt(env, 'MAX_IMAGES_PER_REQUEST', 32, 1),
+    maxImagePixels: readInt(env, 'MAX_IMAGE_PIXELS', 40_000_000, 1),
+    httpKeepAliveTimeoutMs: readInt(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
+    httpHeadersTimeoutMs: readInt(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 1),
+    httpRequestTimeoutMs: readInt(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1),
+    executionProvider,
+    cudaDeviceId: readInt(env, 'CUDA_DEVICE_ID', 0, 0),
+    cudaMemLimitBytes: readInt(env, 'CUDA_MEM_LIMIT_BYTES', 0, 0),
+    cudnnConvAlgoSearch: readEnum<CudnnConvAlgoSearch>(env, 'CUDNN_CONV_ALGO_SEARCH', ['EXHAUSTIVE', 'HEURISTIC', 'DEFAULT'], 'HEURISTIC', (s) => s.toUpperCase()),
+    shutdownDelayMs: readInt(env, 'SHUTDOWN_DELAY_MS', 0, 0),
+    shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0),
+    apiKeys: Object.freeze(apiKeys),
+    rateLimitMax: readInt(env, 'RATE_LIMIT_MAX', 0, 0),
+    rateLimitWindowMs: readInt(env, 'RATE_LIMIT_WINDOW_MS', 60_000, 1),
+  };
+  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+    throw new ConfigError('Expected `HTTP_HEADERS_TIMEOUT_MS` to be at most `HTTP_REQUEST_TIMEOUT_MS`');
+  }
+  return Object.freeze(config);
+}
