@@ -204,6 +204,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     rateLimitMax: readInt(env, 'RATE_LIMIT_MAX', 0, 0),
     rateLimitWindowMs: readInt(env, 'RATE_LIMIT_WINDOW_MS', 60_000, 1),
   };
+  if (config.maxImagesPerRequest > config.queueMaxSize) {
+    throw new ConfigError(`Expected \`MAX_IMAGES_PER_REQUEST\` (${config.maxImagesPerRequest}) to be at most \`QUEUE_MAX_SIZE\` (${config.queueMaxSize}): a larger request could never be queued`);
+  }
   if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
     throw new ConfigError('Expected `HTTP_HEADERS_TIMEOUT_MS` to be at most `HTTP_REQUEST_TIMEOUT_MS`');
   }

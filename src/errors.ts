@@ -55,6 +55,8 @@ export const errors = {
   IMAGE_TOO_LARGE: createError('IMAGE_TOO_LARGE', 'The image has too many pixels', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported media type', 415),
   RATE_LIMITED: createError('RATE_LIMITED', 'Too many requests', 429),
+  // nginx's "client closed request": never sent to anyone, but it names the outcome in logs.
+  CANCELLED: createError('CANCELLED', 'The client went away before inference ran', 499),
   INTERNAL: createError('INTERNAL', 'Internal server error', 500),
   INFERENCE_FAILED: createError('INFERENCE_FAILED', 'Inference failed', 500),
   NOT_READY: createError('NOT_READY', 'The server is not ready', 503),

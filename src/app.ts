@@ -1,0 +1,155 @@
+/**
+ * Builds the application: the serving core (model registry, batchers, workers) and the
+ * Fastify instance in front of it. It never listens and never reads the environment; the
+ * entry point (server.ts) does both. Models are loaded by `app.serving.registry.load()`,
+ * so that probes answer while loading.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import rateLimit from '@fastify/rate-limit';
+import type { Config } from './config.js';
+import { errors } from './errors.js';
+import { createApiKeyCheck } from './http/auth.js';
+import type { Lifecycle, RouteContext } from './http/context.js';
+import { installErrorHandler } from './http/error-handler.js';
+import { healthRoutes } from './http/routes/health.js';
+import { metricsRoutes } from './http/routes/metrics.js';
+import { v1Routes } from './http/routes/v1.js';
+import { v2Routes } from './http/routes/v2.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createInferenceService } from './serving/inference-service.js';
+import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
+
+export const SERVER_VERSION = '0.1.0';
+
+export interface AppDeps {
+  /** Runs before the repository is scanned (the entry point builds the default model here). */
+  readonly prepareRepository?: (log: FastifyBaseLogger) => Promise<void>;
+  /** Inference worker entry override, for tests. */
+  readonly workerUrl?: URL;
+  /** Collect Node.js process metrics. @default true */
+  readonly defaultMetrics?: boolean;
+}
+
+export interface Serving {
+  readonly registry: ModelRegistry;
+  /** Stops intake, finishes admitted requests, drains every model (see InferenceService.stop). */
+  drain(): Promise<void>;
+  readonly metrics: Metrics;
+  readonly lifecycle: Lifecycle;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    serving: Serving;
+  }
+  interface FastifyContextConfig {
+    /** Route template for metrics when the router's own differs (e.g. `{name}:predict`). */
+    routeTemplate?: string;
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Route template as a metric label: `/v2/models/:name/infer` → `/v2/models/{name}/infer`. */
+export function routeLabel(url: string | undefined, template: string | undefined): string {
+  if (template !== undefined) return template;
+  if (url === undefined) return 'unmatched';
+  return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+}
+
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      // Keys and cookies never reach the log.
+      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+    },
+    bodyLimit: config.jsonBodyMaxBytes,
+    keepAliveTimeout: config.httpKeepAliveTimeoutMs,
+    requestTimeout: config.httpRequestTimeoutMs,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+  });
+  app.server.headersTimeout = config.httpHeadersTimeoutMs;
+
+  const metrics = createMetrics({ maxBatchSize: config.batchMaxSize, defaultMetrics: deps.defaultMetrics ?? true });
+  const lifecycle: Lifecycle = { draining: false };
+  const registry = createModelRegistry({
+    repository: config.modelRepository,
+    defaultModel: config.defaultModel,
+    ...(deps.prepareRepository ? { prepare: () => deps.prepareRepository!(app.log) } : {}),
+    load: {
+      executionProvider: config.executionProvider,
+      cuda: { deviceId: config.cudaDeviceId, memLimitBytes: config.cudaMemLimitBytes, cudnnConvAlgoSearch: config.cudnnConvAlgoSearch },
+      intraOpThreads: config.intraOpThreads,
+      workers: config.inferenceWorkers,
+      batchMaxSize: config.batchMaxSize,
+      batchMaxDelayMs: config.batchMaxDelayMs,
+      queueMaxSize: config.queueMaxSize,
+      maxImagePixels: config.maxImagePixels,
+      observer: metrics.observer,
+      log: app.log,
+      ...(deps.workerUrl ? { workerUrl: deps.workerUrl } : {}),
+    },
+  });
+  const service = createInferenceService(registry, metrics.observer);
+  app.decorate('serving', { registry, metrics, lifecycle, drain: () => service.stop() });
+  const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
+
+  installErrorHandler(app);
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('X-Request-Id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);
+  });
+  app.addHook('onClose', async () => {
+    await service.stop();
+  });
+
+  // Raw image bodies: any image/* type (the format is detected from the bytes later).
+  app.addContentTypeParser(/^image\/[\w.+-]+$/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
+  await app.register(multipart, {
+    throwFileSizeLimit: true,
+    limits: {
+      fileSize: config.uploadMaxBytes,
+      files: config.maxImagesPerRequest,
+      parts: config.maxImagesPerRequest + 32,
+      fields: 32,
+      fieldSize: 64 * 1024,
+      headerPairs: 100,
+    },
+  });
+  if (config.rateLimitMax > 0) {
+    await app.register(rateLimit, {
+      max: config.rateLimitMax,
+      timeWindow: config.rateLimitWindowMs,
+      errorResponseBuilder: (_request, context) =>
+        errors.RATE_LIMITED(`Rate limit of ${context.max} requests per ${context.after} exceeded`, {
+          retryAfterSeconds: Math.max(1, Math.ceil(context.ttl / 1000)),
+        }),
+    });
+  }
+
+  const auth = createApiKeyCheck(config.apiKeys);
+  await app.register(healthRoutes(ctx));
+  if (config.metricsPort === undefined) await app.register(metricsRoutes(metrics));
+  await app.register(v1Routes(ctx, auth));
+  await app.register(v2Routes(ctx, auth));
+  return app;
+}
+
+/** A second, minimal server for `/metrics` alone (`METRICS_PORT`). */
+export async function buildMetricsApp(metrics: Metrics, logLevel: Config['logLevel']): Promise<FastifyInstance> {
+  const app = Fastify({ logger: { level: logLevel } });
+  installErrorHandler(app);
+  await app.register(metricsRoutes(metrics));
+  return app;
+}

@@ -1,0 +1,30 @@
+/**
+ * Probes: liveness answers whenever the event loop turns (inference runs on workers, so it
+ * stays fast under load); readiness is true once every model is loaded and warmed up, and
+ * false again as soon as shutdown begins.
+ */
+import type { FastifyInstance } from 'fastify';
+import { errors } from '../../errors.js';
+import type { RouteContext } from '../context.js';
+
+const noRateLimit = { config: { rateLimit: false } };
+
+export function healthRoutes(ctx: RouteContext) {
+  const ready = () => ctx.registry.ready && !ctx.lifecycle.draining;
+  const notReady = () => {
+    const e = ctx.lifecycle.draining ? errors.SHUTTING_DOWN() : errors.NOT_READY(`Not ready: models are ${ctx.registry.state}`);
+    return { error: e.message, code: e.code };
+  };
+  return async (app: FastifyInstance) => {
+    app.get('/v2/health/live', noRateLimit, async () => ({ live: true }));
+    app.get('/v2/health/ready', noRateLimit, async (_request, reply) =>
+      ready() ? { ready: true } : reply.code(503).send({ ready: false, ...notReady() }),
+    );
+    app.get('/livez', noRateLimit, async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok\n'));
+    app.get('/readyz', noRateLimit, async (_request, reply) =>
+      ready()
+        ? reply.type('text/plain; charset=utf-8').send('ok\n')
+        : reply.code(503).type('text/plain; charset=utf-8').send(`${notReady().error}\n`),
+    );
+  };
+}

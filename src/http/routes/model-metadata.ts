@@ -1,0 +1,60 @@
+/** Model metadata as the v1 and v2 routes render it. */
+import type { TensorInfo } from '../../inference/onnx-binding.js';
+import type { ServedModel } from '../../serving/model.js';
+
+const DATATYPES: Record<string, string> = {
+  float32: 'FP32', float16: 'FP16', float64: 'FP64', int8: 'INT8', uint8: 'UINT8', int16: 'INT16',
+  int32: 'INT32', int64: 'INT64', bool: 'BOOL', string: 'BYTES',
+};
+
+/** The Open Inference Protocol's datatype name for an onnxruntime element type. */
+export function v2Datatype(type: string): string {
+  return DATATYPES[type] ?? type.toUpperCase();
+}
+
+/** Graph dimensions as the v2 protocol writes them: -1 for a dynamic one. */
+export function v2Shape(info: TensorInfo): number[] {
+  return info.shape.map((d) => (typeof d === 'number' ? d : -1));
+}
+
+export function v1Metadata(model: ServedModel, ready: boolean) {
+  return {
+    name: model.name,
+    version: model.version,
+    ready,
+    platform: 'onnxruntime_onnx',
+    execution_provider: model.executionProvider,
+    sha256: model.sha256,
+    trained: model.trained ?? null,
+    description: model.description ?? null,
+    inputs: model.graphInputs.map((i) => ({ name: i.name, datatype: v2Datatype(i.type), shape: v2Shape(i) })),
+    outputs: model.graphOutputs.map((o, n) => ({
+      name: o.name,
+      datatype: v2Datatype(o.type),
+      shape: n === 0 ? [...model.output.shape] : v2Shape(o),
+    })),
+    preprocess: model.input.preprocess,
+    output_kind: model.outputKind,
+    labels: model.labels?.length ?? 0,
+    classes: model.output.classes,
+    max_batch_size: model.maxBatchSize,
+    workers: model.workers,
+  };
+}
+
+export function v2Metadata(model: ServedModel) {
+  const meta = v1Metadata(model, true);
+  return {
+    name: model.name,
+    versions: [model.version],
+    platform: meta.platform,
+    inputs: meta.inputs,
+    outputs: meta.outputs,
+    parameters: {
+      execution_provider: model.executionProvider,
+      sha256: model.sha256,
+      max_batch_size: model.maxBatchSize,
+      trained: model.trained ?? null,
+    },
+  };
+}

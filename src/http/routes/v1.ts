@@ -1,0 +1,49 @@
+/**
+ * KServe v1 / TF Serving style routes: `POST /v1/models/{name}:predict`, `POST /v1/predict`
+ * (default model) and `GET /v1/models/{name}`.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errors } from '../../errors.js';
+import type { ServedModel } from '../../serving/model.js';
+import type { RouteContext } from '../context.js';
+import { readImages, readTopK, requestControl } from '../request-inputs.js';
+import { setServerTiming } from '../server-timing.js';
+import { v1Metadata } from './model-metadata.js';
+
+/** Splits `resnet50:predict` into its model name and verb (the router cannot, see below). */
+export function parseModelTarget(target: string): { name: string; verb: string | undefined } {
+  const colon = target.lastIndexOf(':');
+  return colon < 0 ? { name: target, verb: undefined } : { name: target.slice(0, colon), verb: target.slice(colon + 1) };
+}
+
+export function v1Routes(ctx: RouteContext, preHandler: ((request: FastifyRequest) => Promise<void>) | undefined) {
+  const limits = ctx.config;
+  const hooks = preHandler ? { preHandler } : {};
+
+  const predict = async (model: ServedModel, request: FastifyRequest, reply: FastifyReply) => {
+    const control = requestControl(request, reply, limits);
+    const topK = readTopK(request.query, model.output.classes);
+    const images = await readImages(request, limits);
+    const result = await ctx.service.classify(model, images, topK, control);
+    setServerTiming(reply, result.timings);
+    request.log.info({ model: model.name, images: images.length, batchSize: result.timings.batchSize, timings: result.timings }, 'predicted');
+    return { model_name: model.name, model_version: model.version, predictions: result.predictions };
+  };
+
+  return async (app: FastifyInstance) => {
+    app.post('/v1/predict', hooks, (request, reply) => predict(ctx.registry.getDefault(), request, reply));
+
+    // find-my-way cannot match a parameter followed by a literal ":predict" (a colon starts a
+    // parameter), so the whole last segment is one parameter and is split here.
+    app.post<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}:predict' } }, (request, reply) => {
+      const { name, verb } = parseModelTarget(request.params.target);
+      if (verb !== 'predict') throw errors.NOT_FOUND(`No route POST /v1/models/{name}${verb === undefined ? '' : ':' + verb.slice(0, 32)}; use /v1/models/{name}:predict`);
+      return predict(ctx.registry.get(name), request, reply);
+    });
+
+    app.get<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}' } }, async (request) => {
+      const model = ctx.registry.get(request.params.target);
+      return v1Metadata(model, ctx.registry.ready && !ctx.lifecycle.draining);
+    });
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * Open Inference Protocol (KServe v2) REST routes. JSON shapes follow the protocol:
+ * https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { errors } from '../../errors.js';
+import type { RouteContext } from '../context.js';
+import { decodeBase64, requestControl } from '../request-inputs.js';
+import { setServerTiming } from '../server-timing.js';
+import { v2Metadata } from './model-metadata.js';
+
+interface V2Input {
+  name?: unknown;
+  shape?: unknown;
+  datatype?: unknown;
+  data?: unknown;
+}
+
+interface V2Request {
+  id?: unknown;
+  inputs?: unknown;
+}
+
+/** Flattens nested or flat tensor data (row-major), checking every element is a finite number. */
+export function flattenNumbers(data: unknown, expected: number): Float32Array {
+  const out = new Float32Array(expected);
+  let n = 0;
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw errors.INVALID_TENSOR('Tensor data must hold only finite numbers');
+    if (n >= expected) throw errors.INVALID_TENSOR(`Tensor data holds more than the ${expected} values its shape says`);
+    out[n++] = v;
+  };
+  walk(data);
+  if (n !== expected) throw errors.INVALID_TENSOR(`Tensor data holds ${n} values; its shape says ${expected}`);
+  return out;
+}
+
+function flattenStrings(data: unknown): unknown[] {
+  return Array.isArray(data) ? data.flat(Infinity) : [data];
+}
+
+function parseShape(shape: unknown): number[] {
+  if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw errors.INVALID_TENSOR('`shape` must be a non-empty array of non-negative integers');
+  }
+  return shape as number[];
+}
+
+export function v2Routes(ctx: RouteContext, preHandler: ((request: FastifyRequest) => Promise<void>) | undefined) {
+  const hooks = preHandler ? { preHandler } : {};
+  const limits = ctx.config;
+
+  const ready = () => ctx.registry.ready && !ctx.lifecycle.draining;
+
+  return async (app: FastifyInstance) => {
+    app.get('/v2', async () => ({ name: 'resnet-serve', version: ctx.version, extensions: [] as string[] }));
+
+    app.get<{ Params: { name: string } }>('/v2/models/:name', hooks, async (request) => v2Metadata(ctx.registry.get(request.params.name)));
+    app.get<{ Params: { name: string; version: string } }>('/v2/models/:name/versions/:version', hooks, async (request) => {
+      const model = ctx.registry.get(request.params.name);
+      if (request.params.version !== model.version) throw errors.MODEL_NOT_FOUND(`Model ${model.name} has no version ${JSON.stringify(request.params.version.slice(0, 64))}`);
+      return v2Metadata(model);
+    });
+
+    app.get<{ Params: { name: string } }>('/v2/models/:name/ready', hooks, async (request, reply) => {
+      const model = ctx.registry.get(request.params.name);
+      const isReady = ready();
+      return reply.code(isReady ? 200 : 503).send({ name: model.name, ready: isReady });
+    });
+
+
+    app.post<{ Params: { name: string } }>('/v2/models/:name/infer', { ...hooks, config: { routeTemplate: '/v2/models/{name}/infer' } }, async (request, reply) => {
+      const model = ctx.registry.get(request.params.name);
+      const body = request.body as V2Request | undefined;
+      if (typeof body !== 'object' || body === null || Array.isArray(body) || !Array.isArray(body.inputs)) {
+        throw errors.INVALID_REQUEST('Expected an inference request {"inputs": [{"name", "shape", "datatype", "data"}]}');
+      }
+      if (body.id !== undefined && typeof body.id !== 'string') throw errors.INVALID_REQUEST('`id` must be a string');
+      if (body.inputs.length !== 1) throw errors.INVALID_TENSOR(`Model ${model.name} takes exactly one input, got ${body.inputs.length}`);
+      const input = body.inputs[0] as V2Input;
+      if (typeof input !== 'object' || input === null) throw errors.INVALID_TENSOR('inputs[0] must be an object');
+      const shape = parseShape(input.shape);
+      const control = requestControl(request, reply, limits);
+
+      let result;
+      if (input.datatype === 'BYTES') {
+        // Each element is one base64-encoded image (JPEG, PNG, ...), decoded and preprocessed
+        // exactly as v1 predict does.
+        const elements = flattenStrings(input.data);
+        const count = shape.reduce((a, b) => a * b, 1);
+        if (elements.length !== count) throw errors.INVALID_TENSOR(`BYTES data holds ${elements.length} elements; its shape says ${count}`);
+        if (count > limits.maxImagesPerRequest) throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImagesPerRequest} images, got ${count}`);
+        const images = elements.map((e, i) => decodeBase64(e, `inputs[0].data[${i}]`, limits.uploadMaxBytes));
+        result = await ctx.service.inferImages(model, images, control);
+      } else if (input.datatype === 'FP32') {
+        if (input.name !== model.input.name) {
+          throw errors.INVALID_TENSOR(`Model ${model.name} has no input ${JSON.stringify(String(input.name).slice(0, 64))}; its input is ${JSON.stringify(model.input.name)}`);
+        }
+        const itemShape = model.input.shape.slice(1);
+        if (shape.length !== model.input.shape.length || shape[0]! < 1 || shape.slice(1).some((d, i) => d !== itemShape[i])) {
+          throw errors.INVALID_TENSOR(`Input shape [${shape.join(', ')}] does not match the model's [-1, ${itemShape.join(', ')}]`);
+        }
+        const count = shape[0]!;
+        if (count > limits.maxImagesPerRequest) throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImagesPerRequest} items, got ${count}`);
+        const data = flattenNumbers(input.data, count * model.input.itemSize);
+        result = await ctx.service.inferTensor(model, data, count, control);
+      } else {
+        throw errors.INVALID_TENSOR(`Unsupported datatype ${JSON.stringify(String(input.datatype).slice(0, 16))}: send FP32 tensors or BYTES (base64 images)`);
+      }
+      setServerTiming(reply, result.timings);
+      request.log.info({ model: model.name, items: result.shape[0], batchSize: result.timings.batchSize, timings: result.timings }, 'inferred');
+      return {
+        model_name: model.name,
+        model_version: model.version,
+        ...(body.id !== undefined ? { id: body.id } : {}),
+        outputs: [{ name: model.output.name, datatype: 'FP32', shape: result.shape, data: Array.from(result.data) }],
+      };
+    });
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * Every Prometheus metric of the service, in one prom-client Registry per app instance (no
+ * global registry: tests build many apps). Labels take values from small fixed sets only:
+ * model names (the loaded models), route templates, methods, status codes, outcomes.
+ * Durations are in seconds (Prometheus convention).
+ */
+import client from 'prom-client';
+import { OUTCOMES, type ServingObserver } from './serving/observer.js';
+
+/** 1 ms to 10 s: CPU ResNets take tens of ms per batch, GPUs a few, overloads seconds. */
+export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
+
+/** 1, 2, 4, … up to and including `max`. */
+export function batchSizeBuckets(max: number): number[] {
+  const buckets: number[] = [];
+  for (let b = 1; b < max; b *= 2) buckets.push(b);
+  buckets.push(max);
+  return buckets;
+}
+
+export interface Metrics {
+  readonly registry: client.Registry<client.RegistryContentType>;
+  readonly observer: ServingObserver;
+  /** Records one HTTP request; `route` is the route template, never the raw URL. */
+  observeHttp(method: string, route: string, statusCode: number, seconds: number): void;
+  /** The exposition in the format `accept` asks for (OpenMetrics or Prometheus text). */
+  render(accept: string | undefined): Promise<{ contentType: string; body: string }>;
+}
+
+export interface MetricsOptions {
+  /** Largest batch any model forms; sets the batch-size histogram's buckets. */
+  readonly maxBatchSize: number;
+  /** Collect prom-client's default Node.js process metrics. @default true */
+  readonly defaultMetrics?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions): Metrics {
+  const registry = new client.Registry<client.RegistryContentType>();
+  if (options.defaultMetrics ?? true) client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const http = new client.Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP requests by method, route template and status code, from arrival to response sent.',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers,
+  });
+  const stage = (name: string, help: string) =>
+    new client.Histogram({ name, help, labelNames: ['model'] as const, buckets: LATENCY_BUCKETS_SECONDS, registers });
+  const requestDuration = new client.Histogram({
+    name: 'inference_request_duration_seconds',
+    help: 'Inference per image, end to end (decode to answer), by outcome.',
+    labelNames: ['model', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers,
+  });
+  const preprocess = stage('inference_preprocess_duration_seconds', 'Decoding and preprocessing of one image.');
+  const queue = stage('inference_queue_duration_seconds', 'Time one image waited in the batch queue.');
+  const compute = stage('inference_compute_duration_seconds', 'Time one batch ran inside the inference session.');
+  const postprocess = stage('inference_postprocess_duration_seconds', "Turning one request's outputs into its answer.");
+  const batchSize = new client.Histogram({
+    name: 'inference_batch_size',
+    help: 'Images per batch run.',
+    labelNames: ['model'] as const,
+    buckets: batchSizeBuckets(Math.max(1, options.maxBatchSize)),
+    registers,
+  });
+  const requests = new client.Counter({
+    name: 'inference_requests_total',
+    help: 'Inference requests by outcome (ok, bad_input, rejected, timeout, cancelled, error).',
+    labelNames: ['model', 'outcome'] as const,
+    registers,
+  });
+  const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model'] as const, registers });
+  const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run.', labelNames: ['model'] as const, registers });
+  const queueDepth = new client.Gauge({ name: 'inference_queue_depth', help: 'Images waiting in the batch queue.', labelNames: ['model'] as const, registers });
+  const inflight = new client.Gauge({ name: 'inference_inflight_batches', help: 'Batches running now.', labelNames: ['model'] as const, registers });
+  const modelInfo = new client.Gauge({
+    name: 'model_info',
+    help: 'A loaded model; always 1.',
+    labelNames: ['model', 'version', 'execution_provider', 'sha256'] as const,
+    registers,
+  });
+  const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model.', labelNames: ['model'] as const, registers });
+
+  const observer: ServingObserver = {
+    preprocessed: (model, seconds) => preprocess.observe({ model }, seconds),
+    queued: (model, seconds) => queue.observe({ model }, seconds),
+    computed(model, size, seconds) {
+      compute.observe({ model }, seconds);
+      batchSize.observe({ model }, size);
+      batches.inc({ model });
+    },
+    postprocessed: (model, seconds) => postprocess.observe({ model }, seconds),
+    requestFinished(model, outcome, seconds, count) {
+      requests.inc({ model, outcome });
+      if (outcome === 'ok') images.inc({ model }, count);
+      for (let i = 0; i < count; i++) requestDuration.observe({ model, outcome }, seconds);
+    },
+    queueDepth: (model, depth) => queueDepth.set({ model }, depth),
+    inflightBatches: (model, count) => inflight.set({ model }, count),
+    modelLoaded({ model, version, executionProvider, sha256, seconds }) {
+      modelInfo.set({ model, version, execution_provider: executionProvider, sha256 }, 1);
+      loadDuration.set({ model }, seconds);
+      // Start every series at zero so rates and alerts see them before the first request.
+      for (const outcome of OUTCOMES) requests.inc({ model, outcome }, 0);
+      images.inc({ model }, 0);
+      batches.inc({ model }, 0);
+      queueDepth.set({ model }, 0);
+      inflight.set({ model }, 0);
+    },
+  };
+
+  // The registry's content type is state: serialize renders so two scrapes asking for
+  // different formats never interleave.
+  let rendering: Promise<unknown> = Promise.resolve();
+
+  return {
+    registry,
+    observer,
+    observeHttp: (method, route, statusCode, seconds) => http.observe({ method, route, status_code: String(statusCode) }, seconds),
+    render(accept) {
+      const contentType = accept?.includes('application/openmetrics-text')
+        ? client.Registry.OPENMETRICS_CONTENT_TYPE
+        : client.Registry.PROMETHEUS_CONTENT_TYPE;
+      const result = rendering.then(async () => {
+        registry.setContentType(contentType);
+        return { contentType, body: await registry.metrics() };
+      });
+      rendering = result.catch(() => undefined);
+      return result;
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * Entry point: environment → config → app → listen → load models; signals → graceful drain.
+ * The only file that reads `process.env`, listens, or exits.
+ *
+ * Shutdown (SIGTERM/SIGINT), in order:
+ * 1. readiness turns false at once (Kubernetes stops sending new traffic);
+ * 2. requests keep being served for `SHUTDOWN_DELAY_MS` while endpoints update;
+ * 3. the batchers stop intake (503 `SHUTTING_DOWN`) and finish what is queued and running,
+ *    for at most `SHUTDOWN_TIMEOUT_MS`;
+ * 4. the HTTP server closes once in-flight responses are sent, and the process exits 0.
+ * close-with-grace exits 1 if all that takes longer than the sum of both plus a margin.
+ */
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import closeWithGrace from 'close-with-grace';
+import { buildApp, buildMetricsApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { ensureDefaultModel } from './model-tools/default-model.js';
+import { availableCpus } from './system/cpu-quota.js';
+
+let config;
+try {
+  config = loadConfig(process.env, { availableCpus: availableCpus(), readFile: (path) => readFileSync(path, 'utf8') });
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`Configuration error: ${err.message}\n`);
+  process.exit(2);
+}
+
+const cfg = config;
+const app = await buildApp(cfg, {
+  ...(cfg.buildDefaultModel
+    ? {
+        prepareRepository: async (log) => {
+          await ensureDefaultModel(cfg.modelRepository, log);
+        },
+      }
+    : {}),
+});
+const metricsApp = cfg.metricsPort === undefined ? undefined : await buildMetricsApp(app.serving.metrics, cfg.logLevel);
+
+const GRACE_MARGIN_MS = 2_000;
+closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARGIN_MS, logger: app.log }, async ({ signal, err }) => {
+  if (err) app.log.error({ err }, 'shutting down after an error');
+  app.log.info({ signal, shutdownDelayMs: cfg.shutdownDelayMs }, 'shutting down: readiness is now false');
+  app.serving.lifecycle.draining = true;
+  if (cfg.shutdownDelayMs > 0) await sleep(cfg.shutdownDelayMs);
+  const drained = app.serving.drain();
+  const timedOut = await Promise.race([drained.then(() => false), sleep(cfg.shutdownTimeoutMs).then(() => true)]);
+  if (timedOut) app.log.warn({ shutdownTimeoutMs: cfg.shutdownTimeoutMs }, 'drain did not finish in time; closing anyway');
+  await app.close();
+  await metricsApp?.close();
+  app.log.info('shutdown complete');
+});
+
+try {
+  await app.listen({ host: cfg.host, port: cfg.port });
+  if (metricsApp) await metricsApp.listen({ host: cfg.host, port: cfg.metricsPort ?? 0 });
+  app.log.info(
+    { intraOpThreads: cfg.intraOpThreads, inferenceWorkers: cfg.inferenceWorkers, batchMaxSize: cfg.batchMaxSize, executionProvider: cfg.executionProvider },
+    'listening; loading models',
+  );
+  await app.serving.registry.load();
+  app.log.info({ models: app.serving.registry.list().map((m) => m.name) }, 'ready');
+} catch (err) {
+  app.log.fatal({ err: (err as Error).message }, 'startup failed');
+  process.stderr.write(`Startup failed: ${(err as Error).message}\n`);
+  await app.close().catch(() => undefined);
+  await metricsApp?.close().catch(() => undefined);
+  process.exit(1);
+}

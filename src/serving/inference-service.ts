@@ -1,0 +1,171 @@
+/**
+ * The transport-free data plane: images or tensors in, predictions or output tensors out,
+ * with per-stage timings. The HTTP layer parses requests into these calls and renders their
+ * results; everything measurable about a request is measured here.
+ */
+import { performance } from 'node:perf_hooks';
+import { errors, isServingError } from '../errors.js';
+import type { ItemResult } from './batcher.js';
+import type { ItemOutput, ServedModel } from './model.js';
+import type { ModelRegistry } from './model-registry.js';
+import { outcomeOf, type ServingObserver } from './observer.js';
+import { softmax, topK, type ClassScore } from './postprocess.js';
+
+export interface RequestControl {
+  /** Absolute deadline on `performance.now()`'s clock, in ms. */
+  readonly deadline: number;
+  /** Aborted when the client goes away. */
+  readonly signal?: AbortSignal;
+}
+
+/** Stage timings of one request, in ms (for `Server-Timing` and logs). */
+export interface StageTimings {
+  preprocessMs: number;
+  queueMs: number;
+  inferMs: number;
+  postprocessMs: number;
+  batchSize: number;
+}
+
+export interface Prediction extends ClassScore {
+  readonly top_k: ClassScore[];
+}
+
+export interface ClassifyResult {
+  readonly model: ServedModel;
+  readonly predictions: Prediction[];
+  readonly timings: StageTimings;
+}
+
+export interface TensorResult {
+  readonly model: ServedModel;
+  /** Output rows of every item, concatenated: shape [items, classes]. */
+  readonly data: Float32Array;
+  readonly shape: [number, number];
+  readonly timings: StageTimings;
+}
+
+export interface InferenceService {
+  readonly registry: ModelRegistry;
+  /** Decodes, preprocesses and classifies images, answering in input order. */
+  classify(model: ServedModel, images: readonly Uint8Array[], topKCount: number, control: RequestControl): Promise<ClassifyResult>;
+  /** Decodes and preprocesses images, returning the raw output tensor (v2 `BYTES` input). */
+  inferImages(model: ServedModel, images: readonly Uint8Array[], control: RequestControl): Promise<TensorResult>;
+  /** Runs already-preprocessed items (v2 `FP32` input): `data` holds `count` items back to back. */
+  inferTensor(model: ServedModel, data: Float32Array, count: number, control: RequestControl): Promise<TensorResult>;
+  /**
+   * Refuses new requests (`SHUTTING_DOWN`), waits for admitted ones to finish (they may still
+   * be preprocessing, so the batchers must stay open meanwhile), then drains every model.
+   */
+  stop(): Promise<void>;
+}
+
+function emptyTimings(): StageTimings {
+  return { preprocessMs: 0, queueMs: 0, inferMs: 0, postprocessMs: 0, batchSize: 0 };
+}
+
+export function createInferenceService(registry: ModelRegistry, observer: ServingObserver): InferenceService {
+  const preprocessAll = async (model: ServedModel, images: readonly Uint8Array[], control: RequestControl, timings: StageTimings) => {
+    if (images.length === 0) throw errors.NO_IMAGES();
+    if (model.batcher.stopping) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: 1 });
+    const started = performance.now();
+    // sharp decodes on libuv's thread pool, so these overlap each other and running batches.
+    const tensors = await Promise.all(
+      images.map(async (bytes) => {
+        const t0 = performance.now();
+        const { data } = await model.preprocessor.preprocess(bytes);
+        observer.preprocessed(model.name, (performance.now() - t0) / 1000);
+        return data;
+      }),
+    );
+    timings.preprocessMs = performance.now() - started;
+    if (control.signal?.aborted) throw errors.CANCELLED();
+    return tensors;
+  };
+
+  const runItems = async (model: ServedModel, items: Float32Array[], control: RequestControl, timings: StageTimings): Promise<Array<ItemResult<ItemOutput>>> => {
+    const results = await model.batcher.enqueue(items, { deadline: control.deadline, ...(control.signal ? { signal: control.signal } : {}) });
+    for (const r of results) {
+      observer.queued(model.name, r.queueMs / 1000);
+      timings.queueMs = Math.max(timings.queueMs, r.queueMs);
+      timings.inferMs = Math.max(timings.inferMs, r.output.computeMs);
+      timings.batchSize = Math.max(timings.batchSize, r.batchSize);
+    }
+    return results;
+  };
+
+  let stopping = false;
+  let admitted = 0;
+  let idle: (() => void) | undefined;
+
+  /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
+  const observed = async <T>(model: ServedModel, images: number, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    if (stopping) {
+      observer.requestFinished(model.name, 'rejected', 0, images);
+      throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: 1 });
+    }
+    admitted++;
+    try {
+      const result = await work();
+      observer.requestFinished(model.name, 'ok', (performance.now() - started) / 1000, images);
+      return result;
+    } catch (err) {
+      observer.requestFinished(model.name, outcomeOf(err), (performance.now() - started) / 1000, images);
+      if (isServingError(err)) throw err;
+      throw errors.INTERNAL(undefined, { cause: err });
+    } finally {
+      if (--admitted === 0 && idle) idle();
+    }
+  };
+
+  const toTensor = (model: ServedModel, results: Array<ItemResult<ItemOutput>>, timings: StageTimings): TensorResult => {
+    const classes = model.output.classes;
+    const data = new Float32Array(results.length * classes);
+    results.forEach((r, i) => data.set(r.output.row, i * classes));
+    return { model, data, shape: [results.length, classes], timings };
+  };
+
+  return {
+    registry,
+    async stop() {
+      stopping = true;
+      if (admitted > 0) await new Promise<void>((resolve) => (idle = resolve));
+      await registry.stop();
+    },
+    classify(model, images, topKCount, control) {
+      return observed(model, images.length, async () => {
+        const timings = emptyTimings();
+        const tensors = await preprocessAll(model, images, control, timings);
+        const results = await runItems(model, tensors, control, timings);
+        const t0 = performance.now();
+        const predictions = results.map(({ output }) => {
+          const scores = model.outputKind === 'logits' ? softmax(output.row) : output.row;
+          const top = topK(scores, topKCount, model.labels);
+          return { ...top[0]!, top_k: top };
+        });
+        timings.postprocessMs = performance.now() - t0;
+        observer.postprocessed(model.name, timings.postprocessMs / 1000);
+        return { model, predictions, timings };
+      });
+    },
+    inferImages(model, images, control) {
+      return observed(model, images.length, async () => {
+        const timings = emptyTimings();
+        const tensors = await preprocessAll(model, images, control, timings);
+        return toTensor(model, await runItems(model, tensors, control, timings), timings);
+      });
+    },
+    inferTensor(model, data, count, control) {
+      return observed(model, count, async () => {
+        const timings = emptyTimings();
+        const size = model.input.itemSize;
+        if (count < 1 || data.length !== count * size) {
+          throw errors.INVALID_TENSOR(`Expected ${count} × ${size} values, got ${data.length}`);
+        }
+        const items = Array.from({ length: count }, (_, i) => data.subarray(i * size, (i + 1) * size));
+        return toTensor(model, await runItems(model, items, control, timings), timings);
+      });
+    },
+  };
+}

@@ -1,0 +1,191 @@
+/**
+ * A model folder's `config.json`, validated field by field, and resolved against what the
+ * ONNX graph itself declares (input name, element type, shape, fixed or dynamic batch).
+ * Every failure names the file and the field, because it stops startup and an operator
+ * has to find it.
+ */
+import type { PreprocessSpec } from '../preprocess/index.js';
+import type { TensorInfo } from '../inference/onnx-binding.js';
+
+export type OutputKind = 'logits' | 'probabilities';
+
+/** `config.json` as written by a user; every field optional. */
+export interface ModelConfigFile {
+  version?: string;
+  labels?: string;
+  preprocess?: Partial<{ -readonly [K in keyof PreprocessSpec]: PreprocessSpec[K] }>;
+  output?: OutputKind;
+  /** `false` marks a model whose weights are random (the built default model). */
+  trained?: boolean;
+  description?: string;
+  /** Where the model came from (written by `model:fetch`); informational. */
+  source?: Record<string, unknown>;
+}
+
+/** torchvision's ImageNet preprocessing: `Resize(256)`, `CenterCrop(224)`, `Normalize`. */
+export const DEFAULT_MEAN = [0.485, 0.456, 0.406] as const;
+export const DEFAULT_STD = [0.229, 0.224, 0.225] as const;
+const DEFAULT_CROP = 224;
+/** torchvision's evaluation ratio between crop and resize (224 / 256). */
+const CROP_RATIO = 0.875;
+
+export class ModelConfigError extends Error {
+  constructor(file: string, field: string | undefined, problem: string) {
+    super(field === undefined ? `${file}: ${problem}` : `${file}: field \`${field}\` ${problem}`);
+    this.name = 'ModelConfigError';
+  }
+}
+
+const TOP_FIELDS = new Set(['version', 'labels', 'preprocess', 'output', 'trained', 'description', 'source']);
+const PREPROCESS_FIELDS = new Set(['resize', 'crop', 'mean', 'std', 'scale', 'channels', 'layout']);
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function positiveInt(file: string, field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 8192) {
+    throw new ModelConfigError(file, field, `must be an integer from 1 to 8192, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function triple(file: string, field: string, value: unknown, positive: boolean): [number, number, number] {
+  if (!Array.isArray(value) || value.length !== 3 || !value.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+    throw new ModelConfigError(file, field, `must be an array of 3 numbers, got ${JSON.stringify(value)}`);
+  }
+  if (positive && value.some((v: number) => v <= 0)) {
+    throw new ModelConfigError(file, field, `must hold numbers above 0, got ${JSON.stringify(value)}`);
+  }
+  return [value[0], value[1], value[2]];
+}
+
+function oneOf<T extends string>(file: string, field: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw new ModelConfigError(file, field, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as T;
+}
+
+/** Validates the parsed JSON of a `config.json`; `file` is only used in messages. */
+export function parseModelConfigFile(raw: unknown, file: string): ModelConfigFile {
+  if (!isRecord(raw)) throw new ModelConfigError(file, undefined, 'must hold a JSON object');
+  for (const key of Object.keys(raw)) {
+    if (!TOP_FIELDS.has(key)) throw new ModelConfigError(file, key, `is not a known field (known: ${[...TOP_FIELDS].join(', ')})`);
+  }
+  const out: ModelConfigFile = {};
+  if (raw.version !== undefined) {
+    if (typeof raw.version !== 'string' && typeof raw.version !== 'number') {
+      throw new ModelConfigError(file, 'version', `must be a string, got ${JSON.stringify(raw.version)}`);
+    }
+    out.version = String(raw.version);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(out.version)) {
+      throw new ModelConfigError(file, 'version', 'must be 1 to 64 letters, digits, dots, dashes or underscores');
+    }
+  }
+  if (raw.labels !== undefined) {
+    if (typeof raw.labels !== 'string' || raw.labels.length === 0) {
+      throw new ModelConfigError(file, 'labels', `must be a file name, got ${JSON.stringify(raw.labels)}`);
+    }
+    out.labels = raw.labels;
+  }
+  if (raw.output !== undefined) out.output = oneOf(file, 'output', raw.output, ['logits', 'probabilities'] as const);
+  if (raw.trained !== undefined) {
+    if (typeof raw.trained !== 'boolean') throw new ModelConfigError(file, 'trained', `must be true or false, got ${JSON.stringify(raw.trained)}`);
+    out.trained = raw.trained;
+  }
+  if (raw.description !== undefined) {
+    if (typeof raw.description !== 'string') throw new ModelConfigError(file, 'description', 'must be a string');
+    out.description = raw.description;
+  }
+  if (raw.source !== undefined) {
+    if (!isRecord(raw.source)) throw new ModelConfigError(file, 'source', 'must be an object');
+    out.source = raw.source;
+  }
+  if (raw.preprocess !== undefined) {
+    const p = raw.preprocess;
+    if (!isRecord(p)) throw new ModelConfigError(file, 'preprocess', 'must be an object');
+    for (const key of Object.keys(p)) {
+      if (!PREPROCESS_FIELDS.has(key)) {
+        throw new ModelConfigError(file, `preprocess.${key}`, `is not a known field (known: ${[...PREPROCESS_FIELDS].join(', ')})`);
+      }
+    }
+    const pre: NonNullable<ModelConfigFile['preprocess']> = {};
+    if (p.resize !== undefined) pre.resize = positiveInt(file, 'preprocess.resize', p.resize);
+    if (p.crop !== undefined) pre.crop = positiveInt(file, 'preprocess.crop', p.crop);
+    if (p.mean !== undefined) pre.mean = triple(file, 'preprocess.mean', p.mean, false);
+    if (p.std !== undefined) pre.std = triple(file, 'preprocess.std', p.std, true);
+    if (p.scale !== undefined) {
+      if (typeof p.scale !== 'number' || !Number.isFinite(p.scale) || p.scale <= 0) {
+        throw new ModelConfigError(file, 'preprocess.scale', `must be a number above 0, got ${JSON.stringify(p.scale)}`);
+      }
+      pre.scale = p.scale;
+    }
+    if (p.channels !== undefined) pre.channels = oneOf(file, 'preprocess.channels', p.channels, ['RGB', 'BGR'] as const);
+    if (p.layout !== undefined) pre.layout = oneOf(file, 'preprocess.layout', p.layout, ['NCHW', 'NHWC'] as const);
+    out.preprocess = pre;
+  }
+  return out;
+}
+
+/** What the server needs to feed a model, from its config and its graph. */
+export interface ResolvedModelInput {
+  readonly name: string;
+  /** Shape as declared; the batch dimension is -1 when dynamic (as the v2 protocol writes it). */
+  readonly shape: readonly number[];
+  /** The batch size the graph demands, or `undefined` when the batch dimension is dynamic. */
+  readonly fixedBatchSize: number | undefined;
+  /** Elements of one item (one image): 3 × crop × crop. */
+  readonly itemSize: number;
+  readonly preprocess: PreprocessSpec;
+}
+
+/**
+ * Combines the config's preprocessing with the graph's input. Where the graph fixes H×W and
+ * the config gives no size, crop = H and resize = round(H / 0.875), as torchvision does.
+ */
+export function resolveModelInput(config: ModelConfigFile, inputs: readonly TensorInfo[], files: { config: string; model: string }): ResolvedModelInput {
+  if (inputs.length !== 1) {
+    throw new ModelConfigError(files.model, undefined, `must have exactly one graph input (an image batch), found ${inputs.length}`);
+  }
+  const input = inputs[0]!;
+  if (input.type !== 'float32') {
+    throw new ModelConfigError(files.model, undefined, `input \`${input.name}\` must be float32, found ${input.type}`);
+  }
+  if (input.shape.length !== 4) {
+    throw new ModelConfigError(files.model, undefined, `input \`${input.name}\` must have rank 4 (batch, channels, height, width), found shape [${input.shape.join(', ')}]`);
+  }
+  const pre = config.preprocess ?? {};
+  const layout = pre.layout ?? 'NCHW';
+  const [batchDim, d1, d2, d3] = input.shape as [number | string, number | string, number | string, number | string];
+  const [channelDim, heightDim, widthDim] = layout === 'NCHW' ? [d1, d2, d3] : [d3, d1, d2];
+  if (typeof channelDim === 'number' && channelDim !== 3) {
+    throw new ModelConfigError(files.config, 'preprocess.layout', `is ${layout}, but the graph input \`${input.name}\` has ${channelDim} channels there (shape [${input.shape.join(', ')}]); expected 3`);
+  }
+  const fixedH = typeof heightDim === 'number' ? heightDim : undefined;
+  const fixedW = typeof widthDim === 'number' ? widthDim : undefined;
+  if (fixedH !== undefined && fixedW !== undefined && fixedH !== fixedW) {
+    throw new ModelConfigError(files.model, undefined, `input \`${input.name}\` is ${fixedH}×${fixedW}; only square inputs are supported`);
+  }
+  const graphSize = fixedH ?? fixedW;
+  const crop = pre.crop ?? graphSize ?? (pre.resize !== undefined ? Math.min(pre.resize, DEFAULT_CROP) : DEFAULT_CROP);
+  if (graphSize !== undefined && crop !== graphSize) {
+    throw new ModelConfigError(files.config, 'preprocess.crop', `is ${crop}, but the graph input \`${input.name}\` is ${graphSize}×${graphSize}`);
+  }
+  const resize = pre.resize ?? Math.round(crop / CROP_RATIO);
+  if (resize < crop) {
+    throw new ModelConfigError(files.config, 'preprocess.resize', `is ${resize}, smaller than the crop ${crop}`);
+  }
+  const preprocess: PreprocessSpec = Object.freeze({
+    resize,
+    crop,
+    mean: pre.mean ?? DEFAULT_MEAN,
+    std: pre.std ?? DEFAULT_STD,
+    scale: pre.scale ?? 255,
+    channels: pre.channels ?? 'RGB',
+    layout,
+  });
+  const fixedBatchSize = typeof batchDim === 'number' && batchDim > 0 ? batchDim : undefined;
+  const shape = layout === 'NCHW' ? [fixedBatchSize ?? -1, 3, crop, crop] : [fixedBatchSize ?? -1, crop, crop, 3];
+  return { name: input.name, shape, fixedBatchSize, itemSize: 3 * crop * crop, preprocess };
+}

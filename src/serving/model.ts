@@ -1,0 +1,241 @@
+/**
+ * One served model: its files, resolved configuration, inference workers and batcher.
+ * Loading validates everything that could make the model answer wrongly (config fields,
+ * graph input, labels count against the output) and fails with the file and field named.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
+import { createImagePreprocessor, type ImagePreprocessor } from '../preprocess/index.js';
+import { createBatcher, type Batcher } from './batcher.js';
+import { ModelConfigError, parseModelConfigFile, resolveModelInput, type ModelConfigFile, type OutputKind, type ResolvedModelInput } from './model-config.js';
+import type { ServingObserver } from './observer.js';
+import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
+
+export interface ModelLogger extends PoolLogger {
+  info(obj: object, msg: string): void;
+}
+
+export interface ModelLoadOptions {
+  readonly executionProvider: 'cpu' | 'cuda' | 'auto';
+  readonly cuda: CudaOptions;
+  readonly intraOpThreads: number;
+  readonly workers: number;
+  readonly batchMaxSize: number;
+  readonly batchMaxDelayMs: number;
+  readonly queueMaxSize: number;
+  readonly maxImagePixels: number;
+  readonly observer: ServingObserver;
+  readonly log: ModelLogger;
+  /** Worker entry override, for tests. */
+  readonly workerUrl?: URL;
+}
+
+/** One output row per item, and the batch's compute time. */
+export interface ItemOutput {
+  readonly row: Float32Array;
+  readonly computeMs: number;
+}
+
+export interface ServedModel {
+  readonly name: string;
+  readonly version: string;
+  readonly sha256: string;
+  readonly trained: boolean | undefined;
+  readonly description: string | undefined;
+  readonly outputKind: OutputKind;
+  readonly labels: readonly string[] | undefined;
+  readonly input: ResolvedModelInput;
+  readonly output: { readonly name: string; readonly shape: readonly number[]; readonly classes: number };
+  readonly graphInputs: readonly TensorInfo[];
+  readonly graphOutputs: readonly TensorInfo[];
+  readonly executionProvider: ExecutionProvider;
+  /** Largest batch the batcher forms: the graph's fixed batch size, else `BATCH_MAX_SIZE`. */
+  readonly maxBatchSize: number;
+  readonly workers: number;
+  readonly loadSeconds: number;
+  readonly preprocessor: ImagePreprocessor;
+  readonly batcher: Batcher<Float32Array, ItemOutput>;
+  /** Test hook: crash one inference worker. */
+  crashWorker(): void;
+  /** Stops intake, drains queued and running work, then ends the workers. */
+  stop(): Promise<void>;
+}
+
+const MODEL_FILE = 'model.onnx';
+const CONFIG_FILE = 'config.json';
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function readConfig(dir: string): Promise<ModelConfigFile> {
+  const file = join(dir, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new ModelConfigError(file, undefined, `cannot be read: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ModelConfigError(file, undefined, `is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseModelConfigFile(raw, file);
+}
+
+async function readLabels(dir: string, config: ModelConfigFile): Promise<string[] | undefined> {
+  const name = config.labels ?? 'labels.txt';
+  const path = resolve(dir, name);
+  if (!path.startsWith(resolve(dir) + sep)) {
+    throw new ModelConfigError(join(dir, CONFIG_FILE), 'labels', `must name a file inside the model folder, got ${JSON.stringify(name)}`);
+  }
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && config.labels === undefined) return undefined;
+    throw new ModelConfigError(join(dir, CONFIG_FILE), 'labels', `names ${path}, which cannot be read: ${(err as Error).message}`);
+  }
+  const lines = text.split(/\r?\n/);
+  while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
+  return lines.map((l) => l.trim());
+}
+
+/** Sizes to warm up: every size the batcher can form, largest first so memory grows once. */
+export function warmupBatchSizes(maxBatchSize: number, fixedBatchSize: number | undefined): number[] {
+  if (fixedBatchSize !== undefined) return [fixedBatchSize];
+  // Beyond 16 (GPU settings) warm powers of two and the maximum; onnxruntime's CPU arena
+  // then already holds the largest buffers, and CUDA kernels are chosen per shape class.
+  if (maxBatchSize <= 16) return Array.from({ length: maxBatchSize }, (_, i) => maxBatchSize - i);
+  const sizes = new Set<number>([maxBatchSize]);
+  for (let s = 1; s < maxBatchSize; s *= 2) sizes.add(s);
+  return [...sizes].sort((a, b) => b - a);
+}
+
+async function openPool(modelPath: string, options: ModelLoadOptions): Promise<WorkerPool> {
+  const open = (provider: ExecutionProvider) =>
+    createWorkerPool({
+      init: { modelPath, session: { intraOpThreads: options.intraOpThreads, executionProvider: provider, cuda: options.cuda } },
+      size: options.workers,
+      log: options.log,
+      ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
+    });
+  if (options.executionProvider === 'cpu') return open('cpu');
+  try {
+    return await open('cuda');
+  } catch (err) {
+    const reason = (err as Error).message;
+    if (options.executionProvider === 'auto') {
+      options.log.warn({ model: modelPath, reason }, 'EXECUTION_PROVIDER=auto: the CUDA execution provider could not be created; falling back to CPU');
+      return open('cpu');
+    }
+    throw new Error(
+      `EXECUTION_PROVIDER=cuda: the CUDA execution provider could not be created for ${modelPath} (${reason}). ` +
+        'It needs an NVIDIA GPU with its driver, CUDA 12 and cuDNN 9, and onnxruntime-node\'s CUDA libraries, which are ' +
+        'installed only on request: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --foreground-scripts` ' +
+        '(see README, "GPU (CUDA)"). Use EXECUTION_PROVIDER=auto to fall back to CPU.',
+      { cause: err },
+    );
+  }
+}
+
+/** Loads, validates and warms up the model in `dir`; `name` is the folder name. */
+export async function loadModel(dir: string, name: string, options: ModelLoadOptions): Promise<ServedModel> {
+  const started = performance.now();
+  const modelPath = join(dir, MODEL_FILE);
+  const modelStat = await stat(modelPath).catch(() => undefined);
+  if (!modelStat?.isFile()) throw new ModelConfigError(modelPath, undefined, 'is missing: every model folder needs a model.onnx');
+  const config = await readConfig(dir);
+  const labels = await readLabels(dir, config);
+  const sha256 = await sha256File(modelPath);
+  const files = { config: join(dir, CONFIG_FILE), model: modelPath };
+
+  const pool = await openPool(modelPath, options).catch((err: Error) => {
+    if (err.message.startsWith('EXECUTION_PROVIDER=')) throw err;
+    throw new ModelConfigError(modelPath, undefined, `cannot be loaded by onnxruntime: ${err.message}`);
+  });
+  try {
+    const input = resolveModelInput(config, pool.inputs, files);
+    const outputInfo = pool.outputs[0];
+    if (!outputInfo || outputInfo.type !== 'float32') {
+      throw new ModelConfigError(modelPath, undefined, 'must have a float32 first output (class scores)');
+    }
+    const maxBatchSize = input.fixedBatchSize ?? options.batchMaxSize;
+    const rowsFromDims = (dims: readonly number[]) => dims.slice(1).reduce((a, b) => a * b, 1);
+
+    const runBatch = async (items: readonly Float32Array[]): Promise<ItemOutput[]> => {
+      const batch = input.fixedBatchSize ?? items.length;
+      // One contiguous buffer, transferred (not copied) to the worker; a fixed-size graph
+      // gets zero rows as padding.
+      const data = new Float32Array(batch * input.itemSize);
+      items.forEach((item, i) => data.set(item, i * input.itemSize));
+      const dims = [batch, ...input.shape.slice(1)];
+      const { output, dims: outDims, computeMs } = await pool.run(input.name, data, dims);
+      const rowSize = rowsFromDims(outDims);
+      options.observer.computed(name, items.length, computeMs / 1000);
+      return items.map((_, i) => ({ row: output.subarray(i * rowSize, (i + 1) * rowSize), computeMs }));
+    };
+
+    // Warm-up before readiness, at every batch size the batcher will form, and learn the
+    // true output size (graphs often leave it symbolic).
+    let classes = 0;
+    for (const size of warmupBatchSizes(maxBatchSize, input.fixedBatchSize)) {
+      const rows = await runBatch(Array.from({ length: Math.min(size, maxBatchSize) }, () => new Float32Array(input.itemSize)));
+      classes = rows[0]!.row.length;
+    }
+    if (labels !== undefined && labels.length !== classes) {
+      throw new ModelConfigError(join(dir, config.labels ?? 'labels.txt'), undefined, `has ${labels.length} labels, but the model outputs ${classes} classes`);
+    }
+
+    const batcher = createBatcher<Float32Array, ItemOutput>({
+      maxBatchSize,
+      maxDelayMs: options.batchMaxDelayMs,
+      queueMaxSize: options.queueMaxSize,
+      runner: { concurrency: pool.size, run: runBatch },
+      observer: {
+        queueDepth: (depth) => options.observer.queueDepth(name, depth),
+        inflightBatches: (count) => options.observer.inflightBatches(name, count),
+      },
+    });
+    const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: options.maxImagePixels });
+    const loadSeconds = (performance.now() - started) / 1000;
+    const version = config.version ?? '1';
+    options.observer.modelLoaded({ model: name, version, executionProvider: pool.executionProvider, sha256, seconds: loadSeconds });
+    return {
+      name,
+      version,
+      sha256,
+      trained: config.trained,
+      description: config.description,
+      outputKind: config.output ?? 'logits',
+      labels,
+      input,
+      output: { name: outputInfo.name, shape: [input.fixedBatchSize ?? -1, classes], classes },
+      graphInputs: pool.inputs,
+      graphOutputs: pool.outputs,
+      executionProvider: pool.executionProvider,
+      maxBatchSize,
+      workers: pool.size,
+      loadSeconds,
+      preprocessor,
+      batcher,
+      crashWorker: () => pool.crashOne(),
+      async stop() {
+        await batcher.stop();
+        await pool.close();
+      },
+    };
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+}

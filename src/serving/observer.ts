@@ -1,0 +1,54 @@
+/**
+ * What the serving core reports as it works. The core calls these; src/metrics.ts turns them
+ * into Prometheus series. Durations are in seconds; `model` is a loaded model's name (a small,
+ * fixed set), never request data.
+ */
+import { isServingError } from '../errors.js';
+
+export type Outcome = 'ok' | 'bad_input' | 'rejected' | 'timeout' | 'cancelled' | 'error';
+export const OUTCOMES: readonly Outcome[] = ['ok', 'bad_input', 'rejected', 'timeout', 'cancelled', 'error'];
+
+export interface ServingObserver {
+  /** One image decoded and turned into a tensor. */
+  preprocessed(model: string, seconds: number): void;
+  /** One item left the queue for a batch. */
+  queued(model: string, seconds: number): void;
+  /** One batch ran on a worker (time inside the session). */
+  computed(model: string, batchSize: number, seconds: number): void;
+  /** One request's outputs turned into its answer. */
+  postprocessed(model: string, seconds: number): void;
+  /** One inference request ended; `images` is how many it carried. */
+  requestFinished(model: string, outcome: Outcome, seconds: number, images: number): void;
+  queueDepth(model: string, depth: number): void;
+  inflightBatches(model: string, count: number): void;
+  modelLoaded(info: { model: string; version: string; executionProvider: string; sha256: string; seconds: number }): void;
+}
+
+export const nullObserver: ServingObserver = {
+  preprocessed() {},
+  queued() {},
+  computed() {},
+  postprocessed() {},
+  requestFinished() {},
+  queueDepth() {},
+  inflightBatches() {},
+  modelLoaded() {},
+};
+
+/** The outcome label an error stands for. */
+export function outcomeOf(err: unknown): Outcome {
+  if (!isServingError(err)) return 'error';
+  switch (err.code) {
+    case 'QUEUE_FULL':
+    case 'SHUTTING_DOWN':
+    case 'RATE_LIMITED':
+    case 'UNAUTHORIZED':
+      return 'rejected';
+    case 'DEADLINE_EXCEEDED':
+      return 'timeout';
+    case 'CANCELLED':
+      return 'cancelled';
+    default:
+      return err.statusCode >= 400 && err.statusCode < 500 ? 'bad_input' : 'error';
+  }
+}
