@@ -1,7 +1,7 @@
 /**
  * Collects nodes and initializers into an `OnnxGraph`, one operator at a time. Each helper
- * returns the name of the tensor it produces; node and output names are the same string, so a
- * tensor can be found by the layer that made it (e.g. `layer2.0.out`).
+ * returns the name of the tensor it produces, which is the node's own name unless another is
+ * given, so a tensor can be found by the layer that made it (e.g. `layer2.0.out`).
  */
 import type { Attribute, GraphNode, Initializer, OnnxGraph, ValueInfo } from './onnx-graph.js';
 import { elementCount } from './onnx-graph.js';

@@ -28,6 +28,11 @@ export interface GraphNode {
   readonly outputs: readonly string[];
   /** Written in the order given, so a graph encodes to the same bytes every time. */
   readonly attributes: ReadonlyArray<readonly [string, Attribute]>;
+  /**
+   * Attributes a decoded node had that this description cannot hold (tensor- or graph-valued,
+   * e.g. `Constant`'s `value`); such a node can be inspected but not encoded again.
+   */
+  readonly unsupportedAttributes?: readonly string[];
 }
 
 export type Initializer =

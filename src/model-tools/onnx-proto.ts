@@ -73,6 +73,9 @@ function encodeAttribute(name: string, attribute: Attribute): onnxProto.onnx.IAt
 }
 
 function encodeNode(node: GraphNode): onnxProto.onnx.INodeProto {
+  if (node.unsupportedAttributes?.length) {
+    throw new Error(`node ${node.name} cannot be encoded: its attributes ${node.unsupportedAttributes.join(', ')} were not decoded`);
+  }
   return {
     name: node.name,
     opType: node.opType,
@@ -133,19 +136,21 @@ function decodeAttribute(a: onnxProto.onnx.IAttributeProto): Attribute | undefin
     case AttributeType.STRING:
       return { kind: 'string', value: Buffer.from(a.s ?? new Uint8Array()).toString('utf8') };
     default:
-      // Tensor- and graph-valued attributes (e.g. Constant's `value`) are outside the subset
-      // this reader describes; the node keeps its other attributes.
+      // Tensor- and graph-valued attributes are outside the subset this reader describes.
       return undefined;
   }
 }
 
 function decodeNode(n: onnxProto.onnx.INodeProto): GraphNode {
   const attributes: Array<readonly [string, Attribute]> = [];
+  const unsupported: string[] = [];
   for (const a of n.attribute ?? []) {
     const value = decodeAttribute(a);
     if (value) attributes.push([a.name ?? '', value]);
+    else unsupported.push(a.name ?? '');
   }
-  return { name: n.name ?? '', opType: n.opType ?? '', inputs: n.input ?? [], outputs: n.output ?? [], attributes };
+  const node = { name: n.name ?? '', opType: n.opType ?? '', inputs: n.input ?? [], outputs: n.output ?? [], attributes };
+  return unsupported.length > 0 ? { ...node, unsupportedAttributes: unsupported } : node;
 }
 
 function alignedCopy(bytes: Uint8Array): ArrayBuffer {
@@ -187,7 +192,8 @@ function decodeInitializer(t: onnxProto.onnx.ITensorProto): Initializer {
 
 /**
  * Reads ONNX bytes into the plain description. Graph inputs that are also initializers
- * (older exporters list weights as inputs) are left out of `inputs`.
+ * (older exporters list weights as inputs) are left out of `inputs`. A graph in the subset
+ * this project writes decodes and encodes back to the same bytes.
  */
 export function decodeModel(bytes: Uint8Array): OnnxModel {
   const m = onnx.ModelProto.decode(bytes);

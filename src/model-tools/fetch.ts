@@ -1,0 +1,158 @@
+/**
+ * Fetches a pretrained model from the catalog into the model repository as a model folder
+ * (`model.onnx`, `config.json`, `labels.txt`). The download is staged in a hidden folder that
+ * survives an interruption, so the next run resumes it; the model folder appears in one rename.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from './build.js';
+import type { CatalogEntry } from './catalog.js';
+import { CATALOG, findCatalogEntry } from './catalog.js';
+import type { DownloadOptions, DownloadProgress } from './download.js';
+import { downloadFile, sha256File } from './download.js';
+import { formatLabels, readLabelSet } from './labels.js';
+import type { ModelConfigFile } from './model-config.js';
+
+export type FetchErrorCode = 'UNKNOWN_MODEL' | 'ALREADY_EXISTS' | 'INVALID_BASE_URL';
+
+export class FetchError extends Error {
+  readonly code: FetchErrorCode;
+
+  constructor(code: FetchErrorCode, message: string) {
+    super(message);
+    this.name = 'FetchError';
+    this.code = code;
+  }
+}
+
+export interface FetchModelOptions {
+  /** Catalog name or alias, e.g. `resnet50-v1`. */
+  readonly name: string;
+  /** Model repository; created if missing. */
+  readonly repositoryDir: string;
+  /** Folder URL replacing the catalog's (a mirror, or a test server); the file name is appended. */
+  readonly baseUrl?: string;
+  /** Replace an existing model folder of the same name. @default false */
+  readonly force?: boolean;
+  /** @default the built-in catalog */
+  readonly catalog?: readonly CatalogEntry[];
+  /** Passed to the downloader. @default 5 */
+  readonly retries?: number;
+  /** First backoff delay, in ms. @default 1000 */
+  readonly retryDelayMs?: number;
+  /** @default 30000 */
+  readonly idleTimeoutMs?: number;
+  readonly onProgress?: (progress: DownloadProgress) => void;
+  readonly onRetry?: (info: { attempt: number; delayMs: number; error: Error }) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface FetchModelResult {
+  readonly name: string;
+  readonly modelDir: string;
+  readonly url: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly resumed: boolean;
+}
+
+/** The URL an entry is fetched from, honouring a base URL override. */
+export function resolveModelUrl(entry: CatalogEntry, baseUrl?: string): string {
+  const base = baseUrl ?? entry.baseUrl;
+  let url: URL;
+  try {
+    url = new URL(entry.file, base.endsWith('/') ? base : `${base}/`);
+  } catch {
+    throw new FetchError('INVALID_BASE_URL', `The base URL "${base}" is not a valid URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new FetchError('INVALID_BASE_URL', `The base URL "${base}" must use http or https`);
+  }
+  return url.href;
+}
+
+function configFor(entry: CatalogEntry, url: string, sha256: string): ModelConfigFile {
+  return {
+    version: '1',
+    labels: LABELS_FILE,
+    preprocess: entry.preprocess,
+    output: 'logits',
+    trained: true,
+    description: entry.description,
+    source: {
+      kind: 'fetched',
+      catalogName: entry.name,
+      url,
+      page: entry.page,
+      license: entry.license,
+      sha256,
+      bytes: entry.sizeBytes,
+      input: entry.input,
+      outputName: entry.outputName,
+    },
+  };
+}
+
+/** Downloads into the staging folder; on failure keeps it only if it holds bytes to resume. */
+async function downloadStaged(staging: string, options: DownloadOptions): Promise<{ bytes: number; sha256: string; resumed: boolean }> {
+  try {
+    return await downloadFile(options);
+  } catch (error) {
+    if (!existsSync(`${options.destination}.part`)) await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Downloads a catalogued model into `<repositoryDir>/<name>`. */
+export async function fetchModel(options: FetchModelOptions): Promise<FetchModelResult> {
+  const catalog = options.catalog ?? CATALOG;
+  const entry = findCatalogEntry(options.name, catalog);
+  if (!entry) {
+    throw new FetchError('UNKNOWN_MODEL', `No model "${options.name}" in the catalog; known: ${catalog.map((e) => e.name).join(', ')}`);
+  }
+  const url = resolveModelUrl(entry, options.baseUrl);
+  const target = join(options.repositoryDir, entry.name);
+  if (existsSync(target) && !options.force) {
+    throw new FetchError('ALREADY_EXISTS', `${target} already exists; pass --force to replace it`);
+  }
+
+  // Stable name, so an interrupted fetch resumes from its `.part` file on the next run.
+  const staging = join(options.repositoryDir, `.fetch-${entry.name}`);
+  await mkdir(staging, { recursive: true });
+  const modelPath = join(staging, MODEL_FILE);
+  let result: { bytes: number; sha256: string; resumed: boolean };
+  if (existsSync(modelPath) && (await sha256File(modelPath)) === entry.sha256) {
+    // Downloaded and verified by a run that stopped before moving it into place.
+    result = { bytes: entry.sizeBytes, sha256: entry.sha256, resumed: true };
+  } else {
+    await rm(modelPath, { force: true });
+    result = await downloadStaged(staging, {
+      url,
+      destination: modelPath,
+      expectedBytes: entry.sizeBytes,
+      sha256: entry.sha256,
+      ...(options.retries !== undefined && { retries: options.retries }),
+      ...(options.retryDelayMs !== undefined && { retryDelayMs: options.retryDelayMs }),
+      ...(options.idleTimeoutMs !== undefined && { idleTimeoutMs: options.idleTimeoutMs }),
+      ...(options.onProgress && { onProgress: options.onProgress }),
+      ...(options.onRetry && { onRetry: options.onRetry }),
+      ...(options.signal && { signal: options.signal }),
+    });
+  }
+
+  const labels = await readLabelSet(entry.labels);
+  await writeFile(join(staging, LABELS_FILE), formatLabels(labels));
+  await writeFile(join(staging, CONFIG_FILE), `${JSON.stringify(configFor(entry, url, result.sha256), null, 2)}\n`);
+
+  if (existsSync(target)) {
+    // --force: move the old folder aside first, so a failure leaves one complete model in place.
+    const aside = join(options.repositoryDir, `.replaced-${entry.name}-${process.pid}`);
+    await rename(target, aside);
+    await rename(staging, target);
+    await rm(aside, { recursive: true, force: true });
+  } else {
+    await rename(staging, target);
+  }
+  return { name: entry.name, modelDir: target, url, ...result };
+}
