@@ -1,0 +1,183 @@
+/**
+ * The one module that imports sharp (libvips). It reads image headers and decodes, orients,
+ * converts, resizes and crops in libvips' threads (sharp runs each call in libuv's pool), and
+ * hands back only the few kilobytes of 8-bit pixels the model will see.
+ *
+ * Process-wide libvips settings, applied once on first use (sharp has no per-instance ones):
+ * - only the JPEG, PNG, WebP, GIF, TIFF and HEIF/AVIF loaders may run (`sharp.block`), so even
+ *   bytes that slipped past the magic-number check could never reach the SVG, PDF or other
+ *   loaders;
+ * - the operation cache is off: every upload is new, so it would only hold memory;
+ * - sharp's own default of one libvips thread per image on glibc is kept: images are processed
+ *   in parallel by libuv's pool (UV_THREADPOOL_SIZE, 4 by default), which uses the cores better
+ *   under load than several threads on one image, and fragments memory less.
+ */
+import sharp, { type Metadata, type Sharp, type SharpOptions } from 'sharp';
+import { errors, isServingError } from '../errors.js';
+import type { Region, Size } from './geometry.js';
+
+export interface ImageHeader {
+  /** libvips' name of the format: `jpeg`, `png`, `webp`, `gif`, `tiff` or `heif` (AVIF included). */
+  readonly format: string;
+  /** HEIF only: the codec of the image item, e.g. `av1` or `hevc`. */
+  readonly compression: string | undefined;
+  /** Size as displayed, EXIF orientation applied; the first frame or page only. */
+  readonly width: number;
+  readonly height: number;
+  /** libvips' interpretation, e.g. `srgb`, `b-w`, `cmyk`, `rgb16`, `grey16`. */
+  readonly space: string;
+  readonly hasAlpha: boolean;
+}
+
+export interface DecodeRequest {
+  readonly bytes: Uint8Array;
+  readonly header: ImageHeader;
+  /** Refuse (413) an image whose decoded frame has more pixels than this. */
+  readonly maxPixels: number;
+  /** Resize the oriented image to this size first (antialiased bilinear); `undefined` keeps its size. */
+  readonly resizeTo: Size | undefined;
+  /** The region to return, in the coordinates of the (resized) oriented image. */
+  readonly region: Region;
+  /** `srgb`: 3 bytes a pixel, R G B. `cmyk`: 4 bytes a pixel, C M Y K (no colour management). */
+  readonly colour: 'srgb' | 'cmyk';
+  /**
+   * Blend alpha onto this colour before anything else instead of dropping it. Only for
+   * all-or-nothing alpha (GIF), where that equals Pillow's palette colour under transparency.
+   */
+  readonly flatten?: readonly [number, number, number];
+}
+
+export interface ImageDecoder {
+  /** Reads the header only. Throws INVALID_IMAGE when it cannot be parsed. */
+  readHeader(bytes: Uint8Array, formatName: string): Promise<ImageHeader>;
+  /** Decodes `request.region`, packed row by row. Throws INVALID_IMAGE or IMAGE_TOO_LARGE. */
+  decode(request: DecodeRequest, formatName: string): Promise<Uint8Array>;
+}
+
+const ALLOWED_LOADERS = [
+  'VipsForeignLoadJpegBuffer',
+  'VipsForeignLoadPngBuffer',
+  'VipsForeignLoadWebpBuffer',
+  'VipsForeignLoadNsgifBuffer',
+  'VipsForeignLoadTiffBuffer',
+  'VipsForeignLoadHeifBuffer',
+];
+
+let configured = false;
+
+function configureLibvips(): void {
+  if (configured) return;
+  sharp.block({ operation: ['VipsForeignLoad'] });
+  sharp.unblock({ operation: ALLOWED_LOADERS });
+  sharp.cache(false);
+  configured = true;
+}
+
+/**
+ * Input options shared by every call.
+ * - `failOn: 'error'`: refuse truncated images and decoder errors, as Pillow does ("image file
+ *   is truncated"), instead of returning grey where data is missing; but accept the warnings
+ *   that real cameras' files often raise (e.g. extraneous bytes between JPEG markers), which
+ *   Pillow also accepts. libvips' stricter `warning` level would refuse those.
+ * - `limitInputPixels`: libvips' own check of the frame it is about to decode, behind the
+ *   header check done before decoding.
+ * - `ignoreIcc`: Pillow's `convert('RGB')` ignores embedded ICC profiles, so the model was
+ *   trained on the stored values, not colour-managed ones.
+ * - `pages: 1`: the first frame of an animated GIF or WebP, or the first page of a TIFF.
+ */
+function inputOptions(maxPixels: number | false): SharpOptions {
+  return { failOn: 'error', limitInputPixels: maxPixels, autoOrient: true, ignoreIcc: true, pages: 1, page: 0 };
+}
+
+function translate(error: unknown, formatName: string): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/exceeds pixel limit/i.test(message)) {
+    return errors.IMAGE_TOO_LARGE('The image has more pixels than this server accepts', { cause: error });
+  }
+  return errors.INVALID_IMAGE(`The ${formatName} image is truncated or corrupt and could not be decoded`, { cause: error });
+}
+
+async function readHeader(bytes: Uint8Array, formatName: string): Promise<ImageHeader> {
+  configureLibvips();
+  let meta: Metadata;
+  try {
+    // No pixel limit here: the caller compares the size with its own limit, so an oversized
+    // image gets a 413 that says so rather than a decoder error.
+    meta = await sharp(bytes, inputOptions(false)).metadata();
+  } catch (error) {
+    throw translate(error, formatName);
+  }
+  const width = meta.autoOrient?.width ?? meta.width;
+  const height = meta.autoOrient?.height ?? meta.height;
+  if (!meta.format || !width || !height) {
+    throw errors.INVALID_IMAGE(`The ${formatName} image has no readable size`);
+  }
+  return {
+    format: meta.format,
+    compression: meta.compression,
+    width,
+    height,
+    space: meta.space ?? 'unknown',
+    hasAlpha: meta.hasAlpha === true,
+  };
+}
+
+function finish(pipeline: Sharp, colour: DecodeRequest['colour']): Sharp {
+  return colour === 'cmyk' ? pipeline.toColourspace('cmyk').raw() : pipeline.removeAlpha().toColourspace('srgb').raw();
+}
+
+function expectBytes(data: Buffer, region: Region, channels: number): Uint8Array {
+  if (data.length !== region.width * region.height * channels) {
+    throw errors.INTERNAL(`Decoder returned ${data.length} bytes for a ${region.width}×${region.height}×${channels} region`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}
+
+async function decode(request: DecodeRequest, formatName: string): Promise<Uint8Array> {
+  configureLibvips();
+  const { bytes, header, maxPixels, resizeTo, region, colour, flatten } = request;
+  const channels = colour === 'cmyk' ? 4 : 3;
+  try {
+    let input: Sharp;
+    if (flatten !== undefined && colour === 'srgb') {
+      // Flattening comes before resizing in sharp's pipeline, so no premultiplication follows.
+      const [r, g, b] = flatten;
+      input = sharp(bytes, inputOptions(maxPixels)).flatten({ background: { r, g, b } });
+    } else if (resizeTo !== undefined && header.hasAlpha && colour === 'srgb') {
+      // sharp premultiplies alpha before resizing and drops it only at the end, which changes
+      // every pixel that is not opaque; Pillow's convert('RGB') drops alpha first and keeps the
+      // colour stored under it. So decode without alpha first, then resize that. The
+      // intermediate is the whole frame, 3 bytes a pixel (bounded by maxPixels).
+      const { data, info } = await finish(sharp(bytes, inputOptions(maxPixels)), 'srgb').toBuffer({ resolveWithObject: true });
+      input = sharp(data, { raw: { width: info.width, height: info.height, channels: 3 } });
+    } else {
+      input = sharp(bytes, inputOptions(maxPixels));
+      // Keep CMYK through the resize; the caller converts the crop as Pillow would.
+      if (colour === 'cmyk') input = input.pipelineColourspace('cmyk');
+    }
+    if (resizeTo !== undefined) {
+      // Bilinear with its support scaled to the reduction, like Pillow's antialiased resize.
+      // fastShrinkOnLoad: false leaves at least a 2× reduction to the kernel after any JPEG
+      // DCT-domain shrink; measured closer to Pillow than either shrinking fully on load or
+      // not at all (libvips then box-filters by an integer factor first).
+      input = input.resize(resizeTo.width, resizeTo.height, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: false });
+    }
+    // After resize() this crops the resized image; without it, the oriented source.
+    input = input.extract(region);
+    const data = await finish(input, colour).toBuffer();
+    return expectBytes(data, region, channels);
+  } catch (error) {
+    if (isServingError(error)) throw error;
+    throw translate(error, formatName);
+  }
+}
+
+/** The libvips-backed decoder. Settings are process-wide; see the module comment. */
+export function createSharpDecoder(): ImageDecoder {
+  return { readHeader, decode };
+}
+
+/** Versions of sharp and libvips, for benchmark reports. */
+export function decoderVersions(): { readonly sharp: string; readonly libvips: string } {
+  return { sharp: sharp.versions.sharp ?? 'unknown', libvips: sharp.versions.vips };
+}
