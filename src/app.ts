@@ -32,8 +32,16 @@ export interface AppDeps {
   readonly defaultMetrics?: boolean;
 }
 
+export interface RouteInfo {
+  readonly method: string;
+  /** The documented path (openapi.yaml's form, e.g. `/v1/models/{name}:predict`). */
+  readonly path: string;
+}
+
 export interface Serving {
   readonly registry: ModelRegistry;
+  /** Every route the app serves; the contract test compares them with openapi.yaml. */
+  readonly routes: readonly RouteInfo[];
   /** Stops intake, finishes admitted requests, drains every model (see InferenceService.stop). */
   drain(): Promise<void>;
   readonly metrics: Metrics;
@@ -99,7 +107,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   const service = createInferenceService(registry, metrics.observer);
-  app.decorate('serving', { registry, metrics, lifecycle, drain: () => service.stop() });
+  const routes: RouteInfo[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) if (method !== 'HEAD') routes.push({ method, path: routeLabel(route.url, route.config?.routeTemplate) });
+  });
+  app.decorate('serving', { registry, metrics, lifecycle, routes, drain: () => service.stop() });
   const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
 
   installErrorHandler(app);
@@ -113,6 +126,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     await service.stop();
   });
 
+  // Fastify parses text/plain by default; nothing here takes text, so it is refused (415).
+  app.removeContentTypeParser('text/plain');
   // Raw image bodies: any image/* type (the format is detected from the bytes later).
   app.addContentTypeParser(/^image\/[\w.+-]+$/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));

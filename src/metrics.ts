@@ -75,6 +75,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model'] as const, registers });
   const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run.', labelNames: ['model'] as const, registers });
   const queueDepth = new client.Gauge({ name: 'inference_queue_depth', help: 'Images waiting in the batch queue.', labelNames: ['model'] as const, registers });
+  const inflightRequests = new client.Gauge({
+    name: 'inference_inflight_requests',
+    help: 'Inference requests admitted and not yet answered (preprocessing, queued or running).',
+    labelNames: ['model'] as const,
+    registers,
+  });
   const inflight = new client.Gauge({ name: 'inference_inflight_batches', help: 'Batches running now.', labelNames: ['model'] as const, registers });
   const modelInfo = new client.Gauge({
     name: 'model_info',
@@ -93,7 +99,9 @@ export function createMetrics(options: MetricsOptions): Metrics {
       batches.inc({ model });
     },
     postprocessed: (model, seconds) => postprocess.observe({ model }, seconds),
+    requestStarted: (model) => inflightRequests.inc({ model }),
     requestFinished(model, outcome, seconds, count) {
+      inflightRequests.dec({ model });
       requests.inc({ model, outcome });
       if (outcome === 'ok') images.inc({ model }, count);
       for (let i = 0; i < count; i++) requestDuration.observe({ model, outcome }, seconds);
@@ -109,6 +117,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
       batches.inc({ model }, 0);
       queueDepth.set({ model }, 0);
       inflight.set({ model }, 0);
+      inflightRequests.set({ model }, 0);
     },
   };
 

@@ -101,6 +101,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
   const observed = async <T>(model: ServedModel, images: number, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
+    observer.requestStarted(model.name);
     if (stopping) {
       observer.requestFinished(model.name, 'rejected', 0, images);
       throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: 1 });

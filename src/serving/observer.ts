@@ -17,6 +17,8 @@ export interface ServingObserver {
   computed(model: string, batchSize: number, seconds: number): void;
   /** One request's outputs turned into its answer. */
   postprocessed(model: string, seconds: number): void;
+  /** One inference request was admitted (it ends with `requestFinished`). */
+  requestStarted(model: string): void;
   /** One inference request ended; `images` is how many it carried. */
   requestFinished(model: string, outcome: Outcome, seconds: number, images: number): void;
   queueDepth(model: string, depth: number): void;
@@ -29,6 +31,7 @@ export const nullObserver: ServingObserver = {
   queued() {},
   computed() {},
   postprocessed() {},
+  requestStarted() {},
   requestFinished() {},
   queueDepth() {},
   inflightBatches() {},

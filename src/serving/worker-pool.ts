@@ -64,19 +64,28 @@ const DEFAULT_WORKER_URL = new URL('../inference/worker.js', import.meta.url);
 function startWorker(url: URL, init: WorkerInit): Promise<{ worker: Worker; ready: ReadyMessage }> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(url, { workerData: init });
+    // Remove only our own listeners: Worker keeps internal ones (message forwarding) that
+    // removeAllListeners() would break.
+    const detach = () => {
+      worker.off('message', onMessage);
+      worker.off('error', fail);
+      worker.off('exit', onExit);
+    };
     const fail = (err: Error) => {
-      worker.removeAllListeners();
+      detach();
       void worker.terminate();
       reject(err);
     };
-    worker.once('message', (message: FromWorker) => {
-      worker.removeAllListeners();
+    const onExit = (code: number) => fail(new Error(`inference worker exited with code ${code} while loading`));
+    const onMessage = (message: FromWorker) => {
+      detach();
       if (message.type === 'ready') resolve({ worker, ready: message });
       else if (message.type === 'init-error') fail(new Error(message.message));
       else fail(new Error(`unexpected first message from worker: ${message.type}`));
-    });
-    worker.once('error', fail);
-    worker.once('exit', (code) => fail(new Error(`inference worker exited with code ${code} while loading`)));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', fail);
+    worker.on('exit', onExit);
   });
 }
 
@@ -109,7 +118,7 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
 
   const attach = (slot: Slot) => {
     const { worker } = slot;
-    worker.on('message', (message: FromWorker) => {
+    const onMessage = (message: FromWorker) => {
       const job = slot.job;
       if (!job || (message.type !== 'result' && message.type !== 'run-error') || message.id !== job.id) return;
       slot.job = undefined;
@@ -119,10 +128,14 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
         job.reject(errors.INFERENCE_FAILED('Inference failed', { cause: new Error(message.message) }));
       }
       dispatch();
-    });
+    };
+    const onError = (err: Error) => onDeath(err.message);
+    const onExit = (code: number) => onDeath(`exit code ${code}`);
     const onDeath = (reason: string) => {
       if (slot.worker !== worker) return;
-      worker.removeAllListeners();
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
       const job = slot.job;
       slot.job = undefined;
       if (job) job.reject(errors.INFERENCE_FAILED('Inference failed: the inference worker stopped', { cause: new Error(reason) }));
@@ -147,8 +160,9 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
         },
       );
     };
-    worker.on('error', (err) => onDeath(err.message));
-    worker.on('exit', (code) => onDeath(`exit code ${code}`));
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
   };
 
   for (const s of started) {
