@@ -10,6 +10,7 @@ import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './config.js';
 import { errors } from './errors.js';
+import { DEFAULT_BATCH_MAX_SIZE } from './inference/execution-provider.js';
 import { createApiKeyCheck } from './http/auth.js';
 import type { Lifecycle, RouteContext } from './http/context.js';
 import { installErrorHandler } from './http/error-handler.js';
@@ -86,7 +87,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   app.server.headersTimeout = config.httpHeadersTimeoutMs;
 
-  const metrics = createMetrics({ maxBatchSize: config.batchMaxSize, defaultMetrics: deps.defaultMetrics ?? true });
+  // Batch-size buckets must reach the largest batch any provider may form.
+  const metrics = createMetrics({
+    maxBatchSize: config.batchMaxSize ?? Math.max(...Object.values(DEFAULT_BATCH_MAX_SIZE)),
+    defaultMetrics: deps.defaultMetrics ?? true,
+  });
   const lifecycle: Lifecycle = { draining: false };
   const registry = createModelRegistry({
     repository: config.modelRepository,

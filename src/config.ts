@@ -3,7 +3,9 @@
  * messages, frozen and passed down. Nothing else reads `process.env`.
  */
 
-export type ExecutionProviderChoice = 'cpu' | 'cuda' | 'auto';
+import type { ExecutionProviderChoice } from './inference/execution-provider.js';
+
+export type { ExecutionProviderChoice };
 export type CudnnConvAlgoSearch = 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -24,8 +26,11 @@ export interface Config {
   /** Build an (untrained) resnet50 into an empty repository at startup. @default true */
   readonly buildDefaultModel: boolean;
 
-  /** Largest batch a worker takes from the queue at once. @default 8 on CPU, 32 on CUDA */
-  readonly batchMaxSize: number;
+  /**
+   * Largest batch a worker takes from the queue at once; `undefined` leaves it to the provider
+   * in use (8 on CPU, 32 on CUDA; see inference/execution-provider.ts).
+   */
+  readonly batchMaxSize: number | undefined;
   /** How long a partial batch may wait for more items, in ms. @default 0 */
   readonly batchMaxDelayMs: number;
   /** Inference sessions (worker threads) per model. @default 1 */
@@ -151,8 +156,6 @@ function parseKeys(text: string): string[] {
 /** Parses and validates the environment; throws `ConfigError` naming the variable at fault. */
 export function loadConfig(env: Env, options: LoadConfigOptions): Config {
   const executionProvider = readEnum<ExecutionProviderChoice>(env, 'EXECUTION_PROVIDER', ['cpu', 'cuda', 'auto'], 'cpu');
-  // A GPU wants large batches to fill its cores; a CPU gains little past 8 (BENCHMARKS.md).
-  const onGpu = executionProvider !== 'cpu';
   const port = readInt(env, 'PORT', 8080, 0, 65535);
   const metricsPort = readOptionalInt(env, 'METRICS_PORT', 0, 65535);
   if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
@@ -181,7 +184,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     modelRepository: readString(env, 'MODEL_REPOSITORY', './models'),
     defaultModel: env.DEFAULT_MODEL?.trim() || undefined,
     buildDefaultModel: readBool(env, 'BUILD_DEFAULT_MODEL', true),
-    batchMaxSize: readInt(env, 'BATCH_MAX_SIZE', onGpu ? 32 : 8, 1, 1024),
+    batchMaxSize: readOptionalInt(env, 'BATCH_MAX_SIZE', 1, 1024),
     batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),
     intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),

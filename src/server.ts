@@ -60,6 +60,12 @@ try {
     { intraOpThreads: cfg.intraOpThreads, inferenceWorkers: cfg.inferenceWorkers, batchMaxSize: cfg.batchMaxSize, executionProvider: cfg.executionProvider },
     'listening; loading models',
   );
+  if (cfg.executionProvider !== 'cpu' && (cfg.cudaMemLimitBytes > 0 || cfg.cudnnConvAlgoSearch !== 'HEURISTIC')) {
+    app.log.warn(
+      { cudaMemLimitBytes: cfg.cudaMemLimitBytes, cudnnConvAlgoSearch: cfg.cudnnConvAlgoSearch },
+      'onnxruntime-node 1.30 reads only the device id of the CUDA provider; CUDA_MEM_LIMIT_BYTES and CUDNN_CONV_ALGO_SEARCH are passed on but ignored by this version',
+    );
+  }
   await app.serving.registry.load();
   app.log.info({ models: app.serving.registry.list().map((m) => m.name) }, 'ready');
 } catch (err) {

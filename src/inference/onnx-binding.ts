@@ -60,12 +60,15 @@ function describe(meta: ort.InferenceSession.ValueMetadata): TensorInfo {
   };
 }
 
-function executionProviders(options: OpenSessionOptions): ort.InferenceSession.SessionOptions['executionProviders'] {
+/** The `executionProviders` session option for these options (exported for tests). */
+export function executionProviders(options: OpenSessionOptions): ort.InferenceSession.SessionOptions['executionProviders'] {
   if ((options.executionProvider ?? 'cpu') === 'cpu') return ['cpu'];
   const cuda = options.cuda ?? { deviceId: 0, memLimitBytes: 0, cudnnConvAlgoSearch: 'HEURISTIC' as const };
-  // onnxruntime-node passes these through to the CUDA provider's options (see its
-  // CudaExecutionProviderOption); a CPU fallback inside onnxruntime is deliberately not
-  // listed, so a missing CUDA library fails loudly instead of silently running on CPU.
+  // onnxruntime-node 1.30's binding (js/node/src/session_options_helper.cc) reads only `name`
+  // and `deviceId` of this object; the arena limit and cuDNN search are passed under the
+  // names of OrtCUDAProviderOptionsV2 for bindings that read them, and the server warns at
+  // startup that 1.30 ignores them. A CPU fallback inside onnxruntime is deliberately not
+  // listed: a missing CUDA library must fail loudly (or fall back visibly, with `auto`).
   const provider: Record<string, unknown> = {
     name: 'cuda',
     deviceId: cuda.deviceId,

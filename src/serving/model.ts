@@ -8,6 +8,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type ExecutionProviderChoice } from '../inference/execution-provider.js';
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
 import { createImagePreprocessor, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
@@ -20,11 +21,12 @@ export interface ModelLogger extends PoolLogger {
 }
 
 export interface ModelLoadOptions {
-  readonly executionProvider: 'cpu' | 'cuda' | 'auto';
+  readonly executionProvider: ExecutionProviderChoice;
   readonly cuda: CudaOptions;
   readonly intraOpThreads: number;
   readonly workers: number;
-  readonly batchMaxSize: number;
+  /** `undefined`: the provider's default (DEFAULT_BATCH_MAX_SIZE). */
+  readonly batchMaxSize: number | undefined;
   readonly batchMaxDelayMs: number;
   readonly queueMaxSize: number;
   readonly maxImagePixels: number;
@@ -122,30 +124,19 @@ export function warmupBatchSizes(maxBatchSize: number, fixedBatchSize: number | 
 }
 
 async function openPool(modelPath: string, options: ModelLoadOptions): Promise<WorkerPool> {
-  const open = (provider: ExecutionProvider) =>
-    createWorkerPool({
-      init: { modelPath, session: { intraOpThreads: options.intraOpThreads, executionProvider: provider, cuda: options.cuda } },
-      size: options.workers,
-      log: options.log,
-      ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
-    });
-  if (options.executionProvider === 'cpu') return open('cpu');
-  try {
-    return await open('cuda');
-  } catch (err) {
-    const reason = (err as Error).message;
-    if (options.executionProvider === 'auto') {
-      options.log.warn({ model: modelPath, reason }, 'EXECUTION_PROVIDER=auto: the CUDA execution provider could not be created; falling back to CPU');
-      return open('cpu');
-    }
-    throw new Error(
-      `EXECUTION_PROVIDER=cuda: the CUDA execution provider could not be created for ${modelPath} (${reason}). ` +
-        'It needs an NVIDIA GPU with its driver, CUDA 12 and cuDNN 9, and onnxruntime-node\'s CUDA libraries, which are ' +
-        'installed only on request: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --foreground-scripts` ' +
-        '(see README, "GPU (CUDA)"). Use EXECUTION_PROVIDER=auto to fall back to CPU.',
-      { cause: err },
-    );
-  }
+  const { value } = await openWithProvider(
+    options.executionProvider,
+    modelPath,
+    (provider) =>
+      createWorkerPool({
+        init: { modelPath, session: { intraOpThreads: options.intraOpThreads, executionProvider: provider, cuda: options.cuda } },
+        size: options.workers,
+        log: options.log,
+        ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
+      }),
+    options.log,
+  );
+  return value;
 }
 
 /** Loads, validates and warms up the model in `dir`; `name` is the folder name. */
@@ -160,7 +151,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
   const files = { config: join(dir, CONFIG_FILE), model: modelPath };
 
   const pool = await openPool(modelPath, options).catch((err: Error) => {
-    if (err.message.startsWith('EXECUTION_PROVIDER=')) throw err;
+    if (err instanceof ExecutionProviderError) throw err;
     throw new ModelConfigError(modelPath, undefined, `cannot be loaded by onnxruntime: ${err.message}`);
   });
   try {
@@ -169,7 +160,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
     if (!outputInfo || outputInfo.type !== 'float32') {
       throw new ModelConfigError(modelPath, undefined, 'must have a float32 first output (class scores)');
     }
-    const maxBatchSize = input.fixedBatchSize ?? options.batchMaxSize;
+    const maxBatchSize = input.fixedBatchSize ?? options.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE[pool.executionProvider];
     const rowsFromDims = (dims: readonly number[]) => dims.slice(1).reduce((a, b) => a * b, 1);
 
     const runBatch = async (items: readonly Float32Array[]): Promise<ItemOutput[]> => {

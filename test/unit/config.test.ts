@@ -7,7 +7,7 @@ describe('loadConfig', () => {
     const c = loadConfig({}, { availableCpus: 3 });
     assert.equal(c.port, 8080);
     assert.equal(c.modelRepository, './models');
-    assert.equal(c.batchMaxSize, 8);
+    assert.equal(c.batchMaxSize, undefined, 'left to the execution provider in use');
     assert.equal(c.batchMaxDelayMs, 0);
     assert.equal(c.inferenceWorkers, 1);
     assert.equal(c.intraOpThreads, 3, 'defaults to the CPUs this process may use');
@@ -19,8 +19,7 @@ describe('loadConfig', () => {
     assert.ok(Object.isFrozen(c));
   });
 
-  it('uses larger batches by default on CUDA', () => {
-    assert.equal(loadConfig({ EXECUTION_PROVIDER: 'cuda' }, { availableCpus: 2 }).batchMaxSize, 32);
+  it('takes BATCH_MAX_SIZE when set', () => {
     assert.equal(loadConfig({ EXECUTION_PROVIDER: 'cuda', BATCH_MAX_SIZE: '4' }, { availableCpus: 2 }).batchMaxSize, 4);
   });
 
