@@ -35,30 +35,50 @@ export function parseCgroupV1Quota(quotaText: string, periodText: string): numbe
   return q / p;
 }
 
+/** `root` + `cgroupPath`, then each folder above it up to and including `root`, leaf first. */
+function selfAndAncestors(root: string, cgroupPath: string): string[] {
+  const parts = cgroupPath.split('/').filter((p) => p.length > 0);
+  const dirs: string[] = [];
+  for (let n = parts.length; n >= 0; n--) dirs.push(n === 0 ? root : `${root}/${parts.slice(0, n).join('/')}`);
+  return dirs;
+}
+
+/** The smallest of the limits found, `undefined` when none of them limits. */
+function tightest(limits: (number | undefined)[]): number | undefined {
+  const set = limits.filter((l): l is number => l !== undefined);
+  return set.length === 0 ? undefined : Math.min(...set);
+}
+
 /**
  * The cgroup CPU limit of this process in CPUs (may be fractional), or `undefined` when none.
- * Reads `/proc/self/cgroup` to find this process's own cgroup, then its limit files.
+ * Reads `/proc/self/cgroup` to find this process's own cgroup, then the limit files of that
+ * cgroup and of every cgroup above it that is visible, and takes the tightest: a quota set on a
+ * parent (a pod, a systemd slice) binds its children even when theirs say "max".
+ * Inside a container the cgroup namespace or the bind mount makes the container's own cgroup
+ * the root of /sys/fs/cgroup, so the folders of a host-side path do not exist there and the
+ * root's files are the container's.
  */
 export function cgroupCpuLimit(readText: ReadText = readTextOrUndefined): number | undefined {
   const self = readText('/proc/self/cgroup') ?? '';
   const lines = self.split('\n').filter(Boolean);
   const v2 = lines.find((l) => l.startsWith('0::'));
   if (v2 !== undefined) {
-    const path = v2.slice(3).trim();
-    // Inside a container the cgroup namespace makes our cgroup "/"; outside, walk its path.
-    for (const dir of [`/sys/fs/cgroup${path === '/' ? '' : path}`, '/sys/fs/cgroup']) {
-      const text = readText(`${dir}/cpu.max`);
-      if (text !== undefined) return parseCgroupV2CpuMax(text);
-    }
+    const found = selfAndAncestors('/sys/fs/cgroup', v2.slice(3).trim())
+      .map((dir) => readText(`${dir}/cpu.max`))
+      .filter((text): text is string => text !== undefined);
+    // No cpu.max anywhere: a hybrid host whose cpu controller is on cgroup v1 (below).
+    if (found.length > 0) return tightest(found.map(parseCgroupV2CpuMax));
   }
   const v1 = lines.find((l) => /^\d+:[^:]*\bcpu\b[^:]*:/.test(l));
   const v1Path = v1 ? v1.split(':').slice(2).join(':').trim() : '/';
   for (const base of ['/sys/fs/cgroup/cpu,cpuacct', '/sys/fs/cgroup/cpu']) {
-    for (const dir of v1Path === '/' ? [base] : [`${base}${v1Path}`, base]) {
+    const limits: (number | undefined)[] = [];
+    for (const dir of selfAndAncestors(base, v1Path)) {
       const quota = readText(`${dir}/cpu.cfs_quota_us`);
       const period = readText(`${dir}/cpu.cfs_period_us`);
-      if (quota !== undefined && period !== undefined) return parseCgroupV1Quota(quota, period);
+      if (quota !== undefined && period !== undefined) limits.push(parseCgroupV1Quota(quota, period));
     }
+    if (limits.length > 0) return tightest(limits);
   }
   return undefined;
 }
