@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from './build.js';
 import type { CatalogEntry } from './catalog.js';
 import { CATALOG, findCatalogEntry } from './catalog.js';
-import type { DownloadOptions, DownloadProgress } from './download.js';
+import type { DownloadOptions } from './download.js';
 import { downloadFile, sha256File } from './download.js';
 import { formatLabels, readLabelSet } from './labels.js';
 import type { ModelConfigFile } from './model-config.js';
@@ -26,7 +26,10 @@ export class FetchError extends Error {
   }
 }
 
-export interface FetchModelOptions {
+/** The downloader's retry, progress and cancellation options, passed through unchanged. */
+type DownloadControl = Pick<DownloadOptions, 'retries' | 'retryDelayMs' | 'idleTimeoutMs' | 'onProgress' | 'onRetry' | 'signal'>;
+
+export interface FetchModelOptions extends DownloadControl {
   /** Catalog name or alias, e.g. `resnet50-v1`. */
   readonly name: string;
   /** Model repository; created if missing. */
@@ -37,15 +40,6 @@ export interface FetchModelOptions {
   readonly force?: boolean;
   /** @default the built-in catalog */
   readonly catalog?: readonly CatalogEntry[];
-  /** Passed to the downloader. @default 5 */
-  readonly retries?: number;
-  /** First backoff delay, in ms. @default 1000 */
-  readonly retryDelayMs?: number;
-  /** @default 30000 */
-  readonly idleTimeoutMs?: number;
-  readonly onProgress?: (progress: DownloadProgress) => void;
-  readonly onRetry?: (info: { attempt: number; delayMs: number; error: Error }) => void;
-  readonly signal?: AbortSignal;
 }
 
 export interface FetchModelResult {

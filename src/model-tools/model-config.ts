@@ -3,20 +3,12 @@
  * (read by src/serving/model-config.ts, which rejects unknown fields). Every field is optional
  * for the server; the tools always write all of them.
  */
-export interface PreprocessConfig {
-  /** Shorter image side after resizing, in pixels. */
-  readonly resize: number;
-  /** Side of the centre crop taken after resizing, in pixels. */
-  readonly crop: number;
-  /** Per-channel mean, subtracted after dividing by `scale`. */
-  readonly mean: readonly [number, number, number];
-  /** Per-channel standard deviation, divided by after subtracting `mean`. */
-  readonly std: readonly [number, number, number];
-  /** Pixel values (0–255) are divided by this first. */
-  readonly scale: number;
-  readonly channels: 'RGB' | 'BGR';
-  readonly layout: 'NCHW' | 'NHWC';
-}
+import { IMAGENET_PREPROCESS, type PreprocessSpec } from '../preprocess/spec.js';
+
+/** The preprocessing a model config records: the server's own PreprocessSpec. */
+export type PreprocessConfig = PreprocessSpec;
+
+export { IMAGENET_PREPROCESS };
 
 export interface ModelConfigFile {
   readonly version: '1';
@@ -32,28 +24,9 @@ export interface ModelConfigFile {
   readonly source: Readonly<Record<string, unknown>>;
 }
 
-/** torchvision's ImageNet normalisation, used by its ResNets and by the ONNX Model Zoo's. */
-export const IMAGENET_PREPROCESS: PreprocessConfig = Object.freeze<PreprocessConfig>({
-  resize: 256,
-  crop: 224,
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-  scale: 255,
-  channels: 'RGB',
-  layout: 'NCHW',
-});
-
 /**
  * 32×32 CIFAR input. The mean/std are ImageNet's, as used to train the ResNet-20 in
  * ../shared/models/resnet20-cifar10 (see its README), so a built CIFAR graph is a drop-in
  * stand-in for it.
  */
-export const CIFAR_PREPROCESS: PreprocessConfig = Object.freeze<PreprocessConfig>({
-  resize: 32,
-  crop: 32,
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-  scale: 255,
-  channels: 'RGB',
-  layout: 'NCHW',
-});
+export const CIFAR_PREPROCESS: PreprocessConfig = Object.freeze<PreprocessConfig>({ ...IMAGENET_PREPROCESS, resize: 32, crop: 32 });

@@ -4,7 +4,7 @@
  * Every failure names the file and the field, because it stops startup and an operator
  * has to find it.
  */
-import type { PreprocessSpec } from '../preprocess/index.js';
+import { IMAGENET_PREPROCESS, type PreprocessSpec } from '../preprocess/spec.js';
 import type { TensorInfo } from '../inference/onnx-binding.js';
 
 export type OutputKind = 'logits' | 'probabilities';
@@ -22,10 +22,7 @@ export interface ModelConfigFile {
   source?: Record<string, unknown>;
 }
 
-/** torchvision's ImageNet preprocessing: `Resize(256)`, `CenterCrop(224)`, `Normalize`. */
-export const DEFAULT_MEAN = [0.485, 0.456, 0.406] as const;
-export const DEFAULT_STD = [0.229, 0.224, 0.225] as const;
-const DEFAULT_CROP = 224;
+const DEFAULT_CROP = IMAGENET_PREPROCESS.crop;
 /** torchvision's evaluation ratio between crop and resize (224 / 256). */
 const CROP_RATIO = 0.875;
 
@@ -179,8 +176,8 @@ export function resolveModelInput(config: ModelConfigFile, inputs: readonly Tens
   const preprocess: PreprocessSpec = Object.freeze({
     resize,
     crop,
-    mean: pre.mean ?? DEFAULT_MEAN,
-    std: pre.std ?? DEFAULT_STD,
+    mean: pre.mean ?? IMAGENET_PREPROCESS.mean,
+    std: pre.std ?? IMAGENET_PREPROCESS.std,
     scale: pre.scale ?? 255,
     channels: pre.channels ?? 'RGB',
     layout,
