@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -197,25 +198,27 @@ async function attempt(options: DownloadOptions, part: string, host: string): Pr
 
     total ??= expectedBytes;
     let received = offset;
-    const progress = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
+    // Not stream.pipeline: it destroys the file stream when the connection breaks, dropping
+    // writes still queued, and then the next attempt cannot resume from what was received.
+    // Here the file is always ended (flushed) before the error is looked at.
+    const out = createWriteStream(part, { flags: append ? 'a' : 'w' });
+    let broken: unknown;
+    try {
+      for await (const chunk of Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)) {
         armIdleTimer();
         received += chunk.length;
         options.onProgress?.({ receivedBytes: received, totalBytes: total });
-        callback(null, chunk);
-      },
-    });
-    try {
-      await pipeline(
-        Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-        progress,
-        createWriteStream(part, { flags: append ? 'a' : 'w' }),
-      );
+        if (!out.write(chunk)) await once(out, 'drain');
+      }
     } catch (error) {
-      if (options.signal?.aborted) throw error;
-      const reason = controller.signal.aborted ? controller.signal.reason : error;
+      broken = error;
+    }
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    if (broken !== undefined) {
+      if (options.signal?.aborted) throw broken;
+      const reason = controller.signal.aborted ? controller.signal.reason : broken;
       const detail = reason instanceof Error ? reason.message : String(reason);
-      throw new TransientError(`the connection to ${host} broke after ${received} bytes (${detail})`, false, { cause: error });
+      throw new TransientError(`the connection to ${host} broke after ${received} bytes (${detail})`, false, { cause: broken });
     }
     if (total !== undefined && received < total) {
       throw new TransientError(`the connection to ${host} closed after ${received} of ${total} bytes`, false);

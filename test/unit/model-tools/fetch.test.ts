@@ -47,6 +47,8 @@ interface Served {
   readonly baseUrl: (behaviour: Behaviour) => string;
   /** Every request, as `<behaviour> <range header or "-">`. */
   readonly requests: string[];
+  /** Cuts the connection of the pending `drop` response (after the client has read its half). */
+  readonly cut: () => void;
 }
 
 function sendWithRange(req: IncomingMessage, res: ServerResponse, bytes: Buffer): void {
@@ -69,6 +71,7 @@ async function serveFixture(t: TestContext): Promise<Served> {
   const bytes = await readFile(FIXTURE);
   const requests: string[] = [];
   const counts = new Map<string, number>();
+  let dropping: ServerResponse | undefined;
   const server = createServer((req, res) => {
     const [, behaviour = '', file = ''] = (req.url ?? '').split('/');
     requests.push(`${behaviour} ${req.headers.range ?? '-'}`);
@@ -77,9 +80,12 @@ async function serveFixture(t: TestContext): Promise<Served> {
     if (file !== ENTRY.file || behaviour === 'missing') {
       res.writeHead(404).end('not found');
     } else if (behaviour === 'drop' && count === 1) {
-      // Promise the whole file, send half, then cut the connection.
+      // Promise the whole file and send half; the test cuts the connection once the client has
+      // read that half (cutting earlier races the client: a stream that errors drops what it
+      // had buffered but not yet handed on).
       res.writeHead(200, { 'content-length': bytes.length });
-      res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.socket?.destroy());
+      res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
+      dropping = res;
     } else if (behaviour === 'flaky' && count === 1) {
       res.writeHead(503).end('try later');
     } else if (behaviour === 'ignore-range') {
@@ -94,7 +100,14 @@ async function serveFixture(t: TestContext): Promise<Served> {
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });
   const { port } = server.address() as AddressInfo;
-  return { baseUrl: (behaviour) => `http://127.0.0.1:${port}/${behaviour}/`, requests };
+  return {
+    baseUrl: (behaviour) => `http://127.0.0.1:${port}/${behaviour}/`,
+    requests,
+    cut: () => {
+      dropping?.socket?.destroy();
+      dropping = undefined;
+    },
+  };
 }
 
 function options(repositoryDir: string, baseUrl: string) {
@@ -162,7 +175,13 @@ describe('fetchModel', () => {
     const served = await serveFixture(t);
     const repository = await tempDir(t);
     const retries: string[] = [];
-    const result = await fetchModel({ ...options(repository, served.baseUrl('drop')), onRetry: ({ error }) => retries.push(error.message) });
+    const result = await fetchModel({
+      ...options(repository, served.baseUrl('drop')),
+      onRetry: ({ error }) => retries.push(error.message),
+      onProgress: ({ receivedBytes }) => {
+        if (receivedBytes >= Math.floor(FIXTURE_BYTES / 2)) served.cut();
+      },
+    });
     assert.equal(served.requests.length, 2);
     assert.equal(served.requests[0], 'drop -');
     const range = /^drop bytes=(\d+)-$/.exec(served.requests[1] ?? '');
