@@ -2,20 +2,44 @@
  * Every Prometheus metric of the service, in one prom-client Registry per app instance (no
  * global registry: tests build many apps). Labels take values from small fixed sets only:
  * model names (the loaded models), route templates, methods, status codes, outcomes.
- * Durations are in seconds (Prometheus convention).
+ * Durations are in seconds (Prometheus convention). docs/metrics.md describes every series;
+ * keep it in step with this file.
  */
 import client from 'prom-client';
 import { OUTCOMES, type ServingObserver } from './serving/observer.js';
 
 /** 1 ms to 10 s: CPU ResNets take tens of ms per batch, GPUs a few, overloads seconds. */
-export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
+
+/**
+ * prom-client default metrics left out of the exposition. Each is a gauge named `_total`
+ * (which `promtool check metrics` rejects: `_total` is for counters) and is only the sum of
+ * a kept series: `sum(nodejs_active_handles)` etc. give the same number.
+ */
+export const DROPPED_DEFAULT_METRICS: readonly string[] = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 /** 1, 2, 4, … up to and including `max`. */
 export function batchSizeBuckets(max: number): number[] {
+  validateCount('maxBatchSize', max);
   const buckets: number[] = [];
   for (let b = 1; b < max; b *= 2) buckets.push(b);
   buckets.push(max);
   return buckets;
+}
+
+function validateCount(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) throw new TypeError(`Expected \`${name}\` to be an integer from 1 and up, got \`${value}\``);
+}
+
+/** Chooses OpenMetrics when the `Accept` header lists it with a quality above zero. */
+export function wantsOpenMetrics(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  return accept.split(',').some((range) => {
+    const [type, ...params] = range.split(';').map((s) => s.trim().toLowerCase());
+    if (type !== 'application/openmetrics-text') return false;
+    const q = params.find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
 }
 
 export interface Metrics {
@@ -28,31 +52,42 @@ export interface Metrics {
 }
 
 export interface MetricsOptions {
-  /** Largest batch any model forms; sets the batch-size histogram's buckets. */
+  /** Largest batch any model forms; the batch-size histogram's buckets reach it. */
   readonly maxBatchSize: number;
+  /**
+   * Images one model's queue may hold (`QUEUE_MAX_SIZE`), exported as
+   * `inference_queue_capacity` so that queue saturation can be alerted on as a ratio.
+   * Left out, that gauge is not exported.
+   */
+  readonly queueMaxSize?: number;
   /** Collect prom-client's default Node.js process metrics. @default true */
   readonly defaultMetrics?: boolean;
 }
 
 export function createMetrics(options: MetricsOptions): Metrics {
+  const batchBuckets = batchSizeBuckets(options.maxBatchSize);
+  if (options.queueMaxSize !== undefined) validateCount('queueMaxSize', options.queueMaxSize);
   const registry = new client.Registry<client.RegistryContentType>();
-  if (options.defaultMetrics ?? true) client.collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics ?? true) {
+    client.collectDefaultMetrics({ register: registry });
+    for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
+  }
   const registers = [registry];
+  const buckets = [...LATENCY_BUCKETS_SECONDS];
 
   const http = new client.Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP requests by method, route template and status code, from arrival to response sent.',
     labelNames: ['method', 'route', 'status_code'] as const,
-    buckets: LATENCY_BUCKETS_SECONDS,
+    buckets,
     registers,
   });
-  const stage = (name: string, help: string) =>
-    new client.Histogram({ name, help, labelNames: ['model'] as const, buckets: LATENCY_BUCKETS_SECONDS, registers });
+  const stage = (name: string, help: string) => new client.Histogram({ name, help, labelNames: ['model'] as const, buckets, registers });
   const requestDuration = new client.Histogram({
     name: 'inference_request_duration_seconds',
     help: 'Inference per image, end to end (decode to answer), by outcome.',
     labelNames: ['model', 'outcome'] as const,
-    buckets: LATENCY_BUCKETS_SECONDS,
+    buckets,
     registers,
   });
   const preprocess = stage('inference_preprocess_duration_seconds', 'Decoding and preprocessing of one image.');
@@ -63,7 +98,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     name: 'inference_batch_size',
     help: 'Images per batch run.',
     labelNames: ['model'] as const,
-    buckets: batchSizeBuckets(Math.max(1, options.maxBatchSize)),
+    buckets: batchBuckets,
     registers,
   });
   const requests = new client.Counter({
@@ -73,8 +108,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers,
   });
   const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model'] as const, registers });
-  const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run.', labelNames: ['model'] as const, registers });
+  const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run to completion.', labelNames: ['model'] as const, registers });
   const queueDepth = new client.Gauge({ name: 'inference_queue_depth', help: 'Images waiting in the batch queue.', labelNames: ['model'] as const, registers });
+  const queueCapacity =
+    options.queueMaxSize === undefined
+      ? undefined
+      : new client.Gauge({ name: 'inference_queue_capacity', help: 'Images the batch queue holds before it refuses requests (QUEUE_MAX_SIZE).', labelNames: ['model'] as const, registers });
   const inflightRequests = new client.Gauge({
     name: 'inference_inflight_requests',
     help: 'Inference requests admitted and not yet answered (preprocessing, queued or running).',
@@ -90,10 +129,15 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model.', labelNames: ['model'] as const, registers });
 
+  // A model's series begin when it is loaded: the warm-up batches run while loading are not
+  // traffic, and counting them would break "batch sizes sum to the images inferred".
+  const loaded = new Set<string>();
+
   const observer: ServingObserver = {
     preprocessed: (model, seconds) => preprocess.observe({ model }, seconds),
     queued: (model, seconds) => queue.observe({ model }, seconds),
     computed(model, size, seconds) {
+      if (!loaded.has(model)) return;
       compute.observe({ model }, seconds);
       batchSize.observe({ model }, size);
       batches.inc({ model });
@@ -109,13 +153,20 @@ export function createMetrics(options: MetricsOptions): Metrics {
     queueDepth: (model, depth) => queueDepth.set({ model }, depth),
     inflightBatches: (model, count) => inflight.set({ model }, count),
     modelLoaded({ model, version, executionProvider, sha256, seconds }) {
+      loaded.add(model);
       modelInfo.set({ model, version, execution_provider: executionProvider, sha256 }, 1);
       loadDuration.set({ model }, seconds);
-      // Start every series at zero so rates and alerts see them before the first request.
-      for (const outcome of OUTCOMES) requests.inc({ model, outcome }, 0);
+      // Every series starts at zero, so that rate() sees the first request and alerts see the
+      // model before any traffic (a series that appears with its first sample has no increase).
+      for (const outcome of OUTCOMES) {
+        requests.inc({ model, outcome }, 0);
+        requestDuration.zero({ model, outcome });
+      }
+      for (const histogram of [preprocess, queue, compute, postprocess, batchSize]) histogram.zero({ model });
       images.inc({ model }, 0);
       batches.inc({ model }, 0);
       queueDepth.set({ model }, 0);
+      queueCapacity?.set({ model }, options.queueMaxSize!);
       inflight.set({ model }, 0);
       inflightRequests.set({ model }, 0);
     },
@@ -125,17 +176,28 @@ export function createMetrics(options: MetricsOptions): Metrics {
   // different formats never interleave.
   let rendering: Promise<unknown> = Promise.resolve();
 
+  // prom-client 15's OpenMetrics render strips `_total` from each counter's `name` in place
+  // (prometheus/client_js#829), after which the Prometheus text format would expose
+  // `inference_requests{…}` instead of `inference_requests_total{…}`. Names are put back
+  // after every render.
+  const renderRestoringNames = async (): Promise<string> => {
+    const names = registry.getMetricsAsArray().map((metric) => [metric, metric.name] as const);
+    try {
+      return await registry.metrics();
+    } finally {
+      for (const [metric, name] of names) metric.name = name;
+    }
+  };
+
   return {
     registry,
     observer,
     observeHttp: (method, route, statusCode, seconds) => http.observe({ method, route, status_code: String(statusCode) }, seconds),
     render(accept) {
-      const contentType = accept?.includes('application/openmetrics-text')
-        ? client.Registry.OPENMETRICS_CONTENT_TYPE
-        : client.Registry.PROMETHEUS_CONTENT_TYPE;
+      const contentType = wantsOpenMetrics(accept) ? client.Registry.OPENMETRICS_CONTENT_TYPE : client.Registry.PROMETHEUS_CONTENT_TYPE;
       const result = rendering.then(async () => {
         registry.setContentType(contentType);
-        return { contentType, body: await registry.metrics() };
+        return { contentType, body: await renderRestoringNames() };
       });
       rendering = result.catch(() => undefined);
       return result;
