@@ -13,7 +13,9 @@ import { errors } from './errors.js';
 import { DEFAULT_BATCH_MAX_SIZE } from './inference/execution-provider.js';
 import { createApiKeyCheck } from './http/auth.js';
 import type { Lifecycle, RouteContext } from './http/context.js';
-import { installErrorHandler } from './http/error-handler.js';
+import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
+import { createLoadShedder } from './http/load-shedding.js';
+import { multipartLimits } from './http/request-inputs.js';
 import { healthRoutes } from './http/routes/health.js';
 import { metricsRoutes } from './http/routes/metrics.js';
 import { v1Routes } from './http/routes/v1.js';
@@ -31,6 +33,8 @@ export interface AppDeps {
   readonly workerUrl?: URL;
   /** Collect Node.js process metrics. @default true */
   readonly defaultMetrics?: boolean;
+  /** Where the log's JSON lines go (tests capture them here). @default stdout */
+  readonly logStream?: { write(line: string): void };
 }
 
 export interface RouteInfo {
@@ -68,16 +72,45 @@ export function routeLabel(url: string | undefined, template: string | undefined
   return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
 }
 
+/**
+ * Longest a model name in a path may be, in characters as sent (percent-encoded): a file
+ * system's 255-byte name, every byte escaped. Longer segments are refused by the router (404).
+ */
+const MAX_PATH_PARAM_LENGTH = 3 * 255;
+
+/**
+ * How often Node looks for connections past `headersTimeout` or `requestTimeout`, in ms. Node
+ * checks only at this interval (30 s by default), so it bounds how late a timeout fires.
+ */
+export function connectionsCheckingIntervalMs(config: Pick<Config, 'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs'>): number {
+  return Math.max(10, Math.min(1_000, Math.floor(Math.min(config.httpHeadersTimeoutMs, config.httpRequestTimeoutMs) / 4)));
+}
+
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  // Node's clientError fires on the server, outside any request: it logs through the app's logger.
+  const appLog: { current?: FastifyBaseLogger } = {};
   const app = Fastify({
     logger: {
       level: config.logLevel,
-      // Keys and cookies never reach the log.
-      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+      // Keys and cookies never reach the log (Fastify's request serializer leaves headers out
+      // anyway; this holds if a log line ever includes them).
+      redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'headers.authorization'],
+      ...(deps.logStream ? { stream: deps.logStream } : {}),
     },
     bodyLimit: config.jsonBodyMaxBytes,
+    // Slow clients: headers must arrive within httpHeadersTimeoutMs and the whole request within
+    // httpRequestTimeoutMs, or the connection is closed; idle keep-alive connections close
+    // after httpKeepAliveTimeoutMs.
     keepAliveTimeout: config.httpKeepAliveTimeoutMs,
     requestTimeout: config.httpRequestTimeoutMs,
+    http: {
+      headersTimeout: config.httpHeadersTimeoutMs,
+      requestTimeout: config.httpRequestTimeoutMs,
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(config),
+    },
+    routerOptions: { maxParamLength: MAX_PATH_PARAM_LENGTH },
+    frameworkErrors: handleFrameworkError,
+    clientErrorHandler: createClientErrorHandler(() => appLog.current),
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -85,11 +118,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     return503OnClosing: true,
   });
-  app.server.headersTimeout = config.httpHeadersTimeoutMs;
+  appLog.current = app.log;
 
   // Batch-size buckets must reach the largest batch any provider may form.
   const metrics = createMetrics({
     maxBatchSize: config.batchMaxSize ?? Math.max(...Object.values(DEFAULT_BATCH_MAX_SIZE)),
+    queueMaxSize: config.queueMaxSize,
     defaultMetrics: deps.defaultMetrics ?? true,
   });
   const lifecycle: Lifecycle = { draining: false };
@@ -120,9 +154,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('serving', { registry, metrics, lifecycle, routes, drain: () => service.stop() });
   const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
 
-  installErrorHandler(app);
+  // A client refused with 503 or 429 may send a body up to the largest the routes take; it is
+  // drained rather than cut off, so the client reads its Retry-After.
+  installErrorHandler(app, { drainRetryableMaxBytes: Math.max(config.uploadMaxBytes, config.jsonBodyMaxBytes) });
   app.addHook('onSend', async (request, reply) => {
     void reply.header('X-Request-Id', request.id);
+    // Inference answers carry their stages; every other answer at least its total.
+    if (!reply.hasHeader('Server-Timing')) void reply.header('Server-Timing', `total;dur=${reply.elapsedTime.toFixed(1)}`);
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);
@@ -136,17 +174,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Raw image bodies: any image/* type (the format is detected from the bytes later).
   app.addContentTypeParser(/^image\/[\w.+-]+$/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
-  await app.register(multipart, {
-    throwFileSizeLimit: true,
-    limits: {
-      fileSize: config.uploadMaxBytes,
-      files: config.maxImagesPerRequest,
-      parts: config.maxImagesPerRequest + 32,
-      fields: 32,
-      fieldSize: 64 * 1024,
-      headerPairs: 100,
-    },
-  });
+  await app.register(multipart, { throwFileSizeLimit: true, limits: multipartLimits(config) });
   if (config.rateLimitMax > 0) {
     await app.register(rateLimit, {
       max: config.rateLimitMax,
@@ -159,10 +187,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   }
 
   const auth = createApiKeyCheck(config.apiKeys);
+  // One count per model across v1 and v2: at most QUEUE_MAX_SIZE inference requests in flight.
+  const shedLoad = createLoadShedder({ maxInflight: config.queueMaxSize, observer: metrics.observer });
   await app.register(healthRoutes(ctx));
   if (config.metricsPort === undefined) await app.register(metricsRoutes(metrics));
-  await app.register(v1Routes(ctx, auth));
-  await app.register(v2Routes(ctx, auth));
+  await app.register(v1Routes(ctx, auth, shedLoad));
+  await app.register(v2Routes(ctx, auth, shedLoad));
   return app;
 }
 

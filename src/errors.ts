@@ -50,11 +50,13 @@ export const errors = {
   MODEL_NOT_FOUND: createError('MODEL_NOT_FOUND', 'No such model', 404),
   NOT_FOUND: createError('NOT_FOUND', 'No such route', 404),
   METHOD_NOT_ALLOWED: createError('METHOD_NOT_ALLOWED', 'Method not allowed', 405),
+  REQUEST_TIMEOUT: createError('REQUEST_TIMEOUT', 'The request was not received in time', 408),
   PAYLOAD_TOO_LARGE: createError('PAYLOAD_TOO_LARGE', 'The request body is too large', 413),
   TOO_MANY_IMAGES: createError('TOO_MANY_IMAGES', 'The request holds too many images', 413),
   IMAGE_TOO_LARGE: createError('IMAGE_TOO_LARGE', 'The image has too many pixels', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported media type', 415),
   RATE_LIMITED: createError('RATE_LIMITED', 'Too many requests', 429),
+  HEADERS_TOO_LARGE: createError('HEADERS_TOO_LARGE', 'The request line and headers are too large', 431),
   // nginx's "client closed request": never sent to anyone, but it names the outcome in logs.
   CANCELLED: createError('CANCELLED', 'The client went away before inference ran', 499),
   INTERNAL: createError('INTERNAL', 'Internal server error', 500),

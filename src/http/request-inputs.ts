@@ -4,10 +4,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errors } from '../errors.js';
+import { errors, isServingError } from '../errors.js';
 import type { RequestControl } from '../serving/inference-service.js';
 
 export interface InputLimits {
+  /** Bytes of image data one request may carry, all images together. */
   readonly uploadMaxBytes: number;
   readonly maxImagesPerRequest: number;
   readonly requestTimeoutMs: number;
@@ -16,7 +17,10 @@ export interface InputLimits {
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
 
-/** Strictly decodes standard or URL-safe base64 (whitespace ignored); refuses anything else. */
+/**
+ * Strictly decodes standard or URL-safe base64 (whitespace ignored); refuses anything else.
+ * @param maxBytes most bytes the decoded value may hold; larger is refused before decoding.
+ */
 export function decodeBase64(text: unknown, what: string, maxBytes: number): Buffer {
   if (typeof text !== 'string') throw errors.INVALID_BASE64(`${what} must be a base64 string`);
   const s = text.replace(/\s+/g, '');
@@ -25,7 +29,29 @@ export function decodeBase64(text: unknown, what: string, maxBytes: number): Buf
   if (Math.floor((s.length * 3) / 4) > maxBytes + 2) throw errors.PAYLOAD_TOO_LARGE(`${what} decodes to more than ${maxBytes} bytes`);
   const url = /[-_]/.test(s);
   if (!(url ? BASE64URL : BASE64).test(s) || s.length % 4 === 1) throw errors.INVALID_BASE64(`${what} is not valid base64`);
-  return Buffer.from(s, url ? 'base64url' : 'base64');
+  const bytes = Buffer.from(s, url ? 'base64url' : 'base64');
+  if (bytes.length > maxBytes) throw errors.PAYLOAD_TOO_LARGE(`${what} decodes to more than ${maxBytes} bytes`);
+  return bytes;
+}
+
+/**
+ * Decodes base64 images in order, holding their total to `uploadMaxBytes` as multipart and
+ * raw uploads are held: each is checked against what is left before it is decoded.
+ */
+export function decodeBase64Images(values: readonly unknown[], what: (index: number) => string, limits: InputLimits): Buffer[] {
+  let left = limits.uploadMaxBytes;
+  return values.map((value, i) => {
+    try {
+      const bytes = decodeBase64(value, what(i), left);
+      left -= bytes.length;
+      return bytes;
+    } catch (err) {
+      if (i > 0 && isServingError(err) && err.code === errors.PAYLOAD_TOO_LARGE.code) {
+        throw errors.PAYLOAD_TOO_LARGE(`The images exceed ${limits.uploadMaxBytes} bytes in all (at ${what(i)})`);
+      }
+      throw err;
+    }
+  });
 }
 
 function checkCount(count: number, limits: InputLimits): void {
@@ -34,17 +60,63 @@ function checkCount(count: number, limits: InputLimits): void {
   }
 }
 
+/** Non-file form fields a multipart request may carry (they are ignored). */
+const MULTIPART_FIELDS = 32;
+/** Largest non-file field value, in bytes. */
+const MULTIPART_FIELD_MAX_BYTES = 64 * 1024;
+const MULTIPART_FIELD_NAME_MAX_BYTES = 256;
+/** Largest header block of one part (Content-Disposition with its file name, Content-Type), in bytes. */
+const MULTIPART_PART_HEADER_MAX_BYTES = 16 * 1024;
+
+/** busboy's limits (as @fastify/multipart takes them) for uploads within `limits`. */
+export function multipartLimits(limits: Pick<InputLimits, 'uploadMaxBytes' | 'maxImagesPerRequest'>) {
+  return {
+    fileSize: limits.uploadMaxBytes,
+    files: limits.maxImagesPerRequest,
+    parts: limits.maxImagesPerRequest + MULTIPART_FIELDS,
+    fields: MULTIPART_FIELDS,
+    fieldSize: MULTIPART_FIELD_MAX_BYTES,
+    fieldNameSize: MULTIPART_FIELD_NAME_MAX_BYTES,
+    headerPairs: 32,
+    headerSize: MULTIPART_PART_HEADER_MAX_BYTES,
+  };
+}
+
+/**
+ * The largest multipart body that can hold an acceptable upload: every file byte allowed, every
+ * field and part header at its limit, and a boundary line per part (the boundary is shorter
+ * than the Content-Type header that carries it). A Content-Length above it is refused unread.
+ */
+export function multipartMaxBodyBytes(limits: Pick<InputLimits, 'uploadMaxBytes' | 'maxImagesPerRequest'>, contentTypeLength: number): number {
+  const m = multipartLimits(limits);
+  const boundaryLine = contentTypeLength + 8; // "\r\n--" boundary ["--"] "\r\n"
+  return m.fileSize + m.fields * (m.fieldSize + m.fieldNameSize) + (m.parts + 1) * (m.headerSize + boundaryLine);
+}
+
 async function readMultipart(request: FastifyRequest, limits: InputLimits): Promise<Buffer[]> {
+  const declared = Number(request.headers['content-length']);
+  const maxBody = multipartMaxBodyBytes(limits, request.headers['content-type']?.length ?? 0);
+  if (declared > maxBody) {
+    throw errors.PAYLOAD_TOO_LARGE(`The multipart body is ${declared} bytes; images may total at most ${limits.uploadMaxBytes} bytes`);
+  }
   const images: Buffer[] = [];
   let total = 0;
   try {
     for await (const part of request.parts()) {
       if (part.type !== 'file') continue;
       checkCount(images.length + 1, limits);
-      const bytes = await part.toBuffer();
-      total += bytes.length;
-      if (total > limits.uploadMaxBytes) throw errors.PAYLOAD_TOO_LARGE(`The uploaded images exceed ${limits.uploadMaxBytes} bytes in all`);
-      images.push(bytes);
+      // Counted as it streams, so the total is refused at the first byte past the limit
+      // rather than after buffering a whole file.
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of part.file as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (total + size > limits.uploadMaxBytes) throw errors.PAYLOAD_TOO_LARGE(`The uploaded images exceed ${limits.uploadMaxBytes} bytes in all`);
+        chunks.push(chunk);
+      }
+      if (part.file.truncated) throw errors.PAYLOAD_TOO_LARGE(`An uploaded file exceeds ${limits.uploadMaxBytes} bytes`);
+      total += size;
+      images.push(Buffer.concat(chunks, size));
     }
   } catch (err) {
     const e = err as { code?: string; statusCode?: number };
@@ -62,15 +134,15 @@ function readInstances(body: unknown, limits: InputLimits): Buffer[] {
   }
   const instances = (body as { instances: unknown[] }).instances;
   checkCount(instances.length, limits);
-  return instances.map((instance, i) => {
-    const what = `instances[${i}]`;
+  const values = instances.map((instance, i) => {
     if (typeof instance === 'object' && instance !== null) {
       const o = instance as { b64?: unknown; image_bytes?: { b64?: unknown } };
-      if (o.b64 !== undefined) return decodeBase64(o.b64, `${what}.b64`, limits.uploadMaxBytes);
-      if (o.image_bytes?.b64 !== undefined) return decodeBase64(o.image_bytes.b64, `${what}.image_bytes.b64`, limits.uploadMaxBytes);
+      if (o.b64 !== undefined) return { value: o.b64, what: `instances[${i}].b64` };
+      if (o.image_bytes?.b64 !== undefined) return { value: o.image_bytes.b64, what: `instances[${i}].image_bytes.b64` };
     }
-    throw errors.INVALID_REQUEST(`${what} must be {"b64": "<base64 image>"}`);
+    throw errors.INVALID_REQUEST(`instances[${i}] must be {"b64": "<base64 image>"}`);
   });
+  return decodeBase64Images(values.map((v) => v.value), (i) => values[i]!.what, limits);
 }
 
 /** The images of a v1 predict request, in order. */

@@ -5,6 +5,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../../errors.js';
 import type { ServedModel } from '../../serving/model.js';
+import { guarded, type RouteGuard } from '../auth.js';
+import type { LoadShedder } from '../load-shedding.js';
 import type { RouteContext } from '../context.js';
 import { readImages, readTopK, requestControl } from '../request-inputs.js';
 import { setServerTiming } from '../server-timing.js';
@@ -16,9 +18,10 @@ export function parseModelTarget(target: string): { name: string; verb: string |
   return colon < 0 ? { name: target, verb: undefined } : { name: target.slice(0, colon), verb: target.slice(colon + 1) };
 }
 
-export function v1Routes(ctx: RouteContext, preHandler: ((request: FastifyRequest) => Promise<void>) | undefined) {
+export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedLoad: LoadShedder) {
   const limits = ctx.config;
-  const hooks = preHandler ? { preHandler } : {};
+  const hooks = guarded(guard);
+  const shed = (pick: (request: FastifyRequest) => ServedModel | undefined) => guarded(guard, shedLoad(pick));
 
   const predict = async (model: ServedModel, request: FastifyRequest, reply: FastifyReply) => {
     const control = requestControl(request, reply, limits);
@@ -31,11 +34,15 @@ export function v1Routes(ctx: RouteContext, preHandler: ((request: FastifyReques
   };
 
   return async (app: FastifyInstance) => {
-    app.post('/v1/predict', hooks, (request, reply) => predict(ctx.registry.getDefault(), request, reply));
+    app.post('/v1/predict', shed(() => ctx.registry.getDefault()), (request, reply) => predict(ctx.registry.getDefault(), request, reply));
 
     // find-my-way cannot match a parameter followed by a literal ":predict" (a colon starts a
     // parameter), so the whole last segment is one parameter and is split here.
-    app.post<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}:predict' } }, (request, reply) => {
+    const predictTarget = (request: FastifyRequest) => {
+      const { name, verb } = parseModelTarget((request.params as { target: string }).target);
+      return verb === 'predict' ? ctx.registry.get(name) : undefined;
+    };
+    app.post<{ Params: { target: string } }>('/v1/models/:target', { ...shed(predictTarget), config: { routeTemplate: '/v1/models/{name}:predict' } }, (request, reply) => {
       const { name, verb } = parseModelTarget(request.params.target);
       if (verb !== 'predict') throw errors.NOT_FOUND(`No route POST /v1/models/{name}${verb === undefined ? '' : ':' + verb.slice(0, 32)}; use /v1/models/{name}:predict`);
       return predict(ctx.registry.get(name), request, reply);

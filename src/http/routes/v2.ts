@@ -2,10 +2,12 @@
  * Open Inference Protocol (KServe v2) REST routes. JSON shapes follow the protocol:
  * https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
+import { guarded, type RouteGuard } from '../auth.js';
+import type { LoadShedder } from '../load-shedding.js';
 import type { RouteContext } from '../context.js';
-import { decodeBase64, requestControl } from '../request-inputs.js';
+import { decodeBase64Images, requestControl } from '../request-inputs.js';
 import { setServerTiming } from '../server-timing.js';
 import { v2Metadata } from './model-metadata.js';
 
@@ -21,26 +23,64 @@ interface V2Request {
   inputs?: unknown;
 }
 
-/** Flattens nested or flat tensor data (row-major), checking every element is a finite number. */
-export function flattenNumbers(data: unknown, expected: number): Float32Array {
+/**
+ * Visits the leaves of nested arrays in row-major order without recursion: JSON nesting is
+ * bounded only by the body size, so a recursive walk would overflow the stack on hostile
+ * input. Nesting deeper than `maxDepth` (the tensor's rank) is refused.
+ */
+function forEachLeaf(data: unknown, maxDepth: number, visit: (leaf: unknown) => void): void {
+  if (!Array.isArray(data)) {
+    visit(data);
+    return;
+  }
+  const arrays: unknown[][] = [data];
+  const positions: number[] = [0];
+  while (arrays.length > 0) {
+    const depth = arrays.length - 1;
+    const array = arrays[depth]!;
+    const i = positions[depth]!;
+    if (i >= array.length) {
+      arrays.pop();
+      positions.pop();
+      continue;
+    }
+    positions[depth] = i + 1;
+    const v = array[i];
+    if (Array.isArray(v)) {
+      if (arrays.length >= maxDepth) throw errors.INVALID_TENSOR(`Tensor data is nested deeper than its shape's ${maxDepth} dimensions`);
+      arrays.push(v);
+      positions.push(0);
+    } else {
+      visit(v);
+    }
+  }
+}
+
+/**
+ * Flattens nested or flat tensor data (row-major), checking every element is a number that
+ * stays finite as FP32 (JSON's 1e39 is a finite double but infinity as a float).
+ */
+export function flattenNumbers(data: unknown, expected: number, maxDepth: number): Float32Array {
   const out = new Float32Array(expected);
   let n = 0;
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-      return;
-    }
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw errors.INVALID_TENSOR('Tensor data must hold only finite numbers');
+  forEachLeaf(data, maxDepth, (v) => {
+    if (typeof v !== 'number' || !Number.isFinite(Math.fround(v))) throw errors.INVALID_TENSOR('Tensor data must hold only numbers within FP32 range');
     if (n >= expected) throw errors.INVALID_TENSOR(`Tensor data holds more than the ${expected} values its shape says`);
     out[n++] = v;
-  };
-  walk(data);
+  });
   if (n !== expected) throw errors.INVALID_TENSOR(`Tensor data holds ${n} values; its shape says ${expected}`);
   return out;
 }
 
-function flattenStrings(data: unknown): unknown[] {
-  return Array.isArray(data) ? data.flat(Infinity) : [data];
+/** The elements of nested or flat BYTES data, refusing more than `expected` early. */
+function flattenElements(data: unknown, expected: number, maxDepth: number): unknown[] {
+  const out: unknown[] = [];
+  forEachLeaf(data, maxDepth, (v) => {
+    if (out.length >= expected) throw errors.INVALID_TENSOR(`BYTES data holds more than the ${expected} elements its shape says`);
+    out.push(v);
+  });
+  if (out.length !== expected) throw errors.INVALID_TENSOR(`BYTES data holds ${out.length} elements; its shape says ${expected}`);
+  return out;
 }
 
 function parseShape(shape: unknown): number[] {
@@ -50,14 +90,14 @@ function parseShape(shape: unknown): number[] {
   return shape as number[];
 }
 
-export function v2Routes(ctx: RouteContext, preHandler: ((request: FastifyRequest) => Promise<void>) | undefined) {
-  const hooks = preHandler ? { preHandler } : {};
+export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedLoad: LoadShedder) {
+  const hooks = guarded(guard);
   const limits = ctx.config;
 
   const ready = () => ctx.registry.ready && !ctx.lifecycle.draining;
 
   return async (app: FastifyInstance) => {
-    app.get('/v2', async () => ({ name: 'resnet-serve', version: ctx.version, extensions: [] as string[] }));
+    app.get('/v2', hooks, async () => ({ name: 'resnet-serve', version: ctx.version, extensions: [] as string[] }));
 
     app.get<{ Params: { name: string } }>('/v2/models/:name', hooks, async (request) => v2Metadata(ctx.registry.get(request.params.name)));
     app.get<{ Params: { name: string; version: string } }>('/v2/models/:name/versions/:version', hooks, async (request) => {
@@ -73,7 +113,8 @@ export function v2Routes(ctx: RouteContext, preHandler: ((request: FastifyReques
     });
 
 
-    app.post<{ Params: { name: string } }>('/v2/models/:name/infer', { ...hooks, config: { routeTemplate: '/v2/models/{name}/infer' } }, async (request, reply) => {
+    const shed = guarded(guard, shedLoad((request) => ctx.registry.get((request.params as { name: string }).name)));
+    app.post<{ Params: { name: string } }>('/v2/models/:name/infer', { ...shed, config: { routeTemplate: '/v2/models/{name}/infer' } }, async (request, reply) => {
       const model = ctx.registry.get(request.params.name);
       const body = request.body as V2Request | undefined;
       if (typeof body !== 'object' || body === null || Array.isArray(body) || !Array.isArray(body.inputs)) {
@@ -90,11 +131,10 @@ export function v2Routes(ctx: RouteContext, preHandler: ((request: FastifyReques
       if (input.datatype === 'BYTES') {
         // Each element is one base64-encoded image (JPEG, PNG, ...), decoded and preprocessed
         // exactly as v1 predict does.
-        const elements = flattenStrings(input.data);
         const count = shape.reduce((a, b) => a * b, 1);
-        if (elements.length !== count) throw errors.INVALID_TENSOR(`BYTES data holds ${elements.length} elements; its shape says ${count}`);
         if (count > limits.maxImagesPerRequest) throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImagesPerRequest} images, got ${count}`);
-        const images = elements.map((e, i) => decodeBase64(e, `inputs[0].data[${i}]`, limits.uploadMaxBytes));
+        const elements = flattenElements(input.data, count, shape.length);
+        const images = decodeBase64Images(elements, (i) => `inputs[0].data[${i}]`, limits);
         result = await ctx.service.inferImages(model, images, control);
       } else if (input.datatype === 'FP32') {
         if (input.name !== model.input.name) {
@@ -106,10 +146,15 @@ export function v2Routes(ctx: RouteContext, preHandler: ((request: FastifyReques
         }
         const count = shape[0]!;
         if (count > limits.maxImagesPerRequest) throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImagesPerRequest} items, got ${count}`);
-        const data = flattenNumbers(input.data, count * model.input.itemSize);
+        const data = flattenNumbers(input.data, count * model.input.itemSize, shape.length);
         result = await ctx.service.inferTensor(model, data, count, control);
       } else {
         throw errors.INVALID_TENSOR(`Unsupported datatype ${JSON.stringify(String(input.datatype).slice(0, 16))}: send FP32 tensors or BYTES (base64 images)`);
+      }
+      // JSON has no NaN or infinity: an input large enough to overflow the network (possible
+      // only with raw FP32 tensors) would otherwise be answered with nulls.
+      if (!result.data.every(Number.isFinite)) {
+        throw errors.INVALID_TENSOR(`The model's output for this input is not finite; its values are out of the range model ${model.name} works in`);
       }
       setServerTiming(reply, result.timings);
       request.log.info({ model: model.name, items: result.shape[0], batchSize: result.timings.batchSize, timings: result.timings }, 'inferred');
