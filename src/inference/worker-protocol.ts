@@ -14,7 +14,13 @@ export interface RunRequest {
   readonly type: 'run';
   readonly id: number;
   readonly inputName: string;
+  /**
+   * Holds the batch at `inputByteOffset`, `dims`' product of float32 values; it may be larger
+   * (a recycled buffer sized for the largest batch).
+   */
   readonly input: ArrayBuffer;
+  /** @default 0 */
+  readonly inputByteOffset?: number;
   readonly dims: readonly number[];
 }
 
@@ -45,12 +51,16 @@ export interface RunResult {
   readonly dims: readonly number[];
   /** Time inside `session.run`, in ms. */
   readonly computeMs: number;
+  /** The request's `input`, handed back (transferred) so the main thread can reuse it. */
+  readonly input?: ArrayBuffer;
 }
 
 export interface RunError {
   readonly type: 'run-error';
   readonly id: number;
   readonly message: string;
+  /** The request's `input`, handed back as with a result. */
+  readonly input?: ArrayBuffer;
 }
 
 export type FromWorker = ReadyMessage | InitErrorMessage | RunResult | RunError;

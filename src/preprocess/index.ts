@@ -9,3 +9,4 @@ export type { ImageFormat } from './image-format.js';
 export { detectImageFormat } from './image-format.js';
 export type { ImagePreprocessor, PreprocessedImage } from './preprocessor.js';
 export { createImagePreprocessor } from './preprocessor.js';
+export { mainThreadTurns, type TurnQueue } from './turns.js';

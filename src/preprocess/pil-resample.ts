@@ -55,12 +55,21 @@ function coefficients(inSize: number, outSize: number, outStart: number, outCoun
       k[x] = w;
       ww += w;
     }
+    const row = i * ksize;
     for (let x = 0; x < xmax; x++) {
       const w = ww !== 0 ? (k[x] as number) / ww : (k[x] as number);
-      weights[i * ksize + x] = w < 0 ? Math.trunc(-0.5 + w * (1 << PRECISION_BITS)) : Math.trunc(0.5 + w * (1 << PRECISION_BITS));
+      weights[row + x] = w < 0 ? Math.trunc(-0.5 + w * (1 << PRECISION_BITS)) : Math.trunc(0.5 + w * (1 << PRECISION_BITS));
     }
-    first[i] = xmin;
-    count[i] = xmax;
+    // Taps whose fixed-point weight is zero (an enlarging bilinear kernel has one at an end of
+    // most windows) add nothing: dropping them from the ends leaves every sum as Pillow's and
+    // the loops shorter. At least one tap stays.
+    let lo = 0;
+    let hi = xmax;
+    while (hi - lo > 1 && weights[row + hi - 1] === 0) hi--;
+    while (hi - lo > 1 && weights[row + lo] === 0) lo++;
+    if (lo > 0) weights.copyWithin(row, row + lo, row + hi);
+    first[i] = xmin + lo;
+    count[i] = hi - lo;
   }
   return { first, count, weights, ksize };
 }
@@ -172,17 +181,34 @@ export function planBilinearWindow(from: Size, to: Size, window: Region): Biline
       return out;
     }
     const { first, count, weights, ksize } = v;
-    // Weights are non-negative and sum to about 2^22, so each sum stays below 2^31.
+    // Weights are non-negative and sum to about 2^22, so each sum stays below 2^31 and is exact
+    // in any order. Enlarging reads one or two source rows per output row (zero-weight taps
+    // are dropped in coefficients()), so those cases sum straight into the output, without
+    // the accumulator's extra passes: most of the cost of a small image.
     const acc = accumulatorInts(rowBytes);
     for (let y = 0; y < window.height; y++) {
-      acc.fill(HALF, 0, rowBytes);
       const n = count[y] as number;
+      const k = y * ksize;
+      const row0 = ((first[y] as number) - source.top) * stride + colOffset;
+      const o = y * rowBytes;
+      if (n === 2) {
+        const w0 = weights[k] as number;
+        const w1 = weights[k + 1] as number;
+        const row1 = row0 + stride;
+        for (let i = 0; i < rowBytes; i++) out[o + i] = clip8(HALF + (tmp[row0 + i] as number) * w0 + (tmp[row1 + i] as number) * w1);
+        continue;
+      }
+      if (n === 1) {
+        const w0 = weights[k] as number;
+        for (let i = 0; i < rowBytes; i++) out[o + i] = clip8(HALF + (tmp[row0 + i] as number) * w0);
+        continue;
+      }
+      acc.fill(HALF, 0, rowBytes);
       for (let t = 0; t < n; t++) {
-        const w = weights[y * ksize + t] as number;
-        const base = ((first[y] as number) - source.top + t) * stride + colOffset;
+        const w = weights[k + t] as number;
+        const base = row0 + t * stride;
         for (let i = 0; i < rowBytes; i++) acc[i] = (acc[i] as number) + (tmp[base + i] as number) * w;
       }
-      const o = y * rowBytes;
       for (let i = 0; i < rowBytes; i++) out[o + i] = clip8(acc[i] as number);
     }
     return out;

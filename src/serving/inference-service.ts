@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { errors, isServingError } from '../errors.js';
+import { mainThreadTurns } from '../preprocess/index.js';
 import type { ItemResult } from './batcher.js';
 import type { ItemOutput, ServedModel } from './model.js';
 import type { ModelRegistry } from './model-registry.js';
@@ -73,7 +74,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     const tensors = await Promise.all(
       images.map(async (bytes) => {
         const t0 = performance.now();
-        const { data } = await model.preprocessor.preprocess(bytes);
+        const data = await model.preprocess(bytes);
         observer.preprocessed(model.name, (performance.now() - t0) / 1000);
         return data;
       }),
@@ -139,6 +140,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
         const timings = emptyTimings();
         const tensors = await preprocessAll(model, images, control, timings);
         const results = await runItems(model, tensors, control, timings);
+        // A batch ends many requests at once; answering each on its own turn of the event loop
+        // keeps the loop free for probes and new connections in between (see turns.ts).
+        await mainThreadTurns.next();
         const t0 = performance.now();
         const predictions = results.map(({ output }) => {
           const scores = model.outputKind === 'logits' ? softmax(output.row) : output.row;
@@ -154,7 +158,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       return observed(model, images.length, async () => {
         const timings = emptyTimings();
         const tensors = await preprocessAll(model, images, control, timings);
-        return toTensor(model, await runItems(model, tensors, control, timings), timings);
+        const results = await runItems(model, tensors, control, timings);
+        await mainThreadTurns.next();
+        return toTensor(model, results, timings);
       });
     },
     inferTensor(model, data, count, control) {

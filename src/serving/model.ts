@@ -12,6 +12,7 @@ import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type 
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
 import { createImagePreprocessor, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
+import { createBufferPool } from './buffer-pool.js';
 import { ModelConfigError, parseModelConfigFile, resolveModelInput, type ModelConfigFile, type OutputKind, type ResolvedModelInput } from './model-config.js';
 import type { ServingObserver } from './observer.js';
 import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
@@ -60,6 +61,11 @@ export interface ServedModel {
   readonly workers: number;
   readonly loadSeconds: number;
   readonly preprocessor: ImagePreprocessor;
+  /**
+   * Decodes and preprocesses one image into a recycled tensor, which goes back to the pool
+   * once its batch has been assembled (see buffer-pool.ts). Errors as `preprocessor.preprocess`.
+   */
+  preprocess(bytes: Uint8Array): Promise<Float32Array>;
   readonly batcher: Batcher<Float32Array, ItemOutput>;
   /** Test hook: crash one inference worker. */
   crashWorker(): void;
@@ -163,14 +169,26 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
     const maxBatchSize = input.fixedBatchSize ?? options.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE[pool.executionProvider];
     const rowsFromDims = (dims: readonly number[]) => dims.slice(1).reduce((a, b) => a * b, 1);
 
+    // Tensors of images waiting to be batched, and whole-batch buffers (one per running
+    // batch); both recycled, since fresh ones cost page faults on the main thread.
+    const itemPool = createBufferPool(input.itemSize, Math.min(options.queueMaxSize, 4 * maxBatchSize * pool.size));
+    const batchRows = input.fixedBatchSize ?? maxBatchSize;
+    const batchPool = createBufferPool(batchRows * input.itemSize, pool.size);
+
     const runBatch = async (items: readonly Float32Array[]): Promise<ItemOutput[]> => {
       const batch = input.fixedBatchSize ?? items.length;
-      // One contiguous buffer, transferred (not copied) to the worker; a fixed-size graph
-      // gets zero rows as padding.
-      const data = new Float32Array(batch * input.itemSize);
-      items.forEach((item, i) => data.set(item, i * input.itemSize));
+      // One contiguous buffer, transferred (not copied) to the worker, which hands it back.
+      const buffer = batchPool.acquire();
+      const data = buffer.subarray(0, batch * input.itemSize);
+      items.forEach((item, i) => {
+        data.set(item, i * input.itemSize);
+        itemPool.release(item);
+      });
+      // A fixed-size graph gets zero rows as padding (the recycled buffer holds old rows).
+      if (items.length < batch) data.fill(0, items.length * input.itemSize);
       const dims = [batch, ...input.shape.slice(1)];
-      const { output, dims: outDims, computeMs } = await pool.run(input.name, data, dims);
+      const { output, dims: outDims, computeMs, input: returned } = await pool.run(input.name, data, dims);
+      if (returned !== undefined) batchPool.adopt(returned);
       const rowSize = rowsFromDims(outDims);
       options.observer.computed(name, items.length, computeMs / 1000);
       return items.map((_, i) => ({ row: output.subarray(i * rowSize, (i + 1) * rowSize), computeMs }));
@@ -218,6 +236,15 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       workers: pool.size,
       loadSeconds,
       preprocessor,
+      async preprocess(bytes) {
+        const into = itemPool.acquire();
+        try {
+          return (await preprocessor.preprocess(bytes, into)).data;
+        } catch (err) {
+          itemPool.release(into);
+          throw err;
+        }
+      },
       batcher,
       crashWorker: () => pool.crashOne(),
       async stop() {

@@ -4,7 +4,8 @@
  * defensively (for the moment a crashed worker is being replaced).
  *
  * Ownership: a batch's input buffer is transferred to the worker and is unusable by the
- * caller afterwards. A worker that dies fails only the batch it was running, and is replaced.
+ * caller afterwards, until the worker hands it back with the result (`BatchOutput.input`).
+ * A worker that dies fails only the batch it was running, and is replaced.
  */
 import { Worker } from 'node:worker_threads';
 import { errors } from '../errors.js';
@@ -15,6 +16,11 @@ export interface BatchOutput {
   readonly output: Float32Array;
   readonly dims: readonly number[];
   readonly computeMs: number;
+  /**
+   * The whole buffer that held the batch, handed back by the worker for reuse (the caller owns
+   * it again); `undefined` when the worker did not return it.
+   */
+  readonly input: Float32Array | undefined;
 }
 
 export interface PoolLogger {
@@ -36,7 +42,10 @@ export interface WorkerPool {
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
   readonly executionProvider: ExecutionProvider;
-  /** Runs one batch; `input` is transferred to the worker. */
+  /**
+   * Runs one batch; `input`'s whole buffer is transferred to the worker (and usually comes
+   * back as `BatchOutput.input`).
+   */
   run(inputName: string, input: Float32Array, dims: readonly number[]): Promise<BatchOutput>;
   /** Test hook: makes one worker exit abruptly. */
   crashOne(): void;
@@ -111,8 +120,9 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
       if (!slot) return;
       const job = waiting.shift()!;
       slot.job = job;
-      const message: ToWorker = { type: 'run', id: job.id, inputName: job.inputName, input: job.input.buffer as ArrayBuffer, dims: job.dims };
-      slot.worker.postMessage(message, [job.input.buffer as ArrayBuffer]);
+      const buffer = job.input.buffer as ArrayBuffer;
+      const message: ToWorker = { type: 'run', id: job.id, inputName: job.inputName, input: buffer, inputByteOffset: job.input.byteOffset, dims: job.dims };
+      slot.worker.postMessage(message, [buffer]);
     }
   };
 
@@ -123,7 +133,8 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
       if (!job || (message.type !== 'result' && message.type !== 'run-error') || message.id !== job.id) return;
       slot.job = undefined;
       if (message.type === 'result') {
-        job.resolve({ output: new Float32Array(message.output), dims: message.dims, computeMs: message.computeMs });
+        const input = message.input === undefined ? undefined : new Float32Array(message.input);
+        job.resolve({ output: new Float32Array(message.output), dims: message.dims, computeMs: message.computeMs, input });
       } else {
         job.reject(errors.INFERENCE_FAILED('Inference failed', { cause: new Error(message.message) }));
       }

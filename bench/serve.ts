@@ -1,0 +1,676 @@
+/**
+ * The serving benchmark: the real server under real load, against the limit of this machine.
+ *
+ *   npm run bench [-- --duration 20 --warmup 5 --concurrency 1,8,32 --model <folder> --no-write]
+ *
+ * Also: --out <file> (default BENCHMARKS.md), --json <file> (every figure, for tools),
+ * --preprocess-iterations N, --direct-rounds N,
+ * --server-node-args="<node options>" (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile
+ * the server's threads).
+ *
+ * 1. Measures, in this process, what no server can beat: sharp's preprocessing cost per image
+ *    on the benchmark's images (CPU summed over every thread, and wall time one at a time),
+ *    and onnxruntime alone at every batch size from 1 to 16 with the server's intra-op
+ *    threads (ms per image at each). Nothing else of the benchmark runs meanwhile.
+ * 2. Starts `node dist/src/server.js` on a free loopback port with a model repository that
+ *    holds only the model (by default a resnet50 from the model builder, cached in .bench/),
+ *    and drives it with autocannon at each concurrency: raw image bodies from ../shared/images
+ *    with their Content-Type, in rotation, while probing /v2/health/live every 100 ms.
+ * 3. Prints, and appends to BENCHMARKS.md, images/s, p50/p99 latency, errors and probe p99 at
+ *    each concurrency beside the perfect-pipeline limit
+ *      1000 / (best_ms_per_image + preprocess_cpu_ms_per_image / cores)
+ *    (inference at its best batch size on every core, preprocessing spread over the same
+ *    cores), with the batch sizes the server formed, its stage means from /metrics, and where
+ *    the machine's CPU went (the server's threads, this process, other processes).
+ *
+ * Server settings come from the environment, as for the server itself (e.g.
+ * `BATCH_MAX_SIZE=16 npm run bench`); the ones that are set are printed with the command.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { ENV_VARS, loadConfig, type Config } from '../src/config.js';
+import { DEFAULT_BATCH_MAX_SIZE } from '../src/inference/execution-provider.js';
+import { openSession } from '../src/inference/onnx-binding.js';
+import { buildModelFiles } from '../src/model-tools/build.js';
+import { decoderVersions } from '../src/preprocess/sharp-pipeline.js';
+import { parseModelConfigFile, resolveModelInput, type ResolvedModelInput } from '../src/serving/model-config.js';
+import { availableCpus, cgroupCpuLimit } from '../src/system/cpu-quota.js';
+import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
+import { httpGet } from './lib/http-get.js';
+import { runLoad, type LoadResult, type Upload } from './lib/load.js';
+import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
+import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
+import { findRepoRoot } from './lib/repo-root.js';
+import { startServer } from './lib/server-process.js';
+import { median, quantile } from './lib/stats.js';
+import { measurePreprocessCost } from './preprocess.js';
+
+const ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+const CACHE = join(ROOT, '.bench');
+const IMAGES = resolve(ROOT, '..', 'shared', 'images');
+const DEFAULT_MODEL_DIR = join(CACHE, 'models', 'resnet50');
+const REPOSITORY = join(CACHE, 'serve-repository');
+const SERVER_LOG = join(CACHE, 'serve-server.log');
+const CONTENT_TYPES: Readonly<Record<string, string>> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp', '.gif': 'image/gif' };
+/** Largest batch size measured directly (the issue's range). */
+const DIRECT_MAX_BATCH = 16;
+/** Environment variables besides the server's own that change its performance. */
+const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS'] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+interface Args {
+  readonly durationSeconds: number;
+  readonly warmupSeconds: number;
+  readonly concurrency: number[];
+  readonly modelDir: string | undefined;
+  readonly write: boolean;
+  readonly out: string;
+  readonly preprocessIterations: number;
+  readonly directRounds: number;
+  readonly serverNodeArgs: string[];
+  readonly json: string | undefined;
+}
+
+function positive(name: string, value: string, { integer = false, zero = false } = {}): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || (zero ? n < 0 : n <= 0)) {
+    throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} ${zero ? 'from 0' : 'above 0'}, got "${value}"`);
+  }
+  return n;
+}
+
+function parseCliArgs(argv: string[]): Args {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '20' },
+      warmup: { type: 'string', default: '5' },
+      concurrency: { type: 'string', default: '1,8,32' },
+      model: { type: 'string' },
+      'no-write': { type: 'boolean', default: false },
+      out: { type: 'string', default: 'BENCHMARKS.md' },
+      'preprocess-iterations': { type: 'string', default: '5' },
+      'direct-rounds': { type: 'string', default: '7' },
+      'server-node-args': { type: 'string', default: '' },
+      json: { type: 'string' },
+    },
+  });
+  return {
+    durationSeconds: positive('duration', values.duration),
+    warmupSeconds: positive('warmup', values.warmup, { zero: true }),
+    concurrency: values.concurrency.split(',').map((c) => positive('concurrency', c.trim(), { integer: true })),
+    modelDir: values.model === undefined ? undefined : resolve(values.model),
+    write: !values['no-write'],
+    out: resolve(ROOT, values.out),
+    preprocessIterations: positive('preprocess-iterations', values['preprocess-iterations'], { integer: true }),
+    directRounds: positive('direct-rounds', values['direct-rounds'], { integer: true }),
+    serverNodeArgs: values['server-node-args'].split(/\s+/).filter(Boolean),
+    json: values.json === undefined ? undefined : resolve(values.json),
+  };
+}
+
+/** The command that reproduces this run, with the settings that were taken from the environment. */
+function commandLine(): string {
+  const env = [...ENV_VARS, ...EXTRA_ENV].filter((k) => process.env[k] !== undefined && process.env[k] !== '').map((k) => `${k}=${process.env[k]}`);
+  const args = process.argv.slice(2);
+  const viaNpm = process.env.npm_lifecycle_event === 'bench';
+  const command = viaNpm ? `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}` : `node dist/bench/serve.js ${args.join(' ')}`.trim();
+  return [...env, command].join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model, repository, images
+
+async function ensureModel(modelDir: string | undefined): Promise<{ dir: string; name: string }> {
+  if (modelDir !== undefined) {
+    if (!existsSync(join(modelDir, 'model.onnx'))) throw new Error(`--model ${modelDir}: no model.onnx there`);
+    return { dir: modelDir, name: basename(modelDir) };
+  }
+  if (!existsSync(join(DEFAULT_MODEL_DIR, 'model.onnx')) || !existsSync(join(DEFAULT_MODEL_DIR, 'config.json'))) {
+    process.stdout.write(`Building resnet50 with the model builder into ${DEFAULT_MODEL_DIR} (once) ...\n`);
+    const staging = `${DEFAULT_MODEL_DIR}.staging-${process.pid}`;
+    await rm(staging, { recursive: true, force: true });
+    await buildModelFiles({ arch: 'resnet50', outDir: staging });
+    await rm(DEFAULT_MODEL_DIR, { recursive: true, force: true });
+    await rename(staging, DEFAULT_MODEL_DIR);
+  }
+  return { dir: DEFAULT_MODEL_DIR, name: 'resnet50' };
+}
+
+/** A repository holding only this model: a folder of links to its files. */
+async function prepareRepository(model: { dir: string; name: string }): Promise<void> {
+  await rm(REPOSITORY, { recursive: true, force: true });
+  const folder = join(REPOSITORY, model.name);
+  await mkdir(folder, { recursive: true });
+  for (const entry of readdirSync(model.dir, { withFileTypes: true })) {
+    if (entry.isFile()) await symlink(join(model.dir, entry.name), join(folder, entry.name));
+  }
+}
+
+async function readModelInput(dir: string): Promise<ResolvedModelInput> {
+  const configPath = join(dir, 'config.json');
+  const config = existsSync(configPath) ? parseModelConfigFile(JSON.parse(await readFile(configPath, 'utf8')), configPath) : {};
+  const session = await openSession(join(dir, 'model.onnx'), { intraOpThreads: 1 });
+  try {
+    return resolveModelInput(config, session.inputs, { config: configPath, model: join(dir, 'model.onnx') });
+  } finally {
+    await session.release();
+  }
+}
+
+function listImages(): Array<{ path: string; contentType: string }> {
+  const found: Array<{ path: string; contentType: string }> = [];
+  for (const sub of ['photos', 'cifar10']) {
+    const dir = join(IMAGES, sub);
+    for (const file of readdirSync(dir).sort()) {
+      const contentType = CONTENT_TYPES[extname(file).toLowerCase()];
+      if (contentType !== undefined) found.push({ path: join(dir, file), contentType });
+    }
+  }
+  if (found.length === 0) throw new Error(`no images found in ${IMAGES}/{photos,cifar10}`);
+  // Photos spread among the small CIFAR images, so every stretch of the rotation has the same mix.
+  const photos = found.filter((f) => f.path.includes('/photos/'));
+  const small = found.filter((f) => !f.path.includes('/photos/'));
+  const every = Math.max(1, Math.floor(found.length / Math.max(1, photos.length)));
+  const mixed: typeof found = [];
+  for (let i = 0, p = 0, s = 0; i < found.length; i++) {
+    if (i % every === 0 && p < photos.length) mixed.push(photos[p++]!);
+    else if (s < small.length) mixed.push(small[s++]!);
+    else mixed.push(photos[p++]!);
+  }
+  return mixed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/** Runs `work` and tells how many cores other processes kept busy meanwhile (machine minus this process). */
+async function withOtherLoad<T>(work: () => Promise<T>): Promise<{ value: T; otherCores: number }> {
+  const machine = readMachineTimes();
+  const own = ownCpuSeconds();
+  const started = performance.now();
+  const value = await work();
+  const seconds = (performance.now() - started) / 1000;
+  const busy = readMachineTimes().busySeconds - machine.busySeconds;
+  return { value, otherCores: Math.max(0, (busy - (ownCpuSeconds() - own)) / seconds) };
+}
+
+interface PreprocessFigures {
+  /** CPU ms per image over the whole rotation, all threads. */
+  readonly cpuMsPerImage: number;
+  /** Wall ms per image over the whole rotation, one image at a time. */
+  readonly wallMsMean: number;
+  /** Median over the images of each one's wall time: what a lone request typically pays. */
+  readonly wallMsMedian: number;
+}
+
+async function measurePreprocessing(spec: ResolvedModelInput['preprocess'], paths: string[], iterations: number): Promise<PreprocessFigures> {
+  const all = await measurePreprocessCost(spec, paths, { iterations });
+  const perImage: number[] = [];
+  for (const path of paths) perImage.push((await measurePreprocessCost(spec, [path], { iterations: 3 })).msPerImageWall);
+  return { cpuMsPerImage: all.cpuMsPerImage, wallMsMean: all.msPerImageWall, wallMsMedian: median(perImage) };
+}
+
+interface LevelResult {
+  readonly connections: number;
+  readonly load: LoadResult;
+  readonly metrics: { readonly before: Sample[]; readonly after: Sample[] };
+  readonly serverThreads: Array<{ group: string; threads: number; seconds: number }>;
+  readonly machineBusySeconds: number;
+  readonly machineStealSeconds: number;
+  readonly benchCpuSeconds: number;
+  readonly loadAverage: number;
+}
+
+async function scrape(baseUrl: string): Promise<Sample[]> {
+  const r = await httpGet(`${baseUrl}/metrics`, { timeoutMs: 10_000 });
+  if (r.status !== 200) throw new Error(`GET /metrics answered ${r.status}`);
+  return parsePrometheusText(r.body);
+}
+
+async function checkEveryImage(baseUrl: string, path: string, uploads: readonly Upload[]): Promise<void> {
+  for (const u of uploads) {
+    const response = await fetch(`${baseUrl}${path}`, { method: 'POST', headers: { 'content-type': u.contentType }, body: u.body });
+    const text = await response.text();
+    if (response.status !== 200 || !Array.isArray((JSON.parse(text) as { predictions?: unknown }).predictions)) {
+      throw new Error(`${u.name}: the server answered ${response.status}: ${text.slice(0, 300)}`);
+    }
+  }
+}
+
+async function runLevel(baseUrl: string, pid: number, path: string, uploads: readonly Upload[], connections: number, args: Args): Promise<LevelResult> {
+  let threadsBefore: ThreadTimes | undefined;
+  let threadsAfter: ThreadTimes | undefined;
+  let machineBefore: MachineTimes | undefined;
+  let machineAfter: MachineTimes | undefined;
+  let benchBefore = 0;
+  let benchAfter = 0;
+  let before: Sample[] = [];
+  let after: Sample[] = [];
+  const load = await runLoad({
+    baseUrl,
+    path,
+    uploads,
+    connections,
+    warmupSeconds: args.warmupSeconds,
+    durationSeconds: args.durationSeconds,
+    probePath: '/v2/health/live',
+    onWindowStart: async () => {
+      threadsBefore = readThreadTimes(pid);
+      machineBefore = readMachineTimes();
+      benchBefore = ownCpuSeconds();
+      before = await scrape(baseUrl);
+    },
+    onWindowEnd: async () => {
+      threadsAfter = readThreadTimes(pid);
+      machineAfter = readMachineTimes();
+      benchAfter = ownCpuSeconds();
+      after = await scrape(baseUrl);
+    },
+  });
+  return {
+    connections,
+    load,
+    metrics: { before, after },
+    serverThreads: threadGroupDelta(pid, threadsBefore!, threadsAfter!),
+    machineBusySeconds: machineAfter!.busySeconds - machineBefore!.busySeconds,
+    machineStealSeconds: machineAfter!.stealSeconds - machineBefore!.stealSeconds,
+    benchCpuSeconds: benchAfter - benchBefore,
+    loadAverage: loadavg()[0]!,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+interface LevelFigures {
+  readonly connections: number;
+  readonly imagesPerSecond: number;
+  readonly ratio: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+  readonly errorDetail: string;
+  readonly probeP50: number;
+  readonly probeP99: number;
+  readonly probeMax: number;
+  readonly probeFailures: number;
+  /** The server's own event-loop delay over the window (prom-client's monitorEventLoopDelay, reset by each scrape), in ms. */
+  readonly loopDelayP99: number;
+  readonly loopDelayMax: number;
+  readonly batchSizes: HistogramSnapshot;
+  readonly meanBatch: number;
+  readonly preprocessMs: number;
+  readonly queueMs: number;
+  readonly computeMsPerBatch: number;
+  readonly computeMsPerImage: number;
+  readonly serverCores: number;
+  readonly threadCores: Array<{ group: string; threads: number; cores: number }>;
+  readonly benchCores: number;
+  readonly otherCores: number;
+  readonly stealCores: number;
+  readonly loadAverage: number;
+}
+
+/** A gauge's value, or NaN when the server does not export it. */
+function gaugeOf(samples: readonly Sample[], name: string): number {
+  return samples.find((s) => s.name === name)?.value ?? Number.NaN;
+}
+
+function figuresOf(level: LevelResult, model: string, limit: number): LevelFigures {
+  const { load } = level;
+  const seconds = load.windowSeconds;
+  let ok = 0;
+  let bad = 0;
+  const detail: string[] = [];
+  for (const [status, count] of [...load.statuses].sort((a, b) => a[0] - b[0])) {
+    if (status >= 200 && status < 300) ok += count;
+    else {
+      bad += count;
+      detail.push(`${count}×${status}`);
+    }
+  }
+  if (load.transportErrors > 0) detail.push(`${load.transportErrors} transport`);
+  const filter = { model };
+  const delta = (name: string) => histogramDelta(histogramOf(level.metrics.before, name, filter), histogramOf(level.metrics.after, name, filter));
+  const batchSizes = delta('inference_batch_size');
+  const pre = delta('inference_preprocess_duration_seconds');
+  const queue = delta('inference_queue_duration_seconds');
+  const compute = delta('inference_compute_duration_seconds');
+  const serverSeconds = level.serverThreads.reduce((a, g) => a + g.seconds, 0);
+  const imagesPerSecond = ok / seconds;
+  return {
+    connections: level.connections,
+    imagesPerSecond,
+    ratio: imagesPerSecond / limit,
+    p50: quantile(load.latenciesMs, 0.5),
+    p99: quantile(load.latenciesMs, 0.99),
+    errors: bad + load.transportErrors,
+    errorDetail: detail.join(', '),
+    probeP50: quantile(load.probeLatenciesMs, 0.5),
+    probeP99: quantile(load.probeLatenciesMs, 0.99),
+    probeMax: Math.max(...load.probeLatenciesMs),
+    probeFailures: load.probeFailures,
+    loopDelayP99: gaugeOf(level.metrics.after, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+    loopDelayMax: gaugeOf(level.metrics.after, 'nodejs_eventloop_lag_max_seconds') * 1000,
+    batchSizes,
+    meanBatch: batchSizes.sum / batchSizes.count,
+    preprocessMs: (pre.sum / pre.count) * 1000,
+    queueMs: (queue.sum / queue.count) * 1000,
+    computeMsPerBatch: (compute.sum / compute.count) * 1000,
+    computeMsPerImage: (compute.sum / batchSizes.sum) * 1000,
+    serverCores: serverSeconds / seconds,
+    threadCores: level.serverThreads.filter((g) => g.seconds / seconds >= 0.005).map((g) => ({ group: g.group, threads: g.threads, cores: g.seconds / seconds })),
+    benchCores: level.benchCpuSeconds / seconds,
+    otherCores: Math.max(0, (level.machineBusySeconds - serverSeconds - level.benchCpuSeconds) / seconds),
+    stealCores: level.machineStealSeconds / seconds,
+    loadAverage: level.loadAverage,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+interface Report {
+  readonly date: string;
+  readonly command: string;
+  readonly machine: string;
+  readonly versions: string;
+  readonly settings: string;
+  readonly model: string;
+  readonly images: string;
+  readonly cores: number;
+  readonly preprocess: PreprocessFigures;
+  readonly direct: BatchTiming[];
+  readonly best: BatchTiming;
+  readonly batch1: BatchTiming;
+  readonly limit: number;
+  readonly levels: LevelFigures[];
+  readonly loadBefore: string;
+  readonly otherDuringPreprocess: number;
+  readonly otherDuringDirect: number;
+}
+
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '–');
+
+function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---:').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function targets(r: Report): string[] {
+  const lines: string[] = [];
+  const saturated = [...r.levels].sort((a, b) => b.connections - a.connections)[0];
+  const at32 = r.levels.find((l) => l.connections === 32);
+  if (at32) {
+    const pass = at32.ratio >= 0.9 && at32.errors === 0;
+    lines.push(`- 32 clients ≥ 0.9 × limit with no errors: ${f1(at32.imagesPerSecond)} images/s = ${f2(at32.ratio)} × ${f1(r.limit)}, ${at32.errors} errors → **${pass ? 'met' : 'not met'}**`);
+  } else {
+    lines.push('- 32 clients ≥ 0.9 × limit: not run (add 32 to --concurrency)');
+  }
+  const one = r.levels.find((l) => l.connections === 1);
+  if (one) {
+    const expected = r.batch1.msPerBatch + r.preprocess.wallMsMedian;
+    const pass = one.p50 <= expected + 3;
+    lines.push(
+      `- 1 client p50 within 3 ms of batch-1 inference + preprocessing: ${f1(one.p50)} ms vs ${f1(r.batch1.msPerBatch)} + ${f1(r.preprocess.wallMsMedian)} = ${f1(expected)} ms (+${f1(one.p50 - expected)}) → **${pass ? 'met' : 'not met'}**`,
+    );
+  } else {
+    lines.push('- 1 client p50: not run (add 1 to --concurrency)');
+  }
+  if (saturated) {
+    const pass = saturated.probeP99 <= 20 && saturated.probeFailures === 0;
+    lines.push(`- live probe p99 ≤ 20 ms while saturated (${saturated.connections} clients): ${f1(saturated.probeP99)} ms, ${saturated.probeFailures} failed → **${pass ? 'met' : 'not met'}**`);
+  }
+  return lines;
+}
+
+function renderMarkdown(r: Report): string {
+  const main = table(
+    ['clients', 'images/s', '× limit', 'p50 ms', 'p99 ms', 'errors', 'probe p50 ms', 'probe p99 ms', 'probe max ms', 'server event-loop delay p99 / max ms'],
+    r.levels.map((l) => [
+      String(l.connections),
+      f1(l.imagesPerSecond),
+      f2(l.ratio),
+      f1(l.p50),
+      f1(l.p99),
+      l.errors === 0 ? '0' : `${l.errors} (${l.errorDetail})`,
+      f1(l.probeP50),
+      f1(l.probeP99),
+      `${f1(l.probeMax)}${l.probeFailures > 0 ? ` (${l.probeFailures} failed)` : ''}`,
+      `${f1(l.loopDelayP99)} / ${f1(l.loopDelayMax)}`,
+    ]),
+  );
+  const ranges = [...new Set(r.levels.flatMap((l) => bucketShares(l.batchSizes).map((b) => b.range)))];
+  const stages = table(
+    ['clients', 'mean batch', ...ranges.map((g) => `batches of ${g}`), 'preprocess ms/image', 'queue ms/image', 'compute ms/batch', 'compute ms/image'],
+    r.levels.map((l) => {
+      const shares = new Map(bucketShares(l.batchSizes).map((b) => [b.range, b.count]));
+      return [
+        String(l.connections),
+        f2(l.meanBatch),
+        ...ranges.map((g) => {
+          const n = shares.get(g) ?? 0;
+          return l.batchSizes.count > 0 ? `${((n / l.batchSizes.count) * 100).toFixed(0)}%` : '–';
+        }),
+        f1(l.preprocessMs),
+        f1(l.queueMs),
+        f1(l.computeMsPerBatch),
+        f1(l.computeMsPerImage),
+      ];
+    }),
+  );
+  const groups = [...new Set(r.levels.flatMap((l) => l.threadCores.map((g) => g.group)))];
+  const cpu = table(
+    ['clients', 'server', ...groups.map((g) => `server: ${g}`), 'bench process', 'other processes', 'steal', 'load avg (1 min)'],
+    r.levels.map((l) => {
+      const byGroup = new Map(l.threadCores.map((g) => [g.group, g]));
+      return [
+        String(l.connections),
+        f2(l.serverCores),
+        ...groups.map((g) => {
+          const t = byGroup.get(g);
+          return t ? `${f2(t.cores)} (${t.threads})` : '–';
+        }),
+        f2(l.benchCores),
+        f2(l.otherCores),
+        f2(l.stealCores),
+        f2(l.loadAverage),
+      ];
+    }),
+  );
+  const direct = table(
+    ['batch', ...r.direct.map((d) => String(d.batchSize))],
+    [
+      ['ms/batch', ...r.direct.map((d) => f1(d.msPerBatch))],
+      ['ms/image', ...r.direct.map((d) => f1(d.msPerImage))],
+    ],
+  );
+  return [
+    `## ${r.date} — serving benchmark (${r.model})`,
+    '',
+    `- command: \`${r.command}\``,
+    `- machine: ${r.machine}`,
+    `- versions: ${r.versions}`,
+    `- server settings: ${r.settings}`,
+    `- images: ${r.images}`,
+    `- load average before the run: ${r.loadBefore}`,
+    '',
+    `onnxruntime alone (this process, same session options as the server, ${r.direct.reduce((a, d) => a + d.runs, 0)} timed runs in interleaved rounds, median per batch size; other processes used ${f2(r.otherDuringDirect)} cores meanwhile):`,
+    '',
+    direct,
+    '',
+    `Batch 1: ${f1(r.batch1.msPerBatch)} ms. Best: ${f1(r.best.msPerImage)} ms/image at batch ${r.best.batchSize}. ` +
+      `Preprocessing (sharp + tensor write): ${f2(r.preprocess.cpuMsPerImage)} CPU ms/image; wall ${f2(r.preprocess.wallMsMean)} ms/image mean, ${f2(r.preprocess.wallMsMedian)} ms median over the images (one at a time; other processes used ${f2(r.otherDuringPreprocess)} cores meanwhile).`,
+    '',
+    `Perfect-pipeline limit: 1000 / (${f2(r.best.msPerImage)} + ${f2(r.preprocess.cpuMsPerImage)} / ${r.cores}) = **${f1(r.limit)} images/s**.`,
+    '',
+    'The service (closed loop, one image per request; probe = GET /v2/health/live every 100 ms on a new connection):',
+    '',
+    main,
+    '',
+    "Batches formed and stage means, from the server's /metrics over the same window (preprocess is wall time under load; compute is time inside session.run):",
+    '',
+    stages,
+    '',
+    'CPU used during the window, in cores (server threads grouped by name, with their count):',
+    '',
+    cpu,
+    '',
+    'Targets:',
+    '',
+    ...targets(r),
+    '',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function versionOf(pkg: string): string {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function describeSettings(config: Config, maxBatchSize: number): string {
+  return [
+    `BATCH_MAX_SIZE ${maxBatchSize}${config.batchMaxSize === undefined ? ' (default)' : ''}`,
+    `BATCH_MAX_DELAY_MS ${config.batchMaxDelayMs}`,
+    `INFERENCE_WORKERS ${config.inferenceWorkers}`,
+    `INTRA_OP_THREADS ${config.intraOpThreads}`,
+    `QUEUE_MAX_SIZE ${config.queueMaxSize}`,
+    `UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+    `LOG_LEVEL ${config.logLevel}`,
+  ].join(', ');
+}
+
+async function main(): Promise<void> {
+  const args = parseCliArgs(process.argv.slice(2));
+  const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const cores = availableCpus();
+  const cgroup = cgroupCpuLimit();
+  const config = loadConfig(process.env, { availableCpus: cores });
+  if (config.executionProvider !== 'cpu') throw new Error('This benchmark measures the CPU execution provider; unset EXECUTION_PROVIDER');
+  const maxBatchSize = config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu;
+  if (Math.max(...args.concurrency) > config.queueMaxSize) {
+    throw new Error(`--concurrency ${Math.max(...args.concurrency)} exceeds QUEUE_MAX_SIZE ${config.queueMaxSize}: requests would be refused by design`);
+  }
+
+  await mkdir(CACHE, { recursive: true });
+  const model = await ensureModel(args.modelDir);
+  const input = await readModelInput(model.dir);
+  const images = listImages();
+  const uploads: Upload[] = images.map((i) => ({ name: basename(i.path), contentType: i.contentType, body: readFileSync(i.path) }));
+  const photos = images.filter((i) => i.path.includes('/photos/')).length;
+  const versions = decoderVersions();
+  const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  const date = new Date().toISOString();
+  const command = commandLine();
+
+  process.stdout.write(
+    `serving benchmark ${date}\n${command}\n` +
+      `machine: ${cpuModel}, ${cpus().length} logical cores, ${availableParallelism()} schedulable, cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores used; load ${loadBefore}\n` +
+      `model: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n\n`,
+  );
+
+  process.stdout.write(`Preprocessing cost over ${images.length} images (${args.preprocessIterations} passes) ...\n`);
+  const { value: preprocess, otherCores: otherDuringPreprocess } = await withOtherLoad(() =>
+    measurePreprocessing(input.preprocess, images.map((i) => i.path), args.preprocessIterations),
+  );
+  process.stdout.write(
+    `  CPU ${f2(preprocess.cpuMsPerImage)} ms/image; wall ${f2(preprocess.wallMsMean)} mean, ${f2(preprocess.wallMsMedian)} median (other processes: ${f2(otherDuringPreprocess)} cores)\n`,
+  );
+
+  const batchSizes = input.fixedBatchSize !== undefined ? [input.fixedBatchSize] : Array.from({ length: DIRECT_MAX_BATCH }, (_, i) => i + 1);
+  process.stdout.write(`onnxruntime alone, ${config.intraOpThreads} intra-op threads, batch ${batchSizes.join(',')} ...\n`);
+  const { value: direct, otherCores: otherDuringDirect } = await withOtherLoad(() =>
+    measureDirectInference({
+      modelPath: join(model.dir, 'model.onnx'),
+      intraOpThreads: config.intraOpThreads,
+      batchSizes,
+      itemDims: input.shape.slice(1),
+      rounds: args.directRounds,
+      onRound: (round) => process.stdout.write(`  round ${round}/${args.directRounds} (load ${loadavg()[0]!.toFixed(2)})\n`),
+    }),
+  );
+  process.stdout.write(`  other processes used ${f2(otherDuringDirect)} cores meanwhile\n`);
+  for (const d of direct) process.stdout.write(`  batch ${String(d.batchSize).padStart(2)}: ${f1(d.msPerBatch).padStart(7)} ms, ${f1(d.msPerImage)} ms/image (${d.runs} runs)\n`);
+  const best = direct.reduce((a, b) => (b.msPerImage < a.msPerImage ? b : a));
+  const batch1 = direct.find((d) => d.batchSize === 1) ?? direct[0]!;
+  const limit = 1000 / (best.msPerImage + preprocess.cpuMsPerImage / cores);
+  process.stdout.write(`  limit = 1000 / (${f2(best.msPerImage)} + ${f2(preprocess.cpuMsPerImage)} / ${cores}) = ${f1(limit)} images/s\n\n`);
+
+  await prepareRepository(model);
+  process.stdout.write(`Starting the server (log: ${SERVER_LOG}) ...\n`);
+  const server = await startServer({
+    entry: join(ROOT, 'dist', 'src', 'server.js'),
+    env: { MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, BUILD_DEFAULT_MODEL: 'false' },
+    logPath: SERVER_LOG,
+    nodeArgs: args.serverNodeArgs,
+  });
+  const path = `/v1/models/${encodeURIComponent(model.name)}:predict`;
+  const levels: LevelFigures[] = [];
+  try {
+    await checkEveryImage(server.baseUrl, path, uploads);
+    for (const connections of args.concurrency) {
+      process.stdout.write(`${connections} clients: ${args.warmupSeconds} s warm-up, ${args.durationSeconds} s measured (load ${loadavg()[0]!.toFixed(2)}) ...\n`);
+      const level = figuresOf(await runLevel(server.baseUrl, server.pid, path, uploads, connections, args), model.name, limit);
+      levels.push(level);
+      process.stdout.write(
+        `  ${f1(level.imagesPerSecond)} images/s (${f2(level.ratio)} × limit), p50 ${f1(level.p50)} ms, p99 ${f1(level.p99)} ms, errors ${level.errors}, ` +
+          `probe p99 ${f1(level.probeP99)} ms (event-loop delay p99 ${f1(level.loopDelayP99)} ms); mean batch ${f2(level.meanBatch)}, compute ${f1(level.computeMsPerImage)} ms/image; ` +
+          `CPU: server ${f2(level.serverCores)}, others ${f2(level.otherCores)} cores\n`,
+      );
+    }
+  } finally {
+    const code = await server.stop();
+    if (code !== 0) process.stderr.write(`warning: the server exited with code ${code}; see ${SERVER_LOG}\n`);
+  }
+
+  const report: Report = {
+    date,
+    command,
+    machine: `${cpuModel}, ${cpus().length} logical cores, cgroup CPU limit ${cgroup ?? 'none'}, ${cores} cores available to the server`,
+    versions: `node ${process.version}, onnxruntime-node ${versionOf('onnxruntime-node')}, sharp ${versions.sharp} (libvips ${versions.libvips}), fastify ${versionOf('fastify')}, autocannon ${versionOf('autocannon')}`,
+    settings: describeSettings(config, maxBatchSize),
+    model: model.dir === DEFAULT_MODEL_DIR ? 'resnet50 from the model builder' : model.dir,
+    images: `${images.length} from ../shared/images (${photos} photos, ${images.length - photos} CIFAR-10 32×32 JPEGs), raw bodies, each client rotating through all of them; ${args.warmupSeconds} s warm-up then ${args.durationSeconds} s measured per level`,
+    cores,
+    preprocess,
+    direct,
+    best,
+    batch1,
+    limit,
+    levels,
+    loadBefore,
+    otherDuringPreprocess,
+    otherDuringDirect,
+  };
+  if (args.json !== undefined) await writeFile(args.json, `${JSON.stringify(report, null, 2)}\n`);
+  const markdown = renderMarkdown(report);
+  process.stdout.write(`\n${markdown}\n`);
+  if (args.write) {
+    if (!existsSync(args.out)) {
+      await writeFile(
+        args.out,
+        '# Benchmarks\n\nSections are appended by `npm run bench` (bench/serve.ts; see its header for what it measures) and by hand for notes on what was tried; earlier sections are kept. Each states its machine, date and command.\n\n',
+      );
+    }
+    await appendFile(args.out, `\n${markdown}`);
+    process.stdout.write(`Appended to ${args.out}\n`);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+});
