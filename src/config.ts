@@ -37,6 +37,11 @@ export interface Config {
   readonly inferenceWorkers: number;
   /** onnxruntime intra-op threads per session. @default the CPUs this process may use (cgroup quota included) */
   readonly intraOpThreads: number;
+  /**
+   * Added to the nice value of the inference threads (0 keeps the process's priority), so the
+   * event loop and image decoding win a contended core over onnxruntime. @default 5
+   */
+  readonly inferenceNice: number;
   /** Images that may wait in one model's queue before requests are refused. @default 128 */
   readonly queueMaxSize: number;
   /** Default deadline of a request, in ms; `X-Request-Timeout-Ms` may lower it. @default 30000 */
@@ -100,7 +105,7 @@ export class ConfigError extends Error {
 export const ENV_VARS = [
   'HOST', 'PORT', 'METRICS_PORT', 'LOG_LEVEL',
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
-  'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
+  'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
   'HTTP_KEEP_ALIVE_TIMEOUT_MS', 'HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS',
   'EXECUTION_PROVIDER', 'CUDA_DEVICE_ID', 'CUDA_MEM_LIMIT_BYTES', 'CUDNN_CONV_ALGO_SEARCH',
@@ -188,6 +193,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),
     intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),
+    inferenceNice: readInt(env, 'INFERENCE_NICE', 5, 0, 19),
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 128, 1),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1),
     uploadMaxBytes: readInt(env, 'UPLOAD_MAX_BYTES', 10 * 1024 * 1024, 1),

@@ -86,6 +86,12 @@ export async function openSession(model: string | Uint8Array, options: OpenSessi
     // One request stream per session: inter-op parallelism only adds thread contention here.
     executionMode: 'sequential',
     interOpNumThreads: 1,
+    // onnxruntime's intra-op threads spin, waiting for work, after every parallel section;
+    // between runs that burns a core the event loop and sharp's decoding need, and CPU quota
+    // in a container (measured: 62 → 53 CPU ms per batch-1 request, latency no worse;
+    // BENCHMARKS.md). This stops the spinning when a run returns and restarts it with the
+    // next run, so spinning still speeds the sections within a run.
+    extra: { session: { force_spinning_stop: '1' } },
   };
   if (options.intraOpThreads !== undefined) sessionOptions.intraOpNumThreads = options.intraOpThreads;
   const session =

@@ -8,6 +8,11 @@ import type { OpenSessionOptions, TensorInfo, ExecutionProvider } from './onnx-b
 export interface WorkerInit {
   readonly modelPath: string;
   readonly session: OpenSessionOptions;
+  /**
+   * Added to the nice value of the inference thread before the session starts, so the
+   * onnxruntime threads it creates inherit it (Linux: nice is per thread). @default 0
+   */
+  readonly niceIncrement?: number;
 }
 
 export interface RunRequest {

@@ -4,6 +4,7 @@
  * not on the main thread that answers HTTP and probes.
  */
 import { writeFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { openSession } from './onnx-binding.js';
@@ -30,7 +31,24 @@ function nameThread(): void {
   }
 }
 
+/**
+ * Lowers this thread's priority by `increment` (raises its nice value) before the session
+ * starts its intra-op threads, which inherit it. On Linux nice is per thread, and
+ * `setPriority(0, …)` from a worker thread changes that thread only: the event loop and
+ * libuv's pool keep theirs, and win the CPU when they want it while inference waits. Raising
+ * one's own nice value needs no privilege; failure (other systems) leaves the priority as is.
+ */
+function lowerPriority(increment: number): void {
+  if (increment <= 0) return;
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + increment));
+  } catch {
+    // Not permitted or not supported: inference keeps the process's priority.
+  }
+}
+
 nameThread();
+lowerPriority(init.niceIncrement ?? 0);
 try {
   const session = await openSession(init.modelPath, init.session);
   const outputName = session.outputs[0]?.name;

@@ -12,7 +12,7 @@ import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type 
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
 import { createImagePreprocessor, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
-import { createBufferPool } from './buffer-pool.js';
+import { createBufferPool, type BufferPool } from './buffer-pool.js';
 import { ModelConfigError, parseModelConfigFile, resolveModelInput, type ModelConfigFile, type OutputKind, type ResolvedModelInput } from './model-config.js';
 import type { ServingObserver } from './observer.js';
 import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
@@ -35,6 +35,8 @@ export interface ModelLoadOptions {
   readonly log: ModelLogger;
   /** Worker entry override, for tests. */
   readonly workerUrl?: URL;
+  /** Nice increment of the inference threads (see WorkerInit.niceIncrement). @default 0 */
+  readonly inferenceNice?: number;
 }
 
 /** One output row per item, and the batch's compute time. */
@@ -135,7 +137,11 @@ async function openPool(modelPath: string, options: ModelLoadOptions): Promise<W
     modelPath,
     (provider) =>
       createWorkerPool({
-        init: { modelPath, session: { intraOpThreads: options.intraOpThreads, executionProvider: provider, cuda: options.cuda } },
+        init: {
+          modelPath,
+          session: { intraOpThreads: options.intraOpThreads, executionProvider: provider, cuda: options.cuda },
+          niceIncrement: options.inferenceNice ?? 0,
+        },
         size: options.workers,
         log: options.log,
         ...(options.workerUrl ? { workerUrl: options.workerUrl } : {}),
@@ -175,20 +181,32 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
     const batchRows = input.fixedBatchSize ?? maxBatchSize;
     const batchPool = createBufferPool(batchRows * input.itemSize, pool.size);
 
+    /** A lone item that owns its whole buffer can go to the worker as it is, without a copy. */
+    const ownsBuffer = (item: Float32Array) => item.byteOffset === 0 && item.byteLength === item.buffer.byteLength;
+
     const runBatch = async (items: readonly Float32Array[]): Promise<ItemOutput[]> => {
       const batch = input.fixedBatchSize ?? items.length;
-      // One contiguous buffer, transferred (not copied) to the worker, which hands it back.
-      const buffer = batchPool.acquire();
-      const data = buffer.subarray(0, batch * input.itemSize);
-      items.forEach((item, i) => {
-        data.set(item, i * input.itemSize);
-        itemPool.release(item);
-      });
-      // A fixed-size graph gets zero rows as padding (the recycled buffer holds old rows).
-      if (items.length < batch) data.fill(0, items.length * input.itemSize);
       const dims = [batch, ...input.shape.slice(1)];
+      let data: Float32Array;
+      let bufferPool: BufferPool;
+      if (batch === 1 && ownsBuffer(items[0]!)) {
+        // The common case at low load: the image's own tensor is transferred (the request no
+        // longer reads it) and comes back to the item pool.
+        data = items[0]!;
+        bufferPool = itemPool;
+      } else {
+        // One contiguous buffer, transferred (not copied) to the worker, which hands it back.
+        data = batchPool.acquire().subarray(0, batch * input.itemSize);
+        items.forEach((item, i) => {
+          data.set(item, i * input.itemSize);
+          itemPool.release(item);
+        });
+        // A fixed-size graph gets zero rows as padding (the recycled buffer holds old rows).
+        if (items.length < batch) data.fill(0, items.length * input.itemSize);
+        bufferPool = batchPool;
+      }
       const { output, dims: outDims, computeMs, input: returned } = await pool.run(input.name, data, dims);
-      if (returned !== undefined) batchPool.adopt(returned);
+      if (returned !== undefined) bufferPool.adopt(returned);
       const rowSize = rowsFromDims(outDims);
       options.observer.computed(name, items.length, computeMs / 1000);
       return items.map((_, i) => ({ row: output.subarray(i * rowSize, (i + 1) * rowSize), computeMs }));

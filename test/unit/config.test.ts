@@ -11,6 +11,8 @@ describe('loadConfig', () => {
     assert.equal(c.batchMaxDelayMs, 0);
     assert.equal(c.inferenceWorkers, 1);
     assert.equal(c.intraOpThreads, 3, 'defaults to the CPUs this process may use');
+    assert.equal(c.inferenceNice, 5);
+    assert.equal(loadConfig({ INFERENCE_NICE: '0' }, { availableCpus: 3 }).inferenceNice, 0);
     assert.equal(c.uploadMaxBytes, 10 * 1024 * 1024);
     assert.equal(c.maxImagesPerRequest, 32);
     assert.equal(c.maxImagePixels, 40_000_000);
@@ -33,6 +35,7 @@ describe('loadConfig', () => {
       [{ METRICS_PORT: '8080' }, /`METRICS_PORT` to differ from `PORT`/],
       [{ MAX_IMAGES_PER_REQUEST: '200' }, /`MAX_IMAGES_PER_REQUEST` \(200\) to be at most `QUEUE_MAX_SIZE` \(128\)/],
       [{ HTTP_HEADERS_TIMEOUT_MS: '70000' }, /HTTP_HEADERS_TIMEOUT_MS/],
+      [{ INFERENCE_NICE: '20' }, /Expected `INFERENCE_NICE` to be an integer from 0 to 19, got `20`/],
     ];
     for (const [env, message] of cases) {
       assert.throws(() => loadConfig(env, { availableCpus: 2 }), (err: Error) => err instanceof ConfigError && message.test(err.message), JSON.stringify(env));

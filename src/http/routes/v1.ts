@@ -29,7 +29,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
     const images = await readImages(request, limits);
     const result = await ctx.service.classify(model, images, topK, control);
     setServerTiming(reply, result.timings);
-    request.log.info({ model: model.name, images: images.length, batchSize: result.timings.batchSize, timings: result.timings }, 'predicted');
+    request.inferenceLog = { model: model.name, images: images.length, batchSize: result.timings.batchSize, timings: result.timings };
     return { model_name: model.name, model_version: model.version, predictions: result.predictions };
   };
 

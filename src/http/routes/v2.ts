@@ -157,7 +157,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
         throw errors.INVALID_TENSOR(`The model's output for this input is not finite; its values are out of the range model ${model.name} works in`);
       }
       setServerTiming(reply, result.timings);
-      request.log.info({ model: model.name, items: result.shape[0], batchSize: result.timings.batchSize, timings: result.timings }, 'inferred');
+      request.inferenceLog = { model: model.name, images: result.shape[0], batchSize: result.timings.batchSize, timings: result.timings };
       return {
         model_name: model.name,
         model_version: model.version,

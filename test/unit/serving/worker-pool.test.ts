@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isServingError } from '../../../src/errors.js';
@@ -6,6 +7,17 @@ import { createWorkerPool } from '../../../src/serving/worker-pool.js';
 import { RESNET20_DIR } from '../../helpers.js';
 
 const quiet = { warn() {}, error() {} };
+
+/** Id, name and nice value of every thread of this process (Linux /proc). */
+function threadNices(): Array<{ tid: string; name: string; nice: number }> {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+    // The fields after the parenthesised name: state is field 3, nice is field 19.
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { tid, name, nice: Number(fields[19 - 3]) };
+  });
+}
 const init = { modelPath: join(RESNET20_DIR, 'model.onnx'), session: { intraOpThreads: 1 } };
 
 describe('createWorkerPool', () => {
@@ -21,6 +33,22 @@ describe('createWorkerPool', () => {
     assert.equal(out.output.length, 20);
     assert.equal(input.byteLength, 0, 'the input buffer was transferred to the worker, not copied');
     assert.ok(out.computeMs > 0);
+  });
+
+  it('runs the inference thread and the onnxruntime threads it starts at the nice increment, and no other thread', { skip: process.platform !== 'linux' }, async (t) => {
+    const before = threadNices();
+    const base = before.find((th) => th.name !== 'ort-inference')!.nice;
+    const pool = await createWorkerPool({ init: { ...init, session: { intraOpThreads: 2 }, niceIncrement: 5 }, log: quiet });
+    t.after(() => pool.close());
+    await pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]);
+    // Threads the pool started: the worker and those it started (onnxruntime names none, so
+    // they inherit the worker's name). Threads of earlier pools in this process are left out.
+    const started = threadNices().filter((th) => !before.some((b) => b.tid === th.tid));
+    const inference = started.filter((th) => th.name === 'ort-inference');
+    // The worker thread itself and onnxruntime's second intra-op thread, at least.
+    assert.ok(inference.length >= 2, `threads started: ${JSON.stringify(started)}`);
+    for (const th of inference) assert.equal(th.nice, Math.min(19, base + 5), JSON.stringify(th));
+    for (const th of threadNices().filter((x) => x.name !== 'ort-inference')) assert.equal(th.nice, base, `${th.name} keeps the process's nice value`);
   });
 
   it('fails only the batch of a worker that dies, replaces the worker, and carries on', async (t) => {

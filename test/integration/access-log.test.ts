@@ -1,0 +1,95 @@
+/**
+ * The access log: one JSON line per answered request, with the inference details on the line
+ * of an inference, probes at `debug` only, and the request id of the answer.
+ */
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { RESNET20_CONFIG, RESNET20_DIR, photo, startApp, tempRepository } from '../helpers.js';
+
+interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly reqId?: string;
+  readonly req?: { method: string; url: string };
+  readonly res?: { statusCode: number };
+  readonly responseTime?: number;
+  readonly model?: string;
+  readonly images?: number;
+  readonly batchSize?: number;
+  readonly timings?: Record<string, number>;
+  readonly code?: string;
+}
+
+/** pino's numeric levels. */
+const DEBUG = 20;
+const INFO = 30;
+
+async function appWithLog(t: TestContext, level: string) {
+  const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
+  const lines: string[] = [];
+  const app = await startApp(t, repo, { LOG_LEVEL: level }, { logStream: { write: (line: string) => void lines.push(line) } });
+  const parsed = () => lines.map((l) => JSON.parse(l) as LogLine);
+  return { app, parsed };
+}
+
+describe('access log', () => {
+  it('writes one line per answered request, with the model, images, batch size and stage timings of an inference', async (t) => {
+    const { app, parsed } = await appWithLog(t, 'info');
+    const chelsea = await photo('chelsea.png');
+    const before = parsed().length;
+    const predict = await app.inject({ method: 'POST', url: '/v1/models/resnet20:predict', headers: { 'content-type': 'image/png', 'x-request-id': 'access-log-1' }, payload: chelsea });
+    assert.equal(predict.statusCode, 200);
+    const v2 = await app.inject({
+      method: 'POST',
+      url: '/v2/models/resnet20/infer',
+      headers: { 'x-request-id': 'access-log-2' },
+      payload: { inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: [chelsea.toString('base64'), chelsea.toString('base64')] }] },
+    });
+    assert.equal(v2.statusCode, 200);
+    const missing = await app.inject({ method: 'GET', url: '/v2/models/nope', headers: { 'x-request-id': 'access-log-3' } });
+    assert.equal(missing.statusCode, 404);
+
+    const lines = parsed().slice(before);
+    const completed = lines.filter((l) => l.msg === 'request completed');
+    assert.deepEqual(
+      completed.map((l) => [l.reqId, l.req?.method, l.req?.url, l.res?.statusCode]),
+      [
+        ['access-log-1', 'POST', '/v1/models/resnet20:predict', 200],
+        ['access-log-2', 'POST', '/v2/models/resnet20/infer', 200],
+        ['access-log-3', 'GET', '/v2/models/nope', 404],
+      ],
+    );
+    const [one, two, notFound] = completed as [LogLine, LogLine, LogLine];
+    assert.equal(one.level, INFO);
+    assert.deepEqual([one.model, one.images, one.batchSize], ['resnet20', 1, 1]);
+    assert.deepEqual([two.model, two.images], ['resnet20', 2]);
+    assert.ok(two.batchSize === 1 || two.batchSize === 2, `batch size ${two.batchSize}`);
+    for (const l of [one, two]) {
+      assert.deepEqual(Object.keys(l.timings ?? {}).sort(), ['batchSize', 'inferMs', 'postprocessMs', 'preprocessMs', 'queueMs']);
+      assert.ok(l.timings!.inferMs! > 0, `inferMs ${l.timings!.inferMs}`);
+      assert.ok(l.responseTime! >= l.timings!.inferMs!, `responseTime ${l.responseTime} < inferMs ${l.timings!.inferMs}`);
+    }
+    assert.equal(notFound.model, undefined, 'no inference fields on other answers');
+    // Besides the access lines, only the refused request's own line (with its code).
+    assert.deepEqual(
+      lines.filter((l) => l.msg !== 'request completed').map((l) => [l.reqId, l.code]),
+      [['access-log-3', 'MODEL_NOT_FOUND']],
+    );
+  });
+
+  it('logs probes and scrapes at debug, so an info log holds only traffic', async (t) => {
+    for (const level of ['info', 'debug']) {
+      const { app, parsed } = await appWithLog(t, level);
+      const before = parsed().length;
+      for (const url of ['/livez', '/readyz', '/v2/health/live', '/v2/health/ready', '/metrics', '/v2']) {
+        assert.equal((await app.inject({ method: 'GET', url })).statusCode, 200, url);
+      }
+      const urls = parsed()
+        .slice(before)
+        .filter((l) => l.msg === 'request completed')
+        .map((l) => [l.req?.url, l.level]);
+      const probes: Array<[string, number]> = ['/livez', '/readyz', '/v2/health/live', '/v2/health/ready', '/metrics'].map((u) => [u, DEBUG]);
+      assert.deepEqual(urls, level === 'info' ? [['/v2', INFO]] : [...probes, ['/v2', INFO]]);
+    }
+  });
+});
