@@ -129,15 +129,10 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model.', labelNames: ['model'] as const, registers });
 
-  // A model's series begin when it is loaded: the warm-up batches run while loading are not
-  // traffic, and counting them would break "batch sizes sum to the images inferred".
-  const loaded = new Set<string>();
-
   const observer: ServingObserver = {
     preprocessed: (model, seconds) => preprocess.observe({ model }, seconds),
     queued: (model, seconds) => queue.observe({ model }, seconds),
     computed(model, size, seconds) {
-      if (!loaded.has(model)) return;
       compute.observe({ model }, seconds);
       batchSize.observe({ model }, size);
       batches.inc({ model });
@@ -153,7 +148,6 @@ export function createMetrics(options: MetricsOptions): Metrics {
     queueDepth: (model, depth) => queueDepth.set({ model }, depth),
     inflightBatches: (model, count) => inflight.set({ model }, count),
     modelLoaded({ model, version, executionProvider, sha256, seconds }) {
-      loaded.add(model);
       modelInfo.set({ model, version, execution_provider: executionProvider, sha256 }, 1);
       loadDuration.set({ model }, seconds);
       // Every series starts at zero, so that rate() sees the first request and alerts see the

@@ -184,7 +184,8 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
     /** A lone item that owns its whole buffer can go to the worker as it is, without a copy. */
     const ownsBuffer = (item: Float32Array) => item.byteOffset === 0 && item.byteLength === item.buffer.byteLength;
 
-    const runBatch = async (items: readonly Float32Array[]): Promise<ItemOutput[]> => {
+    /** Runs one batch; `observe: false` for warm-up batches, which are not traffic. */
+    const runBatch = async (items: readonly Float32Array[], observe = true): Promise<ItemOutput[]> => {
       const batch = input.fixedBatchSize ?? items.length;
       const dims = [batch, ...input.shape.slice(1)];
       let data: Float32Array;
@@ -208,7 +209,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       const { output, dims: outDims, computeMs, input: returned } = await pool.run(input.name, data, dims);
       if (returned !== undefined) bufferPool.adopt(returned);
       const rowSize = rowsFromDims(outDims);
-      options.observer.computed(name, items.length, computeMs / 1000);
+      if (observe) options.observer.computed(name, items.length, computeMs / 1000);
       return items.map((_, i) => ({ row: output.subarray(i * rowSize, (i + 1) * rowSize), computeMs }));
     };
 
@@ -216,7 +217,10 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
     // true output size (graphs often leave it symbolic).
     let classes = 0;
     for (const size of warmupBatchSizes(maxBatchSize, input.fixedBatchSize)) {
-      const rows = await runBatch(Array.from({ length: Math.min(size, maxBatchSize) }, () => new Float32Array(input.itemSize)));
+      const rows = await runBatch(
+        Array.from({ length: Math.min(size, maxBatchSize) }, () => new Float32Array(input.itemSize)),
+        false,
+      );
       classes = rows[0]!.row.length;
     }
     if (labels !== undefined && labels.length !== classes) {
@@ -227,7 +231,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       maxBatchSize,
       maxDelayMs: options.batchMaxDelayMs,
       queueMaxSize: options.queueMaxSize,
-      runner: { concurrency: pool.size, run: runBatch },
+      runner: { concurrency: pool.size, run: (items) => runBatch(items) },
       observer: {
         queueDepth: (depth) => options.observer.queueDepth(name, depth),
         inflightBatches: (count) => options.observer.inflightBatches(name, count),

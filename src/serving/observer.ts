@@ -13,7 +13,7 @@ export interface ServingObserver {
   preprocessed(model: string, seconds: number): void;
   /** One item left the queue for a batch. */
   queued(model: string, seconds: number): void;
-  /** One batch ran on a worker (time inside the session). */
+  /** One batch of traffic ran on a worker (time inside the session); warm-up batches are not reported. */
   computed(model: string, batchSize: number, seconds: number): void;
   /** One request's outputs turned into its answer. */
   postprocessed(model: string, seconds: number): void;

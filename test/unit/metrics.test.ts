@@ -1,6 +1,6 @@
 /**
  * src/metrics.ts on its own: bucket layouts, option validation, one registry per instance,
- * what each observer call records, series initialised at model load, warm-up left out,
+ * what each observer call records, series initialised at model load,
  * default process metrics, and format negotiation.
  */
 import assert from 'node:assert/strict';
@@ -105,23 +105,6 @@ describe('observer', () => {
     const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
     loadedModel(metrics);
     assert.equal(metrics.registry.getSingleMetric('inference_queue_capacity'), undefined);
-  });
-
-  it('leaves out the warm-up batches run before the model is loaded', async () => {
-    const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
-    for (const size of [4, 3, 2, 1]) metrics.observer.computed('resnet20', size, 0.01);
-    loadedModel(metrics);
-    metrics.observer.computed('resnet20', 3, 0.004);
-    metrics.observer.computed('resnet20', 1, 0.002);
-    assert.equal(await sample(metrics, 'inference_batches_total', 'inference_batches_total', { model: 'resnet20' }), 2);
-    assert.equal(await sample(metrics, 'inference_batch_size', 'inference_batch_size_count', { model: 'resnet20' }), 2);
-    assert.equal(await sample(metrics, 'inference_batch_size', 'inference_batch_size_sum', { model: 'resnet20' }), 4);
-    assert.equal(await sample(metrics, 'inference_batch_size', 'inference_batch_size_bucket', { model: 'resnet20', le: 1 }), 1);
-    assert.equal(await sample(metrics, 'inference_batch_size', 'inference_batch_size_bucket', { model: 'resnet20', le: 2 }), 1);
-    assert.equal(await sample(metrics, 'inference_batch_size', 'inference_batch_size_bucket', { model: 'resnet20', le: 4 }), 2);
-    assert.equal(await sample(metrics, 'inference_compute_duration_seconds', 'inference_compute_duration_seconds_count', { model: 'resnet20' }), 2);
-    const sum = await sample(metrics, 'inference_compute_duration_seconds', 'inference_compute_duration_seconds_sum', { model: 'resnet20' });
-    assert.ok(Math.abs(sum! - 0.006) < 1e-12, `compute sum ${sum}`);
   });
 
   it('records a finished request once, and its end-to-end time once per image', async () => {
