@@ -39,7 +39,9 @@ export interface Config {
   readonly intraOpThreads: number;
   /**
    * Added to the nice value of the inference threads (0 keeps the process's priority), so the
-   * event loop and image decoding win a contended core over onnxruntime. @default 5
+   * event loop and image decoding win a contended core over onnxruntime. Nice ranks threads
+   * within one CPU cgroup (a container); on a host without one, it also ranks inference below
+   * other processes. @default 10
    */
   readonly inferenceNice: number;
   /** Images that may wait in one model's queue before requests are refused. @default 128 */
@@ -193,7 +195,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),
     intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),
-    inferenceNice: readInt(env, 'INFERENCE_NICE', 5, 0, 19),
+    inferenceNice: readInt(env, 'INFERENCE_NICE', 10, 0, 19),
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 128, 1),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1),
     uploadMaxBytes: readInt(env, 'UPLOAD_MAX_BYTES', 10 * 1024 * 1024, 1),

@@ -11,7 +11,7 @@ describe('loadConfig', () => {
     assert.equal(c.batchMaxDelayMs, 0);
     assert.equal(c.inferenceWorkers, 1);
     assert.equal(c.intraOpThreads, 3, 'defaults to the CPUs this process may use');
-    assert.equal(c.inferenceNice, 5);
+    assert.equal(c.inferenceNice, 10);
     assert.equal(loadConfig({ INFERENCE_NICE: '0' }, { availableCpus: 3 }).inferenceNice, 0);
     assert.equal(c.uploadMaxBytes, 10 * 1024 * 1024);
     assert.equal(c.maxImagesPerRequest, 32);
