@@ -15,7 +15,11 @@
  * 2. Starts `node dist/src/server.js` on a free loopback port with a model repository that
  *    holds only the model (by default a resnet50 from the model builder, cached in .bench/),
  *    and drives it with autocannon at each concurrency: raw image bodies from ../shared/images
- *    with their Content-Type, in rotation, while probing /v2/health/live every 100 ms.
+ *    with their Content-Type, in rotation, while probing /v2/health/live every 100 ms from a
+ *    thread of its own (bench/lib/prober.ts).
+ *    Before and after each level, with the server idle, batch 1, the best batch size and
+ *    preprocessing are measured again: this shared machine's speed drifts (up to 2× within
+ *    minutes), so each level is compared with the mean of the two measurements around it.
  * 3. Prints, and appends to BENCHMARKS.md, images/s, p50/p99 latency, errors and probe p99 at
  *    each concurrency beside the perfect-pipeline limit
  *      1000 / (best_ms_per_image + preprocess_cpu_ms_per_image / cores)
@@ -32,6 +36,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { ENV_VARS, loadConfig, type Config } from '../src/config.js';
 import { DEFAULT_BATCH_MAX_SIZE } from '../src/inference/execution-provider.js';
@@ -44,6 +49,7 @@ import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, typ
 import { httpGet } from './lib/http-get.js';
 import { runLoad, type LoadResult, type Upload } from './lib/load.js';
 import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
+import { measurePairedLatency, type PairedLatency } from './lib/paired-latency.js';
 import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
 import { findRepoRoot } from './lib/repo-root.js';
 import { startServer } from './lib/server-process.js';
@@ -59,8 +65,20 @@ const SERVER_LOG = join(CACHE, 'serve-server.log');
 const CONTENT_TYPES: Readonly<Record<string, string>> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp', '.gif': 'image/gif' };
 /** Largest batch size measured directly (the issue's range). */
 const DIRECT_MAX_BATCH = 16;
+/**
+ * prom-client samples the event loop's delay with a timer of this period (its default
+ * `eventLoopMonitoringPrecision`, which the server keeps) and reports whole intervals.
+ */
+const LOOP_SAMPLE_INTERVAL_MS = 10;
 /** Environment variables besides the server's own that change its performance. */
 const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS'] as const;
+/**
+ * Set for the server whatever the environment says: the benchmark measures the data plane,
+ * so no keys and no rate limit (and keys are never printed with the command).
+ */
+const FORCED_SERVER_ENV: Readonly<Record<string, string>> = { API_KEYS: '', API_KEYS_FILE: '', RATE_LIMIT_MAX: '0' };
+/** Set by the benchmark itself, so not part of the command that reproduces it. */
+const OWN_SERVER_ENV = ['HOST', 'PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL'];
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -118,7 +136,9 @@ function parseCliArgs(argv: string[]): Args {
 
 /** The command that reproduces this run, with the settings that were taken from the environment. */
 function commandLine(): string {
-  const env = [...ENV_VARS, ...EXTRA_ENV].filter((k) => process.env[k] !== undefined && process.env[k] !== '').map((k) => `${k}=${process.env[k]}`);
+  const env = [...ENV_VARS, ...EXTRA_ENV]
+    .filter((k) => !(k in FORCED_SERVER_ENV) && !OWN_SERVER_ENV.includes(k) && process.env[k] !== undefined && process.env[k] !== '')
+    .map((k) => `${k}=${process.env[k]}`);
   const args = process.argv.slice(2);
   const viaNpm = process.env.npm_lifecycle_event === 'bench';
   const command = viaNpm ? `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}` : `node dist/bench/serve.js ${args.join(' ')}`.trim();
@@ -218,6 +238,94 @@ async function measurePreprocessing(spec: ResolvedModelInput['preprocess'], path
   return { cpuMsPerImage: all.cpuMsPerImage, wallMsMean: all.msPerImageWall, wallMsMedian: median(perImage) };
 }
 
+/**
+ * What the machine can do right now, measured with the server idle next to a load level: the
+ * machine's speed drifts on a shared VM (by up to 2× within minutes here), so each level is
+ * compared with a limit measured around it rather than with one from minutes earlier.
+ */
+interface Reference {
+  readonly batch1Ms: number;
+  readonly bestBatch: number;
+  readonly bestMsPerImage: number;
+  readonly preprocessCpuMs: number;
+  readonly preprocessWallMedianMs: number;
+  readonly limit: number;
+  /** Cores other processes kept busy meanwhile. */
+  readonly otherCores: number;
+}
+
+function limitOf(bestMsPerImage: number, preprocessCpuMs: number, cores: number): number {
+  return 1000 / (bestMsPerImage + preprocessCpuMs / cores);
+}
+
+/** A level's reference: the mean of the measurements just before and just after it. */
+interface Bracket extends Reference {
+  readonly before: Reference;
+  readonly after: Reference;
+}
+
+function bracket(before: Reference, after: Reference, cores: number): Bracket {
+  const mean = (f: (r: Reference) => number) => (f(before) + f(after)) / 2;
+  const bestMsPerImage = mean((r) => r.bestMsPerImage);
+  const preprocessCpuMs = mean((r) => r.preprocessCpuMs);
+  return {
+    batch1Ms: mean((r) => r.batch1Ms),
+    bestBatch: before.bestBatch,
+    bestMsPerImage,
+    preprocessCpuMs,
+    preprocessWallMedianMs: mean((r) => r.preprocessWallMedianMs),
+    limit: limitOf(bestMsPerImage, preprocessCpuMs, cores),
+    otherCores: mean((r) => r.otherCores),
+    before,
+    after,
+  };
+}
+
+async function measureReference(
+  modelPath: string,
+  input: ResolvedModelInput,
+  imagePaths: string[],
+  intraOpThreads: number,
+  bestBatch: number,
+  cores: number,
+): Promise<Reference> {
+  const { value, otherCores } = await withOtherLoad(async () => {
+    const preprocess = await measurePreprocessing(input.preprocess, imagePaths, 1);
+    const sizes = bestBatch === 1 ? [1] : [1, bestBatch];
+    const timings = await measureDirectInference({ modelPath, intraOpThreads, batchSizes: sizes, itemDims: input.shape.slice(1), rounds: 5 });
+    return { preprocess, timings };
+  });
+  const batch1 = value.timings[0]!;
+  const best = value.timings[value.timings.length - 1]!;
+  return {
+    batch1Ms: batch1.msPerBatch,
+    bestBatch,
+    bestMsPerImage: best.msPerImage,
+    preprocessCpuMs: value.preprocess.cpuMsPerImage,
+    preprocessWallMedianMs: value.preprocess.wallMsMedian,
+    limit: limitOf(best.msPerImage, value.preprocess.cpuMsPerImage, cores),
+    otherCores,
+  };
+}
+
+/**
+ * Waits until process `pid` uses under 0.05 cores over 250 ms (the batch running when a load
+ * level ends finishes on its own, and would slow a reference measured meanwhile). Resolves
+ * false after `timeoutMs`.
+ */
+async function waitUntilIdle(pid: number, timeoutMs = 15_000): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  let previous = readThreadTimes(pid);
+  while (performance.now() < deadline) {
+    await sleep(250);
+    const now = readThreadTimes(pid);
+    const seconds = threadGroupDelta(pid, previous, now).reduce((a, g) => a + g.seconds, 0);
+    if (seconds / 0.25 < 0.05) return true;
+    previous = now;
+  }
+  return false;
+}
+
 interface LevelResult {
   readonly connections: number;
   readonly load: LoadResult;
@@ -292,6 +400,7 @@ async function runLevel(baseUrl: string, pid: number, path: string, uploads: rea
 
 interface LevelFigures {
   readonly connections: number;
+  readonly reference: Bracket;
   readonly imagesPerSecond: number;
   readonly ratio: number;
   readonly p50: number;
@@ -302,7 +411,11 @@ interface LevelFigures {
   readonly probeP99: number;
   readonly probeMax: number;
   readonly probeFailures: number;
-  /** The server's own event-loop delay over the window (prom-client's monitorEventLoopDelay, reset by each scrape), in ms. */
+  /**
+   * The server's event-loop delay over the window, in ms: how late prom-client's sampling
+   * timer fired, from nodejs_eventloop_lag_*_seconds (reset by each scrape). Those gauges hold
+   * the whole interval between samples, so the nominal interval is taken off.
+   */
   readonly loopDelayP99: number;
   readonly loopDelayMax: number;
   readonly batchSizes: HistogramSnapshot;
@@ -324,7 +437,8 @@ function gaugeOf(samples: readonly Sample[], name: string): number {
   return samples.find((s) => s.name === name)?.value ?? Number.NaN;
 }
 
-function figuresOf(level: LevelResult, model: string, limit: number): LevelFigures {
+function figuresOf(level: LevelResult, model: string, reference: Bracket): LevelFigures {
+  const limit = reference.limit;
   const { load } = level;
   const seconds = load.windowSeconds;
   let ok = 0;
@@ -348,6 +462,7 @@ function figuresOf(level: LevelResult, model: string, limit: number): LevelFigur
   const imagesPerSecond = ok / seconds;
   return {
     connections: level.connections,
+    reference,
     imagesPerSecond,
     ratio: imagesPerSecond / limit,
     p50: quantile(load.latenciesMs, 0.5),
@@ -358,8 +473,8 @@ function figuresOf(level: LevelResult, model: string, limit: number): LevelFigur
     probeP99: quantile(load.probeLatenciesMs, 0.99),
     probeMax: Math.max(...load.probeLatenciesMs),
     probeFailures: load.probeFailures,
-    loopDelayP99: gaugeOf(level.metrics.after, 'nodejs_eventloop_lag_p99_seconds') * 1000,
-    loopDelayMax: gaugeOf(level.metrics.after, 'nodejs_eventloop_lag_max_seconds') * 1000,
+    loopDelayP99: Math.max(0, gaugeOf(level.metrics.after, 'nodejs_eventloop_lag_p99_seconds') * 1000 - LOOP_SAMPLE_INTERVAL_MS),
+    loopDelayMax: Math.max(0, gaugeOf(level.metrics.after, 'nodejs_eventloop_lag_max_seconds') * 1000 - LOOP_SAMPLE_INTERVAL_MS),
     batchSizes,
     meanBatch: batchSizes.sum / batchSizes.count,
     preprocessMs: (pre.sum / pre.count) * 1000,
@@ -393,6 +508,8 @@ interface Report {
   readonly batch1: BatchTiming;
   readonly limit: number;
   readonly levels: LevelFigures[];
+  /** Where a lone request's time goes (when 1 client is among the levels). */
+  readonly paired: PairedLatency | undefined;
   readonly loadBefore: string;
   readonly otherDuringPreprocess: number;
   readonly otherDuringDirect: number;
@@ -411,16 +528,20 @@ function targets(r: Report): string[] {
   const at32 = r.levels.find((l) => l.connections === 32);
   if (at32) {
     const pass = at32.ratio >= 0.9 && at32.errors === 0;
-    lines.push(`- 32 clients ≥ 0.9 × limit with no errors: ${f1(at32.imagesPerSecond)} images/s = ${f2(at32.ratio)} × ${f1(r.limit)}, ${at32.errors} errors → **${pass ? 'met' : 'not met'}**`);
+    lines.push(
+      `- 32 clients ≥ 0.9 × limit with no errors: ${f1(at32.imagesPerSecond)} images/s = ${f2(at32.ratio)} × ${f1(at32.reference.limit)} (the limit measured around it), ${at32.errors} errors → **${pass ? 'met' : 'not met'}**`,
+    );
   } else {
     lines.push('- 32 clients ≥ 0.9 × limit: not run (add 32 to --concurrency)');
   }
   const one = r.levels.find((l) => l.connections === 1);
   if (one) {
-    const expected = r.batch1.msPerBatch + r.preprocess.wallMsMedian;
+    const { batch1Ms, preprocessWallMedianMs } = one.reference;
+    const expected = batch1Ms + preprocessWallMedianMs;
     const pass = one.p50 <= expected + 3;
     lines.push(
-      `- 1 client p50 within 3 ms of batch-1 inference + preprocessing: ${f1(one.p50)} ms vs ${f1(r.batch1.msPerBatch)} + ${f1(r.preprocess.wallMsMedian)} = ${f1(expected)} ms (+${f1(one.p50 - expected)}) → **${pass ? 'met' : 'not met'}**`,
+      `- 1 client p50 within 3 ms of batch-1 inference + preprocessing (both measured around the level; preprocessing as the median over the images, since p50 is a median over them): ` +
+        `${f1(one.p50)} ms vs ${f1(batch1Ms)} + ${f1(preprocessWallMedianMs)} = ${f1(expected)} ms (${one.p50 >= expected ? '+' : ''}${f1(one.p50 - expected)}) → **${pass ? 'met' : 'not met'}**`,
     );
   } else {
     lines.push('- 1 client p50: not run (add 1 to --concurrency)');
@@ -434,10 +555,11 @@ function targets(r: Report): string[] {
 
 function renderMarkdown(r: Report): string {
   const main = table(
-    ['clients', 'images/s', '× limit', 'p50 ms', 'p99 ms', 'errors', 'probe p50 ms', 'probe p99 ms', 'probe max ms', 'server event-loop delay p99 / max ms'],
+    ['clients', 'images/s', 'limit', '× limit', 'p50 ms', 'p99 ms', 'errors', 'probe p50 ms', 'probe p99 ms', 'probe max ms', 'server event-loop delay p99 / max ms'],
     r.levels.map((l) => [
       String(l.connections),
       f1(l.imagesPerSecond),
+      f1(l.reference.limit),
       f2(l.ratio),
       f1(l.p50),
       f1(l.p99),
@@ -512,7 +634,25 @@ function renderMarkdown(r: Report): string {
     '',
     `Perfect-pipeline limit: 1000 / (${f2(r.best.msPerImage)} + ${f2(r.preprocess.cpuMsPerImage)} / ${r.cores}) = **${f1(r.limit)} images/s**.`,
     '',
-    'The service (closed loop, one image per request; probe = GET /v2/health/live every 100 ms on a new connection):',
+    `Because this machine's speed drifts, the reference is measured again with the server idle just before and just after each load level (batch 1 and batch ${r.best.batchSize}, 5 interleaved rounds; preprocessing one pass), and each level is compared with the mean of the two:`,
+    '',
+    table(
+      ['clients', 'batch 1 ms (before / after)', `batch ${r.best.batchSize} ms/image`, 'preprocessing CPU ms/image', 'median preprocessing wall ms', 'limit images/s', 'other processes (cores)'],
+      r.levels.map((l) => {
+        const { before: b, after: a } = l.reference;
+        return [
+          String(l.connections),
+          `${f1(b.batch1Ms)} / ${f1(a.batch1Ms)}`,
+          `${f1(b.bestMsPerImage)} / ${f1(a.bestMsPerImage)}`,
+          `${f2(b.preprocessCpuMs)} / ${f2(a.preprocessCpuMs)}`,
+          `${f2(b.preprocessWallMedianMs)} / ${f2(a.preprocessWallMedianMs)}`,
+          `${f1(b.limit)} / ${f1(a.limit)} → **${f1(l.reference.limit)}**`,
+          `${f2(b.otherCores)} / ${f2(a.otherCores)}`,
+        ];
+      }),
+    ),
+    '',
+    'The service (closed loop, one image per request; probe = GET /v2/health/live every 100 ms on a new connection, sent from its own thread so that the event loop of the load generator is not part of its latency):',
     '',
     main,
     '',
@@ -524,11 +664,38 @@ function renderMarkdown(r: Report): string {
     '',
     cpu,
     '',
+    ...pairedSection(r.paired),
     'Targets:',
     '',
     ...targets(r),
     '',
   ].join('\n');
+}
+
+function pairedSection(p: PairedLatency | undefined): string[] {
+  if (p === undefined) return [];
+  return [
+    `Where a lone request's time goes, with the server idle after the levels: ${p.blocks} blocks of ${p.perBlock} sequential requests (one client, keep-alive, all images in rotation), ` +
+      'each followed by the same images preprocessed and run at batch 1 directly in the benchmark process, one after the other as the server does them; medians of the block medians, in ms:',
+    '',
+    table(
+      ['client p50', 'direct preprocessing', 'direct batch 1', 'serving adds', 'server total', 'server preprocess', 'server infer', 'server other (routing, body, batching, worker messages, reply)', 'outside the server clock (connection, HTTP parsing, client)'],
+      [
+        [
+          f1(p.clientMs),
+          f2(p.directPreprocessMs),
+          f1(p.directInferMs),
+          `**${f2(p.overheadMs)}**`,
+          f1(p.serverTotalMs),
+          f2(p.serverPreprocessMs),
+          f1(p.serverInferMs),
+          f2(p.serverOtherMs),
+          f2(p.outsideServerMs),
+        ],
+      ],
+    ),
+    '',
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,6 +714,7 @@ function describeSettings(config: Config, maxBatchSize: number): string {
     `BATCH_MAX_DELAY_MS ${config.batchMaxDelayMs}`,
     `INFERENCE_WORKERS ${config.inferenceWorkers}`,
     `INTRA_OP_THREADS ${config.intraOpThreads}`,
+    `INFERENCE_NICE ${config.inferenceNice}`,
     `QUEUE_MAX_SIZE ${config.queueMaxSize}`,
     `UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     `LOG_LEVEL ${config.logLevel}`,
@@ -558,7 +726,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
   const cores = availableCpus();
   const cgroup = cgroupCpuLimit();
-  const config = loadConfig(process.env, { availableCpus: cores });
+  const config = loadConfig({ ...process.env, ...FORCED_SERVER_ENV }, { availableCpus: cores });
   if (config.executionProvider !== 'cpu') throw new Error('This benchmark measures the CPU execution provider; unset EXECUTION_PROVIDER');
   const maxBatchSize = config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu;
   if (Math.max(...args.concurrency) > config.queueMaxSize) {
@@ -606,29 +774,61 @@ async function main(): Promise<void> {
   for (const d of direct) process.stdout.write(`  batch ${String(d.batchSize).padStart(2)}: ${f1(d.msPerBatch).padStart(7)} ms, ${f1(d.msPerImage)} ms/image (${d.runs} runs)\n`);
   const best = direct.reduce((a, b) => (b.msPerImage < a.msPerImage ? b : a));
   const batch1 = direct.find((d) => d.batchSize === 1) ?? direct[0]!;
-  const limit = 1000 / (best.msPerImage + preprocess.cpuMsPerImage / cores);
+  const limit = limitOf(best.msPerImage, preprocess.cpuMsPerImage, cores);
   process.stdout.write(`  limit = 1000 / (${f2(best.msPerImage)} + ${f2(preprocess.cpuMsPerImage)} / ${cores}) = ${f1(limit)} images/s\n\n`);
 
   await prepareRepository(model);
   process.stdout.write(`Starting the server (log: ${SERVER_LOG}) ...\n`);
   const server = await startServer({
     entry: join(ROOT, 'dist', 'src', 'server.js'),
-    env: { MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, BUILD_DEFAULT_MODEL: 'false' },
+    env: { ...FORCED_SERVER_ENV, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, BUILD_DEFAULT_MODEL: 'false' },
     logPath: SERVER_LOG,
     nodeArgs: args.serverNodeArgs,
   });
   const path = `/v1/models/${encodeURIComponent(model.name)}:predict`;
   const levels: LevelFigures[] = [];
+  let paired: PairedLatency | undefined;
   try {
     await checkEveryImage(server.baseUrl, path, uploads);
+    const measureNow = async () => {
+      const idle = await waitUntilIdle(server.pid);
+      if (!idle) process.stdout.write('  warning: the server did not become idle within 15 s; the reference may be low\n');
+      const r = await measureReference(join(model.dir, 'model.onnx'), input, images.map((i) => i.path), config.intraOpThreads, best.batchSize, cores);
+      process.stdout.write(
+        `reference (server idle): batch 1 ${f1(r.batch1Ms)} ms, batch ${r.bestBatch} ${f1(r.bestMsPerImage)} ms/image, ` +
+          `preprocessing ${f2(r.preprocessCpuMs)} CPU ms/image → limit ${f1(r.limit)} images/s (other processes ${f2(r.otherCores)} cores)\n`,
+      );
+      return r;
+    };
+    let before = await measureNow();
     for (const connections of args.concurrency) {
       process.stdout.write(`${connections} clients: ${args.warmupSeconds} s warm-up, ${args.durationSeconds} s measured (load ${loadavg()[0]!.toFixed(2)}) ...\n`);
-      const level = figuresOf(await runLevel(server.baseUrl, server.pid, path, uploads, connections, args), model.name, limit);
+      const result = await runLevel(server.baseUrl, server.pid, path, uploads, connections, args);
+      const after = await measureNow();
+      const level = figuresOf(result, model.name, bracket(before, after, cores));
+      before = after;
       levels.push(level);
       process.stdout.write(
-        `  ${f1(level.imagesPerSecond)} images/s (${f2(level.ratio)} × limit), p50 ${f1(level.p50)} ms, p99 ${f1(level.p99)} ms, errors ${level.errors}, ` +
+        `  ${f1(level.imagesPerSecond)} images/s (${f2(level.ratio)} × limit ${f1(level.reference.limit)}), p50 ${f1(level.p50)} ms, p99 ${f1(level.p99)} ms, errors ${level.errors}, ` +
           `probe p99 ${f1(level.probeP99)} ms (event-loop delay p99 ${f1(level.loopDelayP99)} ms); mean batch ${f2(level.meanBatch)}, compute ${f1(level.computeMsPerImage)} ms/image; ` +
           `CPU: server ${f2(level.serverCores)}, others ${f2(level.otherCores)} cores\n`,
+      );
+    }
+    if (args.concurrency.includes(1)) {
+      process.stdout.write('Where a lone request\'s time goes: blocks of requests alternating with the same work done directly ...\n');
+      await waitUntilIdle(server.pid);
+      paired = await measurePairedLatency({
+        baseUrl: server.baseUrl,
+        path,
+        uploads,
+        modelPath: join(model.dir, 'model.onnx'),
+        inputName: input.name,
+        itemDims: input.shape.slice(1),
+        spec: input.preprocess,
+        intraOpThreads: config.intraOpThreads,
+      });
+      process.stdout.write(
+        `  client p50 ${f1(paired.clientMs)} ms = direct preprocessing ${f1(paired.directPreprocessMs)} + direct batch 1 ${f1(paired.directInferMs)} + ${f1(paired.overheadMs)} ms\n`,
       );
     }
   } finally {
@@ -651,6 +851,7 @@ async function main(): Promise<void> {
     batch1,
     limit,
     levels,
+    paired,
     loadBefore,
     otherDuringPreprocess,
     otherDuringDirect,

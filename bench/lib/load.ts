@@ -6,11 +6,11 @@
  * with its own latency (autocannon's histogram keeps whole milliseconds only).
  *
  * While the window is open a liveness probe runs every `probeIntervalMs` on a new connection
- * each time, as a kubelet probe does.
+ * each time, as a kubelet probe does, from its own thread (prober.ts).
  */
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
-import { httpGet } from './http-get.js';
+import { startProber, type Prober } from './prober.js';
 
 export interface Upload {
   readonly name: string;
@@ -63,29 +63,12 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
 
   const latenciesMs: number[] = [];
   const statuses = new Map<number, number>();
-  const probeLatenciesMs: number[] = [];
   let transportErrors = 0;
   let warmupErrors = 0;
-  let probeFailures = 0;
   let phase: 'warmup' | 'window' | 'after' = 'warmup';
   let windowStart = 0;
   let windowEnd = 0;
-  let probeTimer: NodeJS.Timeout | undefined;
-  const probes: Array<Promise<void>> = [];
-
-  const probe = () => {
-    probes.push(
-      httpGet(`${options.baseUrl}${options.probePath}`, { timeoutMs: 2_000 }).then(
-        (r) => {
-          if (r.status === 200) probeLatenciesMs.push(r.ms);
-          else probeFailures++;
-        },
-        () => {
-          probeFailures++;
-        },
-      ),
-    );
-  };
+  let prober: Prober | undefined;
 
   return new Promise<LoadResult>((resolve, reject) => {
     let finished = false;
@@ -121,17 +104,17 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       await options.onWindowStart?.();
       phase = 'window';
       windowStart = performance.now();
-      probeTimer = setInterval(probe, options.probeIntervalMs ?? 100);
+      prober = startProber(`${options.baseUrl}${options.probePath}`, options.probeIntervalMs ?? 100);
       setTimeout(() => void closeWindow().catch(reject), options.durationSeconds * 1000);
     };
     const closeWindow = async () => {
       phase = 'after';
       windowEnd = performance.now();
-      clearInterval(probeTimer);
+      const probes = prober!.stop();
       await options.onWindowEnd?.();
       finished = true;
       instance.stop();
-      await Promise.all(probes);
+      const { latenciesMs: probeLatenciesMs, failures: probeFailures } = await probes;
       resolve({
         windowSeconds: (windowEnd - windowStart) / 1000,
         latenciesMs,
