@@ -66,6 +66,10 @@ declare module 'fastify' {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+function trustHops(hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops;
+}
+
 /** Route template as a metric label: `/v2/models/:name/infer` → `/v2/models/{name}/infer`. */
 export function routeLabel(url: string | undefined, template: string | undefined): string {
   if (template !== undefined) return template;
@@ -118,6 +122,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
+    // request.ip (rate limit, logs) from X-Forwarded-For only when it comes from a trusted proxy.
+    // A hop count as proxy-addr reads one: the nearest `hops` addresses are proxies.
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy === false ? false : [...config.trustProxy],
     // One line per request instead of two, written by the onResponse hook below (access-log.ts).
     logController: new LogController({ disableRequestLogging: true }),
   });

@@ -3,6 +3,7 @@
  * messages, frozen and passed down. Nothing else reads `process.env`.
  */
 
+import { isIP } from 'node:net';
 import type { ExecutionProviderChoice } from './inference/execution-provider.js';
 
 export type { ExecutionProviderChoice };
@@ -85,6 +86,12 @@ export interface Config {
   readonly rateLimitMax: number;
   /** Rate-limit window, in ms. @default 60000 */
   readonly rateLimitWindowMs: number;
+  /**
+   * Which peers' `X-Forwarded-For` to believe when taking the client's address (rate limit,
+   * logs): `false` (the TCP peer is the client), a number of proxy hops in front of the server,
+   * or the addresses and CIDR ranges of the trusted proxies. @default false
+   */
+  readonly trustProxy: false | number | readonly string[];
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -112,7 +119,7 @@ export const ENV_VARS = [
   'HTTP_KEEP_ALIVE_TIMEOUT_MS', 'HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS',
   'EXECUTION_PROVIDER', 'CUDA_DEVICE_ID', 'CUDA_MEM_LIMIT_BYTES', 'CUDNN_CONV_ALGO_SEARCH',
   'SHUTDOWN_DELAY_MS', 'SHUTDOWN_TIMEOUT_MS',
-  'API_KEYS', 'API_KEYS_FILE', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS',
+  'API_KEYS', 'API_KEYS_FILE', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'TRUST_PROXY',
 ] as const;
 
 function readInt(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -154,6 +161,35 @@ function readBool(env: Env, name: string, fallback: boolean): boolean {
 function readString(env: Env, name: string, fallback: string): string {
   const raw = env[name];
   return raw === undefined || raw.trim() === '' ? fallback : raw.trim();
+}
+
+/**
+ * `TRUST_PROXY`: unset or `false`; a hop count; or a comma-separated list of IP addresses and
+ * CIDR ranges. `true` (believe any peer) is refused: any client could then name its own
+ * address and slip past the rate limit.
+ */
+function readTrustProxy(env: Env): false | number | readonly string[] {
+  const raw = env.TRUST_PROXY;
+  if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'false') return false;
+  const text = raw.trim();
+  if (/^\d+$/.test(text)) return readInt(env, 'TRUST_PROXY', 0, 1, 32);
+  const entries = text.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
+  const valid = (entry: string) => {
+    const [address, prefix, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    if (family === 0 || extra !== undefined) return false;
+    if (prefix === undefined) return true;
+    const bits = Number(prefix);
+    return /^\d+$/.test(prefix) && bits <= (family === 4 ? 32 : 128);
+  };
+  const bad = entries.find((e) => !valid(e));
+  if (entries.length === 0 || bad !== undefined) {
+    throw new ConfigError(
+      `Expected \`TRUST_PROXY\` to be false, a number of proxy hops, or a comma-separated list of IP addresses and CIDR ranges, got \`${raw}\`` +
+        (text.toLowerCase() === 'true' ? ' (trusting every peer would let any client choose the address it is rate-limited as)' : ''),
+    );
+  }
+  return Object.freeze(entries);
 }
 
 function parseKeys(text: string): string[] {
@@ -214,6 +250,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     apiKeys: Object.freeze(apiKeys),
     rateLimitMax: readInt(env, 'RATE_LIMIT_MAX', 0, 0),
     rateLimitWindowMs: readInt(env, 'RATE_LIMIT_WINDOW_MS', 60_000, 1),
+    trustProxy: readTrustProxy(env),
   };
   if (config.maxImagesPerRequest > config.queueMaxSize) {
     throw new ConfigError(`Expected \`MAX_IMAGES_PER_REQUEST\` (${config.maxImagesPerRequest}) to be at most \`QUEUE_MAX_SIZE\` (${config.queueMaxSize}): a larger request could never be queued`);

@@ -120,4 +120,31 @@ describe('rate limit', () => {
       }
     }
   });
+
+  it('counts each client behind a trusted proxy (TRUST_PROXY) on its own, and ignores X-Forwarded-For from anyone else', async (t) => {
+    const from = (port: number, client: string) => send(port, { path: '/v2/models/resnet20', headers: { 'X-Forwarded-For': client } });
+    // The test's connections come from 127.0.0.1: as the trusted proxy, its X-Forwarded-For names the client.
+    const behind = await startAuthApp(t, { LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '2', TRUST_PROXY: '127.0.0.1' });
+    for (const client of ['203.0.113.7', '198.51.100.9']) {
+      for (let i = 0; i < 2; i++) assert.equal((await from(behind.port, client)).status, 200, `${client} request ${i + 1}`);
+      assertCatalogError(await from(behind.port, client), { status: 429, code: 'RATE_LIMITED' }, `${client} past its own limit`);
+    }
+    // Without TRUST_PROXY the header is the client's word only: every request counts against the peer.
+    const direct = await startAuthApp(t, { LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '2' });
+    assert.equal((await from(direct.port, '203.0.113.7')).status, 200);
+    assert.equal((await from(direct.port, '198.51.100.9')).status, 200);
+    assertCatalogError(await from(direct.port, '192.0.2.1'), { status: 429, code: 'RATE_LIMITED' }, 'a third claimed address');
+    // Nor is a proxy trusted that is not the peer.
+    const elsewhere = await startAuthApp(t, { LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '2', TRUST_PROXY: '10.0.0.0/8' });
+    assert.equal((await from(elsewhere.port, '203.0.113.7')).status, 200);
+    assert.equal((await from(elsewhere.port, '198.51.100.9')).status, 200);
+    assertCatalogError(await from(elsewhere.port, '192.0.2.1'), { status: 429, code: 'RATE_LIMITED' }, 'untrusted peer');
+  });
+
+  it('logs the forwarded client as remoteAddress only behind a trusted proxy', async (t) => {
+    const { port, log } = await startAuthApp(t, { TRUST_PROXY: '1' });
+    await send(port, { path: '/v2/models/resnet20', headers: { 'X-Forwarded-For': '203.0.113.7' } });
+    const line = log.lines.map((l) => JSON.parse(l) as { msg: string; req?: { url: string; remoteAddress: string } }).find((l) => l.msg === 'request completed' && l.req?.url === '/v2/models/resnet20');
+    assert.equal(line?.req?.remoteAddress, '203.0.113.7');
+  });
 });
