@@ -5,13 +5,13 @@
  * so that probes answer while loading.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './config.js';
 import { errors } from './errors.js';
 import { DEFAULT_BATCH_MAX_SIZE } from './inference/execution-provider.js';
-import { logAnswered } from './http/access-log.js';
+import { AccessLogController, installAccessLog } from './http/access-log.js';
 import { createApiKeyCheck } from './http/auth.js';
 import type { Lifecycle, RouteContext } from './http/context.js';
 import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
@@ -66,10 +66,6 @@ declare module 'fastify' {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-function trustHops(hops: number): (address: string, hop: number) => boolean {
-  return (_address, hop) => hop < hops;
-}
-
 /** Route template as a metric label: `/v2/models/:name/infer` → `/v2/models/{name}/infer`. */
 export function routeLabel(url: string | undefined, template: string | undefined): string {
   if (template !== undefined) return template;
@@ -123,10 +119,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
     return503OnClosing: true,
     // request.ip (rate limit, logs) from X-Forwarded-For only when it comes from a trusted proxy.
-    // A hop count as proxy-addr reads one: the nearest `hops` addresses are proxies.
-    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy === false ? false : [...config.trustProxy],
-    // One line per request instead of two, written by the onResponse hook below (access-log.ts).
-    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
+    // One line per request instead of two (access-log.ts).
+    logController: new AccessLogController(),
   });
   appLog.current = app.log;
 
@@ -176,11 +171,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     if (!reply.hasHeader('Server-Timing')) void reply.header('Server-Timing', `total;dur=${reply.elapsedTime.toFixed(1)}`);
     done(null, payload);
   });
-  app.decorateRequest('inferenceLog', null);
+  installAccessLog(app);
   app.addHook('onResponse', (request, reply, done) => {
-    const route = routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate);
-    metrics.observeHttp(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
-    logAnswered(request, reply, route);
+    metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
   app.addHook('onClose', async () => {
@@ -216,7 +209,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
 /** A second, minimal server for `/metrics` alone (`METRICS_PORT`). */
 export async function buildMetricsApp(metrics: Metrics, logLevel: Config['logLevel']): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: logLevel } });
+  const app = Fastify({ logger: { level: logLevel }, logController: new AccessLogController() });
+  installAccessLog(app);
   installErrorHandler(app);
   await app.register(metricsRoutes(metrics));
   return app;

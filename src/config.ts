@@ -87,11 +87,11 @@ export interface Config {
   /** Rate-limit window, in ms. @default 60000 */
   readonly rateLimitWindowMs: number;
   /**
-   * Which peers' `X-Forwarded-For` to believe when taking the client's address (rate limit,
-   * logs): `false` (the TCP peer is the client), a number of proxy hops in front of the server,
-   * or the addresses and CIDR ranges of the trusted proxies. @default false
+   * The proxies whose `X-Forwarded-For` is believed when taking the client's address (rate
+   * limit, logs), as IP addresses and CIDR ranges; `false`: the TCP peer is the client.
+   * @default false
    */
-  readonly trustProxy: false | number | readonly string[];
+  readonly trustProxy: false | readonly string[];
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -164,29 +164,29 @@ function readString(env: Env, name: string, fallback: string): string {
 }
 
 /**
- * `TRUST_PROXY`: unset or `false`; a hop count; or a comma-separated list of IP addresses and
- * CIDR ranges. `true` (believe any peer) is refused: any client could then name its own
- * address and slip past the rate limit.
+ * `TRUST_PROXY`: unset or `false`, or a comma-separated list of the trusted proxies' IP
+ * addresses and CIDR ranges. Neither `true` nor a hop count is accepted: both believe the
+ * header from whoever connects, so any client that reaches the server directly (another pod,
+ * say) could name its own address and slip past the rate limit. A /0 range is refused too.
  */
-function readTrustProxy(env: Env): false | number | readonly string[] {
+function readTrustProxy(env: Env): false | readonly string[] {
   const raw = env.TRUST_PROXY;
   if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'false') return false;
-  const text = raw.trim();
-  if (/^\d+$/.test(text)) return readInt(env, 'TRUST_PROXY', 0, 1, 32);
-  const entries = text.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
+  const entries = raw.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
   const valid = (entry: string) => {
     const [address, prefix, extra] = entry.split('/');
     const family = isIP(address ?? '');
     if (family === 0 || extra !== undefined) return false;
     if (prefix === undefined) return true;
     const bits = Number(prefix);
-    return /^\d+$/.test(prefix) && bits <= (family === 4 ? 32 : 128);
+    return /^\d+$/.test(prefix) && bits >= 1 && bits <= (family === 4 ? 32 : 128);
   };
   const bad = entries.find((e) => !valid(e));
   if (entries.length === 0 || bad !== undefined) {
+    const everyone = /^(true|\d+)$/i.test(raw.trim()) || /\/0$/.test(bad ?? '');
     throw new ConfigError(
-      `Expected \`TRUST_PROXY\` to be false, a number of proxy hops, or a comma-separated list of IP addresses and CIDR ranges, got \`${raw}\`` +
-        (text.toLowerCase() === 'true' ? ' (trusting every peer would let any client choose the address it is rate-limited as)' : ''),
+      `Expected \`TRUST_PROXY\` to be false or a comma-separated list of the proxies' IP addresses and CIDR ranges, got \`${raw}\`` +
+        (everyone ? ' (trusting any peer would let a client that reaches the server directly choose the address it is rate-limited as)' : ''),
     );
   }
   return Object.freeze(entries);

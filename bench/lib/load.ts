@@ -111,9 +111,12 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       phase = 'after';
       windowEnd = performance.now();
       const probes = prober!.stop();
-      await options.onWindowEnd?.();
-      finished = true;
-      instance.stop();
+      try {
+        await options.onWindowEnd?.();
+      } finally {
+        finished = true;
+        instance.stop();
+      }
       const { latenciesMs: probeLatenciesMs, failures: probeFailures } = await probes;
       resolve({
         windowSeconds: (windowEnd - windowStart) / 1000,

@@ -76,12 +76,14 @@ export async function measurePairedLatency(options: PairedLatencyOptions): Promi
         { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { 'content-type': upload.contentType, 'content-length': upload.body.length } },
         (res) => {
           res.resume();
+          res.on('error', reject);
           res.on('end', () => {
             if (res.statusCode !== 200) reject(new Error(`${upload.name}: HTTP ${res.statusCode}`));
             else resolve({ ms: performance.now() - started, timing: serverTiming(res.headers['server-timing']) });
           });
         },
       );
+      req.setTimeout(30_000, () => req.destroy(new Error(`${upload.name}: no answer within 30 s`)));
       req.on('error', reject);
       req.end(upload.body);
     });

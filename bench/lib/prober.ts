@@ -31,7 +31,10 @@ export interface Prober {
 export function startProber(url: string, intervalMs: number, timeoutMs = 2_000): Prober {
   const data: ProberData = { url, intervalMs, timeoutMs };
   const worker = new Worker(new URL('./prober-worker.js', import.meta.url), { workerData: data });
-  const failed = new Promise<never>((_resolve, reject) => worker.once('error', reject));
+  const failed = new Promise<never>((_resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the prober thread exited (code ${code}) before reporting`)));
+  });
   failed.catch(() => {});
   return {
     async stop() {

@@ -64,6 +64,11 @@ export interface ErrorHandlerOptions {
    * the client surely gets the answer and its `Retry-After`. @default 64 KiB
    */
   readonly drainRetryableMaxBytes?: number;
+  /**
+   * Put the request (method, URL, peer) on the error's log line: for requests refused while
+   * routing, which get no access-log line. @default false
+   */
+  readonly logRequest?: boolean;
 }
 
 /**
@@ -83,9 +88,9 @@ function mustClose(request: FastifyRequest, e: ServingError, options: ErrorHandl
 function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, options: ErrorHandlerOptions = {}) {
   const e = toServingError(err);
   if (e.statusCode >= 500 && !EXPECTED_5XX.has(e.code)) {
-    request.log.error({ err, code: e.code }, 'request failed');
+    request.log.error({ err, code: e.code, ...(options.logRequest ? { req: request } : {}) }, 'request failed');
   } else {
-    request.log.info({ code: e.code, statusCode: e.statusCode }, e.message);
+    request.log.info({ code: e.code, statusCode: e.statusCode, ...(options.logRequest ? { req: request } : {}) }, e.message);
   }
   if (e.retryAfterSeconds !== undefined) void reply.header('Retry-After', String(e.retryAfterSeconds));
   if (e.headers) void reply.headers(e.headers);
@@ -97,7 +102,9 @@ function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, o
 
 /** For Fastify's `frameworkErrors` option: URLs the router refuses before any route runs. */
 export function handleFrameworkError(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  void sendError(err, request, reply);
+  // Refused while routing, before Fastify tracks the answer: no access line follows, so the
+  // error's own line names the request.
+  void sendError(err, request, reply, { logRequest: true });
 }
 
 export function installErrorHandler(app: FastifyInstance, options: ErrorHandlerOptions = {}): void {

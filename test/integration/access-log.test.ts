@@ -3,14 +3,17 @@
  * of an inference, probes at `debug` only, and the request id of the answer.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it, type TestContext } from 'node:test';
 import { RESNET20_CONFIG, RESNET20_DIR, photo, startApp, tempRepository } from '../helpers.js';
+import { listen } from './hostile-support.js';
 
 interface LogLine {
   readonly level: number;
   readonly msg: string;
   readonly reqId?: string;
-  readonly req?: { method: string; url: string };
+  readonly req?: { method: string; url: string; remoteAddress?: string };
   readonly res?: { statusCode: number };
   readonly responseTime?: number;
   readonly model?: string;
@@ -75,6 +78,35 @@ describe('access log', () => {
       lines.filter((l) => l.msg !== 'request completed').map((l) => [l.reqId, l.code]),
       [['access-log-3', 'MODEL_NOT_FOUND']],
     );
+  });
+
+  it('gives a request whose client goes away a "request aborted" line, and a request refused while routing its URL', async (t) => {
+    const { app, parsed } = await appWithLog(t, 'info');
+    const port = await listen(app);
+    // Headers and part of the body of an upload, then the client hangs up.
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.write('POST /v1/models/resnet20:predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\nX-Request-Id: access-log-abort\r\n\r\n');
+    socket.write(Buffer.alloc(1000));
+    await sleep(100);
+    socket.destroy();
+    const deadline = Date.now() + 5_000;
+    while (!parsed().some((l) => l.reqId === 'access-log-abort' && l.msg === 'request aborted') && Date.now() < deadline) await sleep(20);
+    const aborted = parsed().filter((l) => l.reqId === 'access-log-abort');
+    // Besides the line of the error the cut body raises, if any: no completion, one abort.
+    assert.deepEqual(
+      aborted.filter((l) => l.msg.startsWith('request ')).map((l) => [l.msg, l.req?.url]),
+      [['request aborted', '/v1/models/resnet20:predict']],
+      JSON.stringify(aborted),
+    );
+
+    // Malformed percent-encoding: refused by the router, before Fastify tracks the answer.
+    const bad = await app.inject({ method: 'GET', url: '/v2/models/%E0%A4%A', headers: { 'x-request-id': 'access-log-bad-url' } });
+    assert.equal(bad.statusCode, 400);
+    const lines = parsed().filter((l) => l.reqId === 'access-log-bad-url');
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.equal(lines[0]!.req?.url, '/v2/models/%E0%A4%A');
+    assert.equal(lines[0]!.code, 'INVALID_REQUEST');
   });
 
   it('logs probes and scrapes at debug, so an info log holds only traffic', async (t) => {

@@ -142,7 +142,7 @@ describe('rate limit', () => {
   });
 
   it('logs the forwarded client as remoteAddress only behind a trusted proxy', async (t) => {
-    const { port, log } = await startAuthApp(t, { TRUST_PROXY: '1' });
+    const { port, log } = await startAuthApp(t, { TRUST_PROXY: '127.0.0.0/8' });
     await send(port, { path: '/v2/models/resnet20', headers: { 'X-Forwarded-For': '203.0.113.7' } });
     const line = log.lines.map((l) => JSON.parse(l) as { msg: string; req?: { url: string; remoteAddress: string } }).find((l) => l.msg === 'request completed' && l.req?.url === '/v2/models/resnet20');
     assert.equal(line?.req?.remoteAddress, '203.0.113.7');

@@ -1,6 +1,7 @@
 /**
  * loadModel with the shared ResNet-20: warm-up runs every batch size before the model is
- * returned, and none of it reaches the observer as traffic; batches after loading do.
+ * returned, and none of it reaches the observer as traffic; batches after loading do, and a
+ * lone item (sent without a copy) gets the answer it gets inside a batch.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -34,9 +35,18 @@ describe('loadModel', () => {
     assert.deepEqual(loaded, ['resnet20']);
     assert.deepEqual(computed, [], 'the warm-up batches (sizes 4, 3, 2, 1) are not traffic');
 
-    const item = () => new Float32Array(model.input.itemSize).fill(0.25);
-    const results = await model.batcher.enqueue([item(), item(), item()]);
+    // Three different items in one batch (copied into a batch buffer), then the second alone
+    // (its own buffer goes to the worker): the same answer either way.
+    const item = (v: number) => new Float32Array(model.input.itemSize).map((_, i) => Math.sin(i * v));
+    const results = await model.batcher.enqueue([item(0.1), item(0.2), item(0.3)]);
     assert.equal(results.length, 3);
     assert.deepEqual(computed, [['resnet20', 3]]);
+    const lone = item(0.2);
+    const [alone] = await model.batcher.enqueue([lone]);
+    assert.equal(lone.byteLength, 0, 'the lone item was transferred to the worker, not copied');
+    assert.deepEqual(computed, [['resnet20', 3], ['resnet20', 1]]);
+    const inBatch = results[1]!.output.row;
+    assert.equal(alone!.output.row.length, 10);
+    for (let i = 0; i < 10; i++) assert.ok(Math.abs(alone!.output.row[i]! - inBatch[i]!) < 1e-4, `logit ${i}: ${alone!.output.row[i]} vs ${inBatch[i]}`);
   });
 });

@@ -10,12 +10,16 @@ const quiet = { warn() {}, error() {} };
 
 /** Id, name and nice value of every thread of this process (Linux /proc). */
 function threadNices(): Array<{ tid: string; name: string; nice: number }> {
-  return readdirSync('/proc/self/task').map((tid) => {
-    const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-    // The fields after the parenthesised name: state is field 3, nice is field 19.
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { tid, name, nice: Number(fields[19 - 3]) };
+  return readdirSync('/proc/self/task').flatMap((tid) => {
+    try {
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      // The fields after the parenthesised name: state is field 3, nice is field 19.
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return [{ tid, name, nice: Number(fields[19 - 3]) }];
+    } catch {
+      return []; // the thread ended between listing and reading
+    }
   });
 }
 const init = { modelPath: join(RESNET20_DIR, 'model.onnx'), session: { intraOpThreads: 1 } };
