@@ -543,6 +543,14 @@ function targets(r: Report): string[] {
       `- 1 client p50 within 3 ms of batch-1 inference + preprocessing (both measured around the level; preprocessing as the median over the images, since p50 is a median over them): ` +
         `${f1(one.p50)} ms vs ${f1(batch1Ms)} + ${f1(preprocessWallMedianMs)} = ${f1(expected)} ms (${one.p50 >= expected ? '+' : ''}${f1(one.p50 - expected)}) → **${pass ? 'met' : 'not met'}**`,
     );
+    if (r.paired !== undefined) {
+      // Not the issue's reference (that is the line above): the same work done directly in
+      // alternation with the requests, which no drift of the machine's speed can tilt, but
+      // whose preprocessing and runs are not repeated with warm caches.
+      lines.push(
+        `  - the same with the paired blocks (reference: the same images preprocessed and run at batch 1 directly, alternating with the requests): serving adds ${f2(r.paired.overheadMs)} ms → ${r.paired.overheadMs <= 3 ? 'within' : 'beyond'} 3 ms`,
+      );
+    }
   } else {
     lines.push('- 1 client p50: not run (add 1 to --concurrency)');
   }
