@@ -22,16 +22,8 @@ import { openSession } from '../src/inference/onnx-binding.js';
 import { buildModelFiles } from '../src/model-tools/build.js';
 import { decodeModel } from '../src/model-tools/onnx-proto.js';
 import { createRandom } from '../src/model-tools/prng.js';
+import { findRepoRoot } from './lib/repo-root.js';
 
-function findRepoRoot(start: string): string {
-  let dir = start;
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`package.json not found above ${start}`);
-    dir = parent;
-  }
-  return dir;
-}
 
 const ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 const CACHE = join(ROOT, '.bench');

@@ -29,6 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { buildModelFiles } from '../src/model-tools/build.js';
+import { positive } from './lib/cli.js';
 import { httpGet } from './lib/http-get.js';
 import { findRepoRoot } from './lib/repo-root.js';
 import { startServer, type ServerProcess } from './lib/server-process.js';
@@ -38,6 +39,11 @@ export const REPO = findRepoRoot(fileURLToPath(new URL('.', import.meta.url)));
 const SHARED = resolve(REPO, '..', 'shared');
 
 export type ModelChoice = 'resnet20' | 'resnet50';
+
+export function readModelChoice(value: string): ModelChoice {
+  if (value !== 'resnet20' && value !== 'resnet50') throw new RangeError(`--model must be resnet20 or resnet50, got ${value}`);
+  return value;
+}
 
 export interface Workload {
   /** Temporary model repository holding the one model (remove it when done). */
@@ -235,13 +241,8 @@ async function main(): Promise<void> {
       'overload-connections': { type: 'string', default: '512' },
     },
   });
-  const model = values.model as ModelChoice;
-  if (model !== 'resnet20' && model !== 'resnet50') throw new RangeError(`--model must be resnet20 or resnet50, got ${values.model}`);
-  const num = (name: keyof typeof values) => {
-    const v = Number(values[name]);
-    if (!Number.isFinite(v) || v <= 0) throw new RangeError(`--${name} must be a positive number, got ${values[name]}`);
-    return v;
-  };
+  const model = readModelChoice(values.model!);
+  const num = (name: keyof typeof values) => positive(name, String(values[name]));
   const deadlineMs = num('deadline-ms');
   const factor = num('factor');
   const connections = num('connections');

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { createImagePreprocessor, IMAGENET_PREPROCESS, type PreprocessSpec } from '../src/preprocess/index.js';
 import { decoderVersions } from '../src/preprocess/sharp-pipeline.js';
 import { createTensorWriter } from '../src/preprocess/tensor.js';
+import { findRepoRoot } from './lib/repo-root.js';
 
 export interface PreprocessCost {
   /** Wall-clock milliseconds per image, images processed one after another. */
@@ -77,22 +78,13 @@ export function measureTensorWriteMs(spec: PreprocessSpec, { reuse = false, iter
   return rounds.sort((a, b) => a - b)[4] as number;
 }
 
-function findRepoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!readdirSync(dir).includes('package.json')) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('package.json not found');
-    dir = parent;
-  }
-  return dir;
-}
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({ options: { iterations: { type: 'string', default: '20' } }, allowPositionals: true });
   const iterations = Number(values.iterations);
   let paths = positionals.map((p) => resolve(p));
   if (paths.length === 0) {
-    const photos = join(findRepoRoot(), '..', 'shared', 'images', 'photos');
+    const photos = join(findRepoRoot(dirname(fileURLToPath(import.meta.url))), '..', 'shared', 'images', 'photos');
     paths = readdirSync(photos).sort().map((f) => join(photos, f));
   }
   const versions = decoderVersions();

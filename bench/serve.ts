@@ -48,6 +48,7 @@ import { availableCpus, cgroupCpuLimit } from '../src/system/cpu-quota.js';
 import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
 import { httpGet } from './lib/http-get.js';
 import { runLoad, type LoadResult, type Upload } from './lib/load.js';
+import { positive } from './lib/cli.js';
 import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
 import { measurePairedLatency, type PairedLatency } from './lib/paired-latency.js';
 import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
@@ -94,14 +95,6 @@ interface Args {
   readonly directRounds: number;
   readonly serverNodeArgs: string[];
   readonly json: string | undefined;
-}
-
-function positive(name: string, value: string, { integer = false, zero = false } = {}): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || (zero ? n < 0 : n <= 0)) {
-    throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} ${zero ? 'from 0' : 'above 0'}, got "${value}"`);
-  }
-  return n;
 }
 
 function parseCliArgs(argv: string[]): Args {

@@ -13,13 +13,15 @@
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { httpGet } from './lib/http-get.js';
 import { parsePrometheusText, sumOf } from './lib/prometheus-text.js';
 import { startServer, type ServerProcess } from './lib/server-process.js';
-import { REPO, machineBanner, mb, prepareWorkload, readRssBytes, type ModelChoice, type Workload } from './overload.js';
+import { positive } from './lib/cli.js';
+import { pngChunk, PNG_SIGNATURE } from './lib/png.js';
+import { REPO, machineBanner, mb, prepareWorkload, readModelChoice, readRssBytes, type Workload } from './overload.js';
 
 interface Sample {
   /** Seconds since the measured load began. */
@@ -56,15 +58,6 @@ function slope(points: ReadonlyArray<readonly [number, number]>): number {
   return sxy / sxx;
 }
 
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
-
 /** A small PNG whose header claims 60000×60000 pixels: refused (413) from its header. */
 function forgedPng(): Buffer {
   const ihdr = Buffer.alloc(13);
@@ -72,7 +65,7 @@ function forgedPng(): Buffer {
   ihdr.writeUInt32BE(60_000, 4);
   ihdr.set([8, 2, 0, 0, 0], 8);
   return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    PNG_SIGNATURE,
     pngChunk('IHDR', ihdr),
     pngChunk('IDAT', deflateSync(Buffer.alloc(1024))),
     pngChunk('IEND', Buffer.alloc(0)),
@@ -125,13 +118,8 @@ async function main(): Promise<void> {
       'warmup-seconds': { type: 'string', default: '20' },
     },
   });
-  const model = values.model as ModelChoice;
-  if (model !== 'resnet20' && model !== 'resnet50') throw new RangeError(`--model must be resnet20 or resnet50, got ${values.model}`);
-  const num = (name: keyof typeof values) => {
-    const v = Number(values[name]);
-    if (!Number.isFinite(v) || v <= 0) throw new RangeError(`--${name} must be a positive number, got ${values[name]}`);
-    return v;
-  };
+  const model = readModelChoice(values.model!);
+  const num = (name: keyof typeof values) => positive(name, String(values[name]));
   const duration = num('duration');
   const workload = await prepareWorkload(model, resolve(values['model-dir']!));
   const requests = requestMix(workload);

@@ -29,12 +29,16 @@ declare module 'fastify' {
     /** Set by inference routes; the access log line includes it. */
     inferenceLog: InferenceLogFields | null;
   }
+  interface FastifyContextConfig {
+    /** A route polled by machines (probes, scrapes): not rate-limited, logged at `debug`. */
+    polled?: boolean;
+  }
 }
 
-/** Paths polled by machines, logged at `debug`. */
-const QUIET_PATHS: ReadonlySet<string> = new Set(['/livez', '/readyz', '/v2/health/live', '/v2/health/ready', '/metrics']);
+/** Route options of probes and scrapes (see `polled`). */
+export const POLLED_ROUTE = { config: { polled: true, rateLimit: false } } as const;
 
-const isQuiet = (request: FastifyRequest) => QUIET_PATHS.has(request.url.split('?', 1)[0]!);
+const isQuiet = (request: FastifyRequest) => request.routeOptions.config?.polled === true;
 
 /** Fastify's request lines, one per request. */
 export class AccessLogController extends LogController {

@@ -9,7 +9,8 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { crc32, createDeflate } from 'node:zlib';
+import { createDeflate } from 'node:zlib';
+import { pngChunk, PNG_SIGNATURE } from '../../bench/lib/png.js';
 import { createRandom } from '../../src/model-tools/prng.js';
 import { photo, resnet20App } from '../helpers.js';
 import { assertCatalogError, listen, multipartBody, send, type Answer } from './hostile-support.js';
@@ -18,15 +19,6 @@ const WIDTH = 10_240;
 const HEIGHT = 10_240; // 104.9 megapixels, 315 MB as 8-bit RGB
 const NOISE_ROWS = 40; // incompressible rows that bring the file to about a megabyte
 const GROWTH_BOUND_BYTES = 50 * 1024 * 1024;
-
-function chunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
 
 /** Adam7's passes: where each starts and how far it steps, in x and y. */
 const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
@@ -64,10 +56,10 @@ async function bombPng(): Promise<Buffer> {
   ihdr.writeUInt32BE(HEIGHT, 4);
   ihdr.set([8, 2, 0, 0, 1], 8); // 8-bit, truecolour, deflate, filter 0, Adam7
   return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', Buffer.concat(deflated)),
-    chunk('IEND', Buffer.alloc(0)),
+    PNG_SIGNATURE,
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', Buffer.concat(deflated)),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 

@@ -5,9 +5,8 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../errors.js';
+import { POLLED_ROUTE } from '../access-log.js';
 import type { RouteContext } from '../context.js';
-
-const noRateLimit = { config: { rateLimit: false } };
 
 export function healthRoutes(ctx: RouteContext) {
   const ready = () => ctx.registry.ready && !ctx.lifecycle.draining;
@@ -16,12 +15,12 @@ export function healthRoutes(ctx: RouteContext) {
     return { error: e.message, code: e.code };
   };
   return async (app: FastifyInstance) => {
-    app.get('/v2/health/live', noRateLimit, async () => ({ live: true }));
-    app.get('/v2/health/ready', noRateLimit, async (_request, reply) =>
+    app.get('/v2/health/live', POLLED_ROUTE, async () => ({ live: true }));
+    app.get('/v2/health/ready', POLLED_ROUTE, async (_request, reply) =>
       ready() ? { ready: true } : reply.code(503).send({ ready: false, ...notReady() }),
     );
-    app.get('/livez', noRateLimit, async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok\n'));
-    app.get('/readyz', noRateLimit, async (_request, reply) =>
+    app.get('/livez', POLLED_ROUTE, async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok\n'));
+    app.get('/readyz', POLLED_ROUTE, async (_request, reply) =>
       ready()
         ? reply.type('text/plain; charset=utf-8').send('ok\n')
         : reply.code(503).type('text/plain; charset=utf-8').send(`${notReady().error}\n`),

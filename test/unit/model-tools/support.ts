@@ -2,23 +2,14 @@
  * Fixtures and small helpers for the model-tools tests: where the fixtures and the shared
  * trained ResNet-20 are, temporary folders, and reading weight shapes out of a graph.
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { OnnxGraph } from '../../../src/model-tools/onnx-graph.js';
+import { findRepoRoot } from '../../../bench/lib/repo-root.js';
 
-function findRepoRoot(start: string): string {
-  let dir = start;
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`package.json not found above ${start}`);
-    dir = parent;
-  }
-  return dir;
-}
 
 export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export const TORCHVISION_FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'torchvision');

@@ -9,18 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync, crc32, deflateSync } from 'node:zlib';
 import type { PreprocessSpec } from '../../../src/preprocess/index.js';
 import { normalizationTables } from '../../../src/preprocess/tensor.js';
+import { pngChunk, PNG_SIGNATURE } from '../../../bench/lib/png.js';
+import { findRepoRoot } from '../../../bench/lib/repo-root.js';
 
-function findRepoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('package.json not found above the test file');
-    dir = parent;
-  }
-  return dir;
-}
 
-export const repoRoot = findRepoRoot();
+export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export const fixturesDir = join(repoRoot, 'test', 'fixtures', 'preprocess');
 export const sharedDir = join(repoRoot, '..', 'shared');
 
@@ -96,15 +89,6 @@ export function difference(a: Float32Array, b: Float32Array): Difference {
 
 // ---- Hand-made and forged images ------------------------------------------------------
 
-function chunk(type: string, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
-
 /**
  * A real, valid PNG of `width × height` 1-bit greyscale pixels, all black: a decompression
  * bomb (108 megapixels, about 300 MB once decoded to RGB) that compresses to a few kilobytes.
@@ -117,10 +101,10 @@ export function bombPng(width: number, height: number): Buffer {
   const rowBytes = 1 + Math.ceil(width / 8);
   const raw = Buffer.alloc(rowBytes * height); // filter byte 0 and black pixels: all zeros
   return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(raw, { level: 9 })),
-    chunk('IEND', new Uint8Array(0)),
+    PNG_SIGNATURE,
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(raw, { level: 9 })),
+    pngChunk('IEND', new Uint8Array(0)),
   ]);
 }
 
