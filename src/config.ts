@@ -58,6 +58,17 @@ export interface Config {
   readonly maxImagesPerRequest: number;
   /** Largest image, in pixels (width × height), checked from the header before decoding. @default 40_000_000 */
   readonly maxImagePixels: number;
+  /**
+   * Most memory one image's decode may take, in bytes, estimated from its header (the frame at
+   * its bit depth and band count, plus a progressive JPEG's coefficients); 413 beyond.
+   * @default 256 MiB
+   */
+  readonly maxImageDecodeBytes: number;
+  /**
+   * Memory all decodes in flight may take together, in bytes; past it images wait for room
+   * (within their deadline). @default 512 MiB
+   */
+  readonly decodeMemoryBudgetBytes: number;
 
   /** Node's `keepAliveTimeout`, in ms; above the idle timeout of load balancers. @default 72000 */
   readonly httpKeepAliveTimeoutMs: number;
@@ -116,6 +127,7 @@ export const ENV_VARS = [
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
   'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
+  'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES',
   'HTTP_KEEP_ALIVE_TIMEOUT_MS', 'HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS',
   'EXECUTION_PROVIDER', 'CUDA_DEVICE_ID', 'CUDA_MEM_LIMIT_BYTES', 'CUDNN_CONV_ALGO_SEARCH',
   'SHUTDOWN_DELAY_MS', 'SHUTDOWN_TIMEOUT_MS',
@@ -167,7 +179,10 @@ function readString(env: Env, name: string, fallback: string): string {
  * `TRUST_PROXY`: unset or `false`, or a comma-separated list of the trusted proxies' IP
  * addresses and CIDR ranges. Neither `true` nor a hop count is accepted: both believe the
  * header from whoever connects, so any client that reaches the server directly (another pod,
- * say) could name its own address and slip past the rate limit. A /0 range is refused too.
+ * say) could name its own address and slip past the rate limit. A /0 range is refused too,
+ * and so is a list that covers too much of the address space (see refuseWideTrust).
+ * Prefixes are decimal lengths only: proxy-addr also reads IPv4 netmasks
+ * (`10.0.0.0/255.0.0.0`), but nothing this function does not parse is passed on to it.
  */
 function readTrustProxy(env: Env): false | readonly string[] {
   const raw = env.TRUST_PROXY;
@@ -184,12 +199,98 @@ function readTrustProxy(env: Env): false | readonly string[] {
   const bad = entries.find((e) => !valid(e));
   if (entries.length === 0 || bad !== undefined) {
     const everyone = /^(true|\d+)$/i.test(raw.trim()) || /\/0$/.test(bad ?? '');
+    const netmask = bad !== undefined && isIP(bad.split('/')[1] ?? '') !== 0;
     throw new ConfigError(
       `Expected \`TRUST_PROXY\` to be false or a comma-separated list of the proxies' IP addresses and CIDR ranges, got \`${raw}\`` +
-        (everyone ? ' (trusting any peer would let a client that reaches the server directly choose the address it is rate-limited as)' : ''),
+        (everyone ? ' (trusting any peer would let a client that reaches the server directly choose the address it is rate-limited as)' : '') +
+        (netmask ? ` (\`${bad}\` has a netmask: write the prefix length, as in \`10.0.0.0/8\`)` : ''),
     );
   }
+  refuseWideTrust(entries);
   return Object.freeze(entries);
+}
+
+/**
+ * Refuses valid TRUST_PROXY entries that together cover more addresses of a family than
+ * TRUST_PROXY_MAX_ADDRESSES allows: `0.0.0.0/1,128.0.0.0/1` is `true` in two pieces. The
+ * counts are summed, not merged (overlaps count twice, which only errs towards refusing).
+ * IPv4-mapped ranges (inside `::ffff:0:0/96`, as `::ffff:10.0.0.0/104`) count against the
+ * IPv4 bound, since proxy-addr matches IPv4 peers against them; an IPv6 range holding the
+ * whole mapped block (`::/64`) counts every IPv4 address, since older proxy-addr releases
+ * (jshttp's) matched IPv4 peers against any IPv6 range by their mapped form. Loopback
+ * entries are not counted (see trustedAddresses).
+ */
+function refuseWideTrust(entries: readonly string[]): void {
+  for (const family of ['IPv4', 'IPv6'] as const) {
+    const counted = entries
+      .map((entry) => ({ entry, addresses: trustedAddresses(entry)[family] }))
+      .filter((c) => c.addresses > 0n)
+      .sort((a, b) => (b.addresses > a.addresses ? 1 : b.addresses < a.addresses ? -1 : 0));
+    const total = counted.reduce((sum, c) => sum + c.addresses, 0n);
+    const bound = TRUST_PROXY_MAX_ADDRESSES[family];
+    if (total <= bound.addresses) continue;
+    const mapped = (entry: string) => (family === 'IPv4' && isIP(entry.split('/')[0]!) === 6 ? ' as IPv4-mapped addresses' : '');
+    const shown = counted.slice(0, 8).map((c) => `\`${c.entry}\` (${formatAddressCount(c.addresses)}${mapped(c.entry)})`);
+    if (counted.length > shown.length) shown.push(`and ${counted.length - shown.length} more`);
+    throw new ConfigError(
+      `Expected \`TRUST_PROXY\` to cover at most ${formatAddressCount(bound.addresses)} ${family} addresses (${bound.why}), ` +
+        `got ${formatAddressCount(total)} from ${shown.join(', ')}: trusting that many peers would let a client that reaches ` +
+        'the server directly choose the address it is rate-limited as; list the proxies, or the subnet they run in',
+    );
+  }
+}
+
+/** Largest number of addresses TRUST_PROXY may cover, per family, with the reason for the bound. */
+const TRUST_PROXY_MAX_ADDRESSES = {
+  IPv4: { addresses: 1n << 24n, why: "a /8's worth: 10.0.0.0/8 is the widest private block one cluster's pod network can use" },
+  IPv6: { addresses: 1n << 96n, why: "a /32's worth: an RIR allocates a /32 to a whole organisation, and Kubernetes IPv6 pod ranges are /48 to /64" },
+} as const;
+
+/** Up to 2^32 in digits; IPv6-sized counts as powers of two, which is how prefixes read. */
+function formatAddressCount(n: bigint): string {
+  if (n <= 1n << 32n) return String(n);
+  const exponent = n.toString(2).length - 1;
+  return n === 1n << BigInt(exponent) ? `2^${exponent}` : `more than 2^${exponent}`;
+}
+
+/** `::ffff:0:0/96`, the IPv4-mapped block, as a 128-bit number. */
+const IPV4_MAPPED_BLOCK = 0xffffn << 32n;
+
+/**
+ * The addresses a valid TRUST_PROXY entry lets through, as IPv4 and IPv6 counts. Loopback
+ * entries (inside 127.0.0.0/8, `::1`) count nothing: such a peer is a process in the server's
+ * own network namespace (Istio's sidecar connects from 127.0.0.6), which no client across the
+ * network can pose as.
+ */
+function trustedAddresses(entry: string): { IPv4: bigint; IPv6: bigint } {
+  const [address = '', prefix] = entry.split('/');
+  const ipv4 = (value: bigint, bits: number) => ({ IPv4: bits >= 8 && value >> 24n === 127n ? 0n : 1n << BigInt(32 - bits), IPv6: 0n });
+  if (isIP(address) === 4) {
+    return ipv4(address.split('.').reduce((n, octet) => (n << 8n) | BigInt(octet), 0n), Number(prefix ?? 32));
+  }
+  const bits = Number(prefix ?? 128);
+  const value = ipv6ToBigInt(address);
+  if (value === 1n && bits === 128) return { IPv4: 0n, IPv6: 0n };
+  const mask = (n: number) => ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - n)) - 1n);
+  if (bits >= 96 && (value & mask(96)) === IPV4_MAPPED_BLOCK) return ipv4(value & 0xffffffffn, bits - 96);
+  const holdsMappedBlock = (value & mask(bits)) === (IPV4_MAPPED_BLOCK & mask(bits));
+  return { IPv4: holdsMappedBlock ? 1n << 32n : 0n, IPv6: 1n << BigInt(128 - bits) };
+}
+
+/** A valid IPv6 address (`isIP` said 6; zone allowed, IPv4 tail allowed) as a 128-bit number. */
+function ipv6ToBigInt(address: string): bigint {
+  let text = address.split('%')[0]!;
+  const tail = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (tail) {
+    const [a, b, c, d] = tail.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, tail.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', rest] = text.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':'));
+  const left = groups(head);
+  const right = rest === undefined ? [] : groups(rest);
+  const all = [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return all.reduce((n, group) => (n << 16n) | BigInt(parseInt(group, 16)), 0n);
 }
 
 function parseKeys(text: string): string[] {
@@ -238,6 +339,8 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     jsonBodyMaxBytes: readInt(env, 'JSON_BODY_MAX_BYTES', 16 * 1024 * 1024, 1),
     maxImagesPerRequest: readInt(env, 'MAX_IMAGES_PER_REQUEST', 32, 1),
     maxImagePixels: readInt(env, 'MAX_IMAGE_PIXELS', 40_000_000, 1),
+    maxImageDecodeBytes: readInt(env, 'MAX_IMAGE_DECODE_BYTES', 256 * 1024 * 1024, 1),
+    decodeMemoryBudgetBytes: readInt(env, 'DECODE_MEMORY_BUDGET_BYTES', 512 * 1024 * 1024, 1),
     httpKeepAliveTimeoutMs: readInt(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
     httpHeadersTimeoutMs: readInt(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 1),
     httpRequestTimeoutMs: readInt(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1),
@@ -254,6 +357,11 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
   };
   if (config.maxImagesPerRequest > config.queueMaxSize) {
     throw new ConfigError(`Expected \`MAX_IMAGES_PER_REQUEST\` (${config.maxImagesPerRequest}) to be at most \`QUEUE_MAX_SIZE\` (${config.queueMaxSize}): a larger request could never be queued`);
+  }
+  if (config.maxImageDecodeBytes > config.decodeMemoryBudgetBytes) {
+    throw new ConfigError(
+      `Expected \`MAX_IMAGE_DECODE_BYTES\` (${config.maxImageDecodeBytes}) to be at most \`DECODE_MEMORY_BUDGET_BYTES\` (${config.decodeMemoryBudgetBytes}): a larger image could never be decoded`,
+    );
   }
   if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
     throw new ConfigError('Expected `HTTP_HEADERS_TIMEOUT_MS` to be at most `HTTP_REQUEST_TIMEOUT_MS`');

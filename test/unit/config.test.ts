@@ -53,7 +53,58 @@ describe('loadConfig', () => {
     const read = (v: string | undefined) => loadConfig({ TRUST_PROXY: v }, { availableCpus: 2 }).trustProxy;
     assert.equal(read(undefined), false);
     assert.equal(read('false'), false);
-    assert.deepEqual(read('10.0.0.0/8, 127.0.0.1,fd00::/8 ,::1'), ['10.0.0.0/8', '127.0.0.1', 'fd00::/8', '::1']);
+    assert.deepEqual(read('10.0.0.0/8, 127.0.0.1,fd00::/48 ,::1'), ['10.0.0.0/8', '127.0.0.1', 'fd00::/48', '::1']);
+    assert.deepEqual(read('::ffff:10.0.0.0/104'), ['::ffff:10.0.0.0/104'], 'an IPv4-mapped /8');
+    assert.deepEqual(read('::ffff:10.0.0.1, fe80::1%eth0'), ['::ffff:10.0.0.1', 'fe80::1%eth0']);
+    assert.deepEqual(read('2001:db8::/32'), ['2001:db8::/32'], 'exactly the IPv6 bound');
+    // Loopback peers are the server's own namespace (a sidecar), so they do not count towards the bound.
+    assert.deepEqual(read('10.0.0.0/8, 127.0.0.0/8, ::ffff:127.0.0.6, ::1'), ['10.0.0.0/8', '127.0.0.0/8', '::ffff:127.0.0.6', '::1']);
+  });
+
+  it('refuses TRUST_PROXY lists that cover more than a /8 of IPv4 or a /32 of IPv6, naming entries, count and bound', () => {
+    const refusal = (v: string) => {
+      try {
+        loadConfig({ TRUST_PROXY: v }, { availableCpus: 2 });
+      } catch (err) {
+        assert.ok(err instanceof ConfigError, v);
+        return err.message;
+      }
+      assert.fail(`TRUST_PROXY=${v} was accepted`);
+    };
+    const ipv4Bound = /to cover at most 16777216 IPv4 addresses \(a \/8's worth: 10\.0\.0\.0\/8 is the widest private block/;
+    // Two halves are every IPv4 peer, like `true`.
+    const halves = refusal('0.0.0.0/1,128.0.0.0/1');
+    assert.match(halves, ipv4Bound);
+    assert.match(halves, /got 4294967296 from `0\.0\.0\.0\/1` \(2147483648\), `128\.0\.0\.0\/1` \(2147483648\)/);
+    assert.match(halves, /choose the address it is rate-limited as/);
+    // Many small ranges add up: 256 /16s are a /8's worth (accepted), one address more is not.
+    const slash16s = Array.from({ length: 256 }, (_, i) => `10.${i}.0.0/16`);
+    assert.equal((loadConfig({ TRUST_PROXY: slash16s.join(',') }, { availableCpus: 2 }).trustProxy as readonly string[]).length, 256);
+    const many = refusal([...slash16s, '192.168.0.1'].join(','));
+    assert.match(many, ipv4Bound);
+    assert.match(many, /got 16777217 from `10\.0\.0\.0\/16` \(65536\), .*, and 249 more:/, 'the eight largest entries, then a count');
+    // The private blocks together are everyone inside the network, not the proxies: refused.
+    assert.match(refusal('10.0.0.0/8,172.16.0.0/12'), /got 17825792 from `10\.0\.0\.0\/8` \(16777216\), `172\.16\.0\.0\/12` \(1048576\)/);
+    // IPv4-mapped ranges count as the IPv4 addresses they hold (proxy-addr matches IPv4 peers).
+    assert.match(refusal('::ffff:0:0/96'), /IPv4 addresses .* got 4294967296 from `::ffff:0:0\/96` \(4294967296 as IPv4-mapped addresses\)/);
+    assert.match(refusal('::ffff:10.0.0.0/103'), /got 33554432 from `::ffff:10\.0\.0\.0\/103`/);
+    assert.match(refusal('10.0.0.0/8, ::ffff:192.168.0.0/112'), /got 16842752 from `10\.0\.0\.0\/8` \(16777216\), `::ffff:192\.168\.0\.0\/112` \(65536 as IPv4-mapped/);
+    assert.match(refusal('::/64'), /got 4294967296 from `::\/64` \(4294967296 as IPv4-mapped addresses\)/, 'holds the whole mapped block');
+    // IPv6: a /32's worth at most.
+    const ipv6 = refusal('2001:db8::/31');
+    assert.match(ipv6, /to cover at most 2\^96 IPv6 addresses \(a \/32's worth: an RIR allocates a \/32 to a whole organisation/);
+    assert.match(ipv6, /got 2\^97 from `2001:db8::\/31` \(2\^97\)/);
+    assert.match(refusal('2001:db8::/32, 2001:db9::/48'), /got more than 2\^96 from `2001:db8::\/32` \(2\^96\), `2001:db9::\/48` \(2\^80\)/);
+    assert.match(refusal('fd00::/8'), /got 2\^120/);
+    assert.deepEqual(loadConfig({ TRUST_PROXY: '2001:db8::/48' }, { availableCpus: 2 }).trustProxy, ['2001:db8::/48']);
+    assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }, { availableCpus: 2 }).trustProxy, ['10.0.0.0/8']);
+  });
+
+  it('refuses TRUST_PROXY netmasks, which it does not parse, and says to write a prefix length', () => {
+    assert.throws(
+      () => loadConfig({ TRUST_PROXY: '10.0.0.0/255.0.0.0' }, { availableCpus: 2 }),
+      /got `10\.0\.0\.0\/255\.0\.0\.0` \(`10\.0\.0\.0\/255\.0\.0\.0` has a netmask: write the prefix length, as in `10\.0\.0\.0\/8`\)/,
+    );
   });
 
   it('reads API keys from API_KEYS and API_KEYS_FILE', () => {
