@@ -3,7 +3,8 @@
  * model name. Request data only ever selects among loaded models (a Map lookup): no path is
  * built from it.
  */
-import { readdir } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadModel, type ModelLoadOptions, type ServedModel } from './model.js';
@@ -34,13 +35,60 @@ export interface ModelRegistry {
   stop(): Promise<void>;
 }
 
-/** Folders in the repository that are models (hidden folders are work in progress). */
-export async function listModelFolders(repository: string): Promise<string[]> {
-  const entries = await readdir(repository, { withFileTypes: true });
-  return entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
+/** A repository entry that is not taken for a model, and why. */
+export interface SkippedEntry {
+  readonly name: string;
+  readonly reason: string;
+  /** Hidden entries are skipped by design; the others are likely mistakes, worth a warning. */
+  readonly hidden: boolean;
+}
+
+export interface RepositoryScan {
+  /** Model folder names, sorted. */
+  readonly models: readonly string[];
+  readonly skipped: readonly SkippedEntry[];
+}
+
+/** Why the visible `entry` is not a model folder, or `undefined` if it is one. */
+async function skipReason(repository: string, entry: Dirent): Promise<string | undefined> {
+  if (entry.isDirectory()) return undefined;
+  // stat follows symlinks: Kubernetes volumes (ConfigMaps, projected volumes, some CSI
+  // drivers) present folders as symlinks, and Triton follows them too.
+  const info = await stat(join(repository, entry.name)).catch((err: NodeJS.ErrnoException) => err);
+  const link = entry.isSymbolicLink();
+  if (info instanceof Error) {
+    if (link && info.code === 'ENOENT') return 'dangling symlink: its target does not exist';
+    return `${link ? 'symlink that ' : ''}cannot be followed: ${info.message}`;
+  }
+  if (info.isDirectory()) return undefined;
+  return link ? 'symlink to something other than a directory' : 'not a directory';
+}
+
+/**
+ * The entries of the repository that are model folders: folders, and symlinks to folders,
+ * whose names do not start with a dot. Everything else is returned as skipped, with the reason.
+ */
+export async function scanRepository(repository: string): Promise<RepositoryScan> {
+  const models: string[] = [];
+  const skipped: SkippedEntry[] = [];
+  for (const entry of await readdir(repository, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) {
+      skipped.push({ name: entry.name, reason: 'hidden: dot-prefixed entries are work in progress, never models', hidden: true });
+      continue;
+    }
+    const reason = await skipReason(repository, entry);
+    if (reason === undefined) models.push(entry.name);
+    else skipped.push({ name: entry.name, reason, hidden: false });
+  }
+  models.sort();
+  skipped.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { models, skipped };
+}
+
+/** The visible skipped entries, for messages that say why a model is not there. */
+function describeSkipped(skipped: readonly SkippedEntry[]): string {
+  const visible = skipped.filter((s) => !s.hidden);
+  return visible.length === 0 ? '' : `; skipped: ${visible.map((s) => `${s.name} (${s.reason})`).join(', ')}`;
 }
 
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
@@ -58,15 +106,23 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       state = 'loading';
       try {
         await options.prepare?.();
-        let names: string[];
+        let scan: RepositoryScan;
         try {
-          names = await listModelFolders(options.repository);
+          scan = await scanRepository(options.repository);
         } catch (err) {
           throw new Error(`MODEL_REPOSITORY ${options.repository} cannot be read: ${(err as Error).message}`, { cause: err });
         }
-        if (names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder`);
+        for (const { name, reason, hidden } of scan.skipped) {
+          const line = `model repository: skipped ${name}: ${reason}`;
+          // Hidden entries (staging folders, Kubernetes' `..data`) are expected: info, not warn.
+          if (hidden) options.load.log.info({ entry: name, reason }, line);
+          else options.load.log.warn({ entry: name, reason }, line);
+        }
+        const names = scan.models;
+        const skippedText = describeSkipped(scan.skipped);
+        if (names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}`);
         if (options.defaultModel !== undefined && !names.includes(options.defaultModel)) {
-          throw new Error(`DEFAULT_MODEL is ${JSON.stringify(options.defaultModel)}, but ${options.repository} has no such folder (it has: ${names.join(', ')})`);
+          throw new Error(`DEFAULT_MODEL is ${JSON.stringify(options.defaultModel)}, but ${options.repository} has no such folder (it has: ${names.join(', ')}${skippedText})`);
         }
         // One at a time: loading and warm-up are CPU-bound, and a failure stops the rest.
         for (const name of names) {

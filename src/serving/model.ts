@@ -4,17 +4,17 @@
  * graph input, labels count against the output) and fails with the file and field named.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type ExecutionProviderChoice } from '../inference/execution-provider.js';
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
-import { createImagePreprocessor, type ImagePreprocessor } from '../preprocess/index.js';
+import { createImagePreprocessor, type DecodeBudget, type DecodeWait, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
 import { createBufferPool, type BufferPool } from './buffer-pool.js';
 import { ModelConfigError, parseModelConfigFile, resolveModelInput, type ModelConfigFile, type OutputKind, type ResolvedModelInput } from './model-config.js';
 import type { ServingObserver } from './observer.js';
+import { openRegularFile, readRegularFile } from './repository-files.js';
 import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
 
 export interface ModelLogger extends PoolLogger {
@@ -31,6 +31,8 @@ export interface ModelLoadOptions {
   readonly batchMaxDelayMs: number;
   readonly queueMaxSize: number;
   readonly maxImagePixels: number;
+  /** Decoding memory shared by every model (see decode-budget.ts); none when absent. */
+  readonly decodeBudget?: DecodeBudget;
   readonly observer: ServingObserver;
   readonly log: ModelLogger;
   /** Worker entry override, for tests. */
@@ -67,7 +69,7 @@ export interface ServedModel {
    * Decodes and preprocesses one image into a recycled tensor, which goes back to the pool
    * once its batch has been assembled (see buffer-pool.ts). Errors as `preprocessor.preprocess`.
    */
-  preprocess(bytes: Uint8Array): Promise<Float32Array>;
+  preprocess(bytes: Uint8Array, wait?: DecodeWait): Promise<Float32Array>;
   readonly batcher: Batcher<Float32Array, ItemOutput>;
   /** Test hook: crash one inference worker. */
   crashWorker(): void;
@@ -77,20 +79,41 @@ export interface ServedModel {
 
 const MODEL_FILE = 'model.onnx';
 const CONFIG_FILE = 'config.json';
+/** A config.json is a few hundred bytes; 1 MiB leaves room for a long `description` or `source`. */
+const CONFIG_MAX_BYTES = 1024 * 1024;
+/** ImageNet-21k's ~21,800 class names take about 500 KB; 16 MiB is 30 times that, and little to hold. */
+const LABELS_MAX_BYTES = 16 * 1024 * 1024;
 
-async function sha256File(path: string): Promise<string> {
+const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+async function sha256Of(file: FileHandle): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  for await (const chunk of file.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * model.onnx, open, once it is known to be a regular file (see repository-files.ts). It has no
+ * size cap: a regular file's size is finite, and onnxruntime refuses what it cannot load.
+ */
+async function openModelFile(modelPath: string): Promise<FileHandle> {
+  try {
+    return await openRegularFile(modelPath);
+  } catch (err) {
+    if (err instanceof ModelConfigError) throw err;
+    if (isMissing(err)) throw new ModelConfigError(modelPath, undefined, 'is missing: every model folder needs a model.onnx');
+    throw new ModelConfigError(modelPath, undefined, `cannot be read: ${(err as Error).message}`);
+  }
 }
 
 async function readConfig(dir: string): Promise<ModelConfigFile> {
   const file = join(dir, CONFIG_FILE);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readRegularFile(file, CONFIG_MAX_BYTES)).toString('utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    if (err instanceof ModelConfigError) throw err;
+    if (isMissing(err)) return {};
     throw new ModelConfigError(file, undefined, `cannot be read: ${(err as Error).message}`);
   }
   let raw: unknown;
@@ -110,9 +133,13 @@ async function readLabels(dir: string, config: ModelConfigFile): Promise<string[
   }
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = (await readRegularFile(path, LABELS_MAX_BYTES)).toString('utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && config.labels === undefined) return undefined;
+    if (err instanceof ModelConfigError) throw err;
+    if (config.labels === undefined) {
+      if (isMissing(err)) return undefined;
+      throw new ModelConfigError(path, undefined, `cannot be read: ${(err as Error).message}`);
+    }
     throw new ModelConfigError(join(dir, CONFIG_FILE), 'labels', `names ${path}, which cannot be read: ${(err as Error).message}`);
   }
   const lines = text.split(/\r?\n/);
@@ -155,11 +182,19 @@ async function openPool(modelPath: string, options: ModelLoadOptions): Promise<W
 export async function loadModel(dir: string, name: string, options: ModelLoadOptions): Promise<ServedModel> {
   const started = performance.now();
   const modelPath = join(dir, MODEL_FILE);
-  const modelStat = await stat(modelPath).catch(() => undefined);
-  if (!modelStat?.isFile()) throw new ModelConfigError(modelPath, undefined, 'is missing: every model folder needs a model.onnx');
-  const config = await readConfig(dir);
-  const labels = await readLabels(dir, config);
-  const sha256 = await sha256File(modelPath);
+  // onnxruntime opens model.onnx again by path, in the worker; the check here is what keeps a
+  // FIFO or a device from reaching it.
+  const modelFile = await openModelFile(modelPath);
+  let config: ModelConfigFile;
+  let labels: string[] | undefined;
+  let sha256: string;
+  try {
+    config = await readConfig(dir);
+    labels = await readLabels(dir, config);
+    sha256 = await sha256Of(modelFile);
+  } finally {
+    await modelFile.close();
+  }
   const files = { config: join(dir, CONFIG_FILE), model: modelPath };
 
   const pool = await openPool(modelPath, options).catch((err: Error) => {
@@ -237,7 +272,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
         inflightBatches: (count) => options.observer.inflightBatches(name, count),
       },
     });
-    const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: options.maxImagePixels });
+    const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: options.maxImagePixels }, options.decodeBudget ? { decodeBudget: options.decodeBudget } : {});
     const loadSeconds = (performance.now() - started) / 1000;
     const version = config.version ?? '1';
     options.observer.modelLoaded({ model: name, version, executionProvider: pool.executionProvider, sha256, seconds: loadSeconds });
@@ -258,10 +293,10 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       workers: pool.size,
       loadSeconds,
       preprocessor,
-      async preprocess(bytes) {
+      async preprocess(bytes, wait) {
         const into = itemPool.acquire();
         try {
-          return (await preprocessor.preprocess(bytes, into)).data;
+          return (await preprocessor.preprocess(bytes, into, wait)).data;
         } catch (err) {
           itemPool.release(into);
           throw err;

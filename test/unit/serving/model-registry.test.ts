@@ -1,0 +1,94 @@
+/**
+ * The repository scan: folders and symlinks to folders are models (Kubernetes volumes present
+ * folders as symlinks); every other entry is skipped with its reason, and logged: a warning,
+ * or an info line for hidden entries, which are skipped by design. A model whose files are
+ * refused fails the load naming the file, as any bad model does.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { createModelRegistry, scanRepository } from '../../../src/serving/model-registry.js';
+import { RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../../helpers.js';
+import { makeFifo, tempDir, testLoadOptions, type LogLine } from './support.js';
+
+describe('scanRepository', () => {
+  it('takes folders and symlinks to folders, and says why it skips everything else', async (t) => {
+    const repo = await tempDir(t);
+    const elsewhere = await tempDir(t);
+    await mkdir(join(repo, 'plain'));
+    await mkdir(join(elsewhere, 'target'));
+    await symlink(join(elsewhere, 'target'), join(repo, 'linked'));
+    await symlink(join(elsewhere, 'gone'), join(repo, 'dangling'));
+    await writeFile(join(elsewhere, 'file'), '');
+    await symlink(join(elsewhere, 'file'), join(repo, 'to-file'));
+    await writeFile(join(repo, 'README.md'), '');
+    await symlink(join(repo, 'loop'), join(repo, 'loop'));
+    await mkdir(join(repo, '.building-x'));
+
+    const scan = await scanRepository(repo);
+    assert.deepEqual(scan.models, ['linked', 'plain']);
+    assert.deepEqual(
+      scan.skipped.map(({ name, reason, hidden }) => [name, reason.replace(/: ELOOP.*/, ': ELOOP'), hidden]),
+      [
+        ['.building-x', 'hidden: dot-prefixed entries are work in progress, never models', true],
+        ['README.md', 'not a directory', false],
+        ['dangling', 'dangling symlink: its target does not exist', false],
+        ['loop', 'symlink that cannot be followed: ELOOP', false],
+        ['to-file', 'symlink to something other than a directory', false],
+      ],
+    );
+  });
+});
+
+describe('createModelRegistry', () => {
+  it('serves a symlinked model folder and logs each skipped entry', async (t) => {
+    const elsewhere = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
+    const repo = await tempDir(t);
+    await symlink(join(elsewhere, 'resnet20'), join(repo, 'linked'));
+    await symlink(join(elsewhere, 'gone'), join(repo, 'dangling'));
+    await mkdir(join(repo, '..data'));
+    const lines: LogLine[] = [];
+    const registry = createModelRegistry({ repository: repo, defaultModel: undefined, load: testLoadOptions(lines) });
+    t.after(() => registry.stop());
+
+    await registry.load();
+    assert.equal(registry.state, 'ready');
+    assert.equal(registry.get('linked').output.classes, 10);
+    const sha256 = createHash('sha256').update(await readFile(join(RESNET20_DIR, 'model.onnx'))).digest('hex');
+    assert.equal(registry.get('linked').sha256, sha256, 'hashed through the checked handle, the whole file');
+    assert.deepEqual(registry.list().map((m) => m.name), ['linked']);
+    const skips = lines.filter((l) => l.msg.startsWith('model repository: skipped'));
+    assert.deepEqual(
+      skips.map((l) => [l.level, l.msg, l.obj]),
+      [
+        ['info', 'model repository: skipped ..data: hidden: dot-prefixed entries are work in progress, never models', { entry: '..data', reason: 'hidden: dot-prefixed entries are work in progress, never models' }],
+        ['warn', 'model repository: skipped dangling: dangling symlink: its target does not exist', { entry: 'dangling', reason: 'dangling symlink: its target does not exist' }],
+      ],
+    );
+  });
+
+  it('names skipped entries when DEFAULT_MODEL or every model is missing', async (t) => {
+    const repo = await tempDir(t);
+    await symlink(join(repo, 'gone'), join(repo, 'resnet20'));
+    const load = (defaultModel: string | undefined) => createModelRegistry({ repository: repo, defaultModel, load: testLoadOptions() }).load();
+    await assert.rejects(load(undefined), { message: `MODEL_REPOSITORY ${repo} holds no model folder; skipped: resnet20 (dangling symlink: its target does not exist)` });
+    await mkdir(join(repo, 'other'));
+    await writeFile(join(repo, 'other', 'model.onnx'), '');
+    await assert.rejects(load('resnet20'), {
+      message: `DEFAULT_MODEL is "resnet20", but ${repo} has no such folder (it has: other; skipped: resnet20 (dangling symlink: its target does not exist))`,
+    });
+  });
+
+  it('fails the load, naming the file, when a model has a FIFO labels.txt', { timeout: 10_000 }, async (t) => {
+    const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
+    const labels = join(repo, 'resnet20', 'labels.txt');
+    await rm(labels);
+    if (!(await makeFifo(t, labels))) return;
+    const registry = createModelRegistry({ repository: repo, defaultModel: undefined, load: testLoadOptions() });
+    t.after(() => registry.stop());
+    await assert.rejects(registry.load(), { name: 'ModelConfigError', message: new RegExp(`^${labels}: is a FIFO \\(named pipe\\), not a regular file`) });
+    assert.equal(registry.state, 'failed');
+  });
+});
