@@ -10,3 +10,4 @@ export { detectImageFormat } from './image-format.js';
 export type { ImagePreprocessor, PreprocessedImage } from './preprocessor.js';
 export { createImagePreprocessor } from './preprocessor.js';
 export { mainThreadTurns, type TurnQueue } from './turns.js';
+export { createDecodeBudget, estimateDecodeBytes, type DecodeBudget, type DecodeWait } from './decode-budget.js';

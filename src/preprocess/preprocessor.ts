@@ -19,11 +19,13 @@
  */
 import { errors } from '../errors.js';
 import { cmykToRgb } from './cmyk.js';
+import { estimateDecodeBytes, type DecodeBudget, type DecodeWait } from './decode-budget.js';
 import { planResize } from './geometry.js';
 import { gifTransparentColour } from './gif-transparency.js';
 import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, detectImageFormat, type ImageFormat } from './image-format.js';
+import { inspectJpegScans, MAX_JPEG_SCANS, type JpegFrame } from './jpeg-scans.js';
 import { planBilinearWindow } from './pil-resample.js';
-import { createSharpDecoder, type ImageDecoder } from './sharp-pipeline.js';
+import { createSharpDecoder, type ImageDecoder, type ImageHeader } from './sharp-pipeline.js';
 import { validateImageLimits, validatePreprocessSpec, type ImageLimits, type PreprocessSpec } from './spec.js';
 import { createTensorWriter } from './tensor.js';
 import { mainThreadTurns } from './turns.js';
@@ -49,8 +51,15 @@ export interface ImagePreprocessor {
    *   a new Float32Array that owns its whole ArrayBuffer, so it can be transferred to a worker.
    *   Fresh memory costs page faults on first touch, more than the normalization itself (see
    *   tensor.ts), so a server that recycles buffers should pass them here.
+   * @param wait when to give up waiting for decoding memory (see decode-budget.ts): rejects
+   *   with DEADLINE_EXCEEDED or CANCELLED, having decoded nothing.
    */
-  preprocess(bytes: Uint8Array, into?: Float32Array): Promise<PreprocessedImage>;
+  preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait): Promise<PreprocessedImage>;
+}
+
+export interface PreprocessorOptions {
+  /** Memory every decode reserves before it starts, shared by the process's preprocessors. */
+  readonly decodeBudget?: DecodeBudget;
 }
 
 const FORMAT_NAMES: Readonly<Record<ImageFormat, string>> = {
@@ -75,7 +84,8 @@ const LIBVIPS_FORMAT: Readonly<Record<ImageFormat, string>> = {
 };
 
 /** Like `createImagePreprocessor`, with the decoder given (tests wrap it to watch its calls). */
-export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageLimits, decoder: ImageDecoder): ImagePreprocessor {
+export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageLimits, decoder: ImageDecoder, options: PreprocessorOptions = {}): ImagePreprocessor {
+  const { decodeBudget } = options;
   const checkedSpec = validatePreprocessSpec(spec);
   const { maxPixels } = validateImageLimits(limits);
   const writeTensor = createTensorWriter(checkedSpec);
@@ -83,7 +93,7 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
   // between them, so one buffer serves every call and spares fresh memory's page faults.
   const enlarged = new Uint8Array(3 * checkedSpec.crop * checkedSpec.crop);
 
-  async function preprocess(bytes: Uint8Array, into?: Float32Array): Promise<PreprocessedImage> {
+  async function preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait): Promise<PreprocessedImage> {
     const length = 3 * checkedSpec.crop * checkedSpec.crop;
     if (into !== undefined && into.length !== length) {
       throw new RangeError(`Expected a Float32Array of ${length} elements to write into, got ${into.length}`);
@@ -97,6 +107,14 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
       );
     }
     const name = FORMAT_NAMES[format];
+    // Each scan of a progressive JPEG costs a pass over the whole image, and no libvips option
+    // caps them (jpeg-scans.ts): count them before the decoder sees any.
+    let jpegFrame: JpegFrame | undefined;
+    if (format === 'jpeg') {
+      const scans = inspectJpegScans(bytes, { maxScans: MAX_JPEG_SCANS });
+      if (scans.exceedsMaxScans) throw errors.INVALID_IMAGE(`The JPEG image has more than ${MAX_JPEG_SCANS} scans; at most ${MAX_JPEG_SCANS} are accepted`);
+      if (scans.scans > 1 || scans.progressive) jpegFrame = scans.frame;
+    }
     const header = await decoder.readHeader(bytes, name);
     if (header.format !== LIBVIPS_FORMAT[format]) {
       throw errors.UNSUPPORTED_MEDIA_TYPE(`The content starts like ${name} but is not a ${name} image; send ${ACCEPTED_FORMATS_TEXT}`);
@@ -112,6 +130,15 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
       throw errors.IMAGE_TOO_LARGE(`The image is ${header.width}×${header.height} (${pixels} pixels); at most ${maxPixels} pixels are accepted`);
     }
 
+    const release = decodeBudget === undefined ? undefined : await decodeBudget.reserve(estimateDecodeBytes({ ...header, ...(jpegFrame ? { jpegFrame } : {}) }), wait);
+    try {
+      return await decodeToTensor(bytes, format, name, header, into);
+    } finally {
+      release?.();
+    }
+  }
+
+  async function decodeToTensor(bytes: Uint8Array, format: ImageFormat, name: string, header: ImageHeader, into: Float32Array | undefined): Promise<PreprocessedImage> {
     const plan = planResize(header.width, header.height, checkedSpec.resize, checkedSpec.crop);
     // CMYK with alpha (rare, TIFF only) is left to libvips' ICC conversion.
     const colour = header.space === 'cmyk' && !header.hasAlpha ? 'cmyk' : 'srgb';
@@ -147,6 +174,6 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
  * Builds a preprocessor for one model. Throws a RangeError naming the field when `spec` or
  * `limits` is invalid, so a bad model config stops startup.
  */
-export function createImagePreprocessor(spec: PreprocessSpec, limits: ImageLimits): ImagePreprocessor {
-  return createImagePreprocessorWith(spec, limits, createSharpDecoder());
+export function createImagePreprocessor(spec: PreprocessSpec, limits: ImageLimits, options: PreprocessorOptions = {}): ImagePreprocessor {
+  return createImagePreprocessorWith(spec, limits, createSharpDecoder(), options);
 }

@@ -27,6 +27,10 @@ export interface ImageHeader {
   /** libvips' interpretation, e.g. `srgb`, `b-w`, `cmyk`, `rgb16`, `grey16`. */
   readonly space: string;
   readonly hasAlpha: boolean;
+  /** Bands as stored, alpha included. */
+  readonly channels: number;
+  /** Bytes per sample as decoded: 1 for 8-bit images, 2 for 16-bit, 4 or 8 for float and 32-bit TIFF. */
+  readonly bytesPerSample: number;
 }
 
 export interface DecodeRequest {
@@ -119,8 +123,14 @@ async function readHeader(bytes: Uint8Array, formatName: string): Promise<ImageH
     height,
     space: meta.space ?? 'unknown',
     hasAlpha: meta.hasAlpha === true,
+    channels: meta.channels ?? 3,
+    // An unknown format is counted as the widest, so a memory bound made from it stays a bound.
+    bytesPerSample: BYTES_PER_SAMPLE[meta.depth ?? ''] ?? 16,
   };
 }
+
+/** Bytes a sample of each of libvips' band formats takes. */
+const BYTES_PER_SAMPLE: Readonly<Record<string, number>> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, complex: 8, double: 8, dpcomplex: 16 };
 
 function finish(pipeline: Sharp, colour: DecodeRequest['colour']): Sharp {
   return colour === 'cmyk' ? pipeline.toColourspace('cmyk').raw() : pipeline.removeAlpha().toColourspace('srgb').raw();

@@ -5,13 +5,10 @@
  * inference workers, barely moves. The bound is on memory, not on time.
  */
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { createDeflate } from 'node:zlib';
-import { pngChunk, PNG_SIGNATURE } from '../../bench/lib/png.js';
-import { createRandom } from '../../src/model-tools/prng.js';
+import { interlacedPng } from '../../bench/lib/hostile-images.js';
 import { photo, resnet20App } from '../helpers.js';
 import { assertCatalogError, listen, multipartBody, send, type Answer } from './hostile-support.js';
 
@@ -20,47 +17,14 @@ const HEIGHT = 10_240; // 104.9 megapixels, 315 MB as 8-bit RGB
 const NOISE_ROWS = 40; // incompressible rows that bring the file to about a megabyte
 const GROWTH_BOUND_BYTES = 50 * 1024 * 1024;
 
-/** Adam7's passes: where each starts and how far it steps, in x and y. */
-const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
-
 /**
  * A valid 8-bit RGB PNG, black but for a few rows of seeded noise, compressed row by row so
  * the 315 MB of raw pixels never exist in this process. It is Adam7-interlaced, the worst case
  * for a server: libvips streams a plain PNG through a resize in little memory, but must hold an
  * interlaced one whole (315 MB) to decode it, so decoding it by mistake would show plainly.
  */
-async function bombPng(): Promise<Buffer> {
-  const random = createRandom(7);
-  const passes = ADAM7.map(([x0, y0, dx, dy]) => ({ width: Math.ceil((WIDTH - x0) / dx), height: Math.ceil((HEIGHT - y0) / dy) }));
-  const totalRows = passes.reduce((a, p) => a + p.height, 0);
-  const every = Math.floor(totalRows / NOISE_ROWS);
-  function* rows() {
-    let n = 0;
-    for (const pass of passes) {
-      const black = Buffer.alloc(1 + 3 * pass.width); // filter byte 0, then pixels
-      for (let y = 0; y < pass.height; y++, n++) {
-        if (n % every !== every >> 1) {
-          yield black;
-          continue;
-        }
-        const noise = Buffer.alloc(black.length);
-        for (let i = 1; i < noise.length; i++) noise[i] = Math.floor(random.uniform() * 256);
-        yield noise;
-      }
-    }
-  }
-  const deflated: Buffer[] = [];
-  for await (const c of Readable.from(rows()).pipe(createDeflate({ level: 9 }))) deflated.push(c as Buffer);
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(WIDTH, 0);
-  ihdr.writeUInt32BE(HEIGHT, 4);
-  ihdr.set([8, 2, 0, 0, 1], 8); // 8-bit, truecolour, deflate, filter 0, Adam7
-  return Buffer.concat([
-    PNG_SIGNATURE,
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', Buffer.concat(deflated)),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
+function bombPng(): Promise<Buffer> {
+  return interlacedPng({ width: WIDTH, height: HEIGHT, bitDepth: 8, colourType: 2, pixel: new Uint8Array(3), noiseRows: NOISE_ROWS, seed: 7 });
 }
 
 /** V8's collector, so that garbage from the requests themselves does not count as growth. */
