@@ -1,25 +1,25 @@
 /**
- * Shedding load at the door. The batcher bounds the images waiting for a worker, but a request
- * reaches it only after its body was read and its images decoded, and nothing bounds the
- * requests in that stage: under a flood hundreds decode at once, most only to be refused by a
- * full queue, and that decoding takes the CPU the admitted requests need (measured with
- * bench/overload: see docs/security.md). So each model admits at most `maxInflight` inference
- * requests at a time, counted from before the body is read until the answer is sent; past that,
- * a request is refused at once, its body unread, with the batcher's own 503 QUEUE_FULL and
- * Retry-After.
+ * Shedding load at the door. The data plane admits at most `QUEUE_MAX_SIZE` requests per model
+ * (inference-service.ts), counted once a request's body has arrived; under a flood, though,
+ * reading hundreds of bodies only to refuse them takes the CPU the admitted requests need
+ * (measured with bench/overload: see docs/security.md). So a request for a model that has no
+ * room now is refused on its headers, before its body is read, with the data plane's own 503
+ * QUEUE_FULL and Retry-After.
+ *
+ * The door holds no slot of its own: a request that passes it reads its body unadmitted, and is
+ * admitted (or refused) when it reaches the data plane. So a slow sender holds nothing another
+ * request needs, and no slot depends on a socket's events (which Node does not emit for
+ * pipelined answers still queued behind an unsent one).
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
+import { RETRY_AFTER_SECONDS, type InferenceService } from '../serving/inference-service.js';
 import type { ServedModel } from '../serving/model.js';
 import type { ServingObserver } from '../serving/observer.js';
 import type { RouteGuard } from './auth.js';
 
-/** `Retry-After` of a refusal at the door, in seconds: the batcher's own default. */
-const RETRY_AFTER_SECONDS = 1;
-
 export interface LoadShedderOptions {
-  /** Inference requests one model may have in flight (reading, decoding, queued, running). */
-  readonly maxInflight: number;
+  readonly service: Pick<InferenceService, 'hasRoom'>;
   /** Told of each refusal, so `inference_requests_total{outcome="rejected"}` counts them too. */
   readonly observer: Pick<ServingObserver, 'requestStarted' | 'requestFinished'>;
 }
@@ -32,11 +32,8 @@ export type LoadShedder = (pick: (request: FastifyRequest) => ServedModel | unde
  *   errors there).
  */
 export function createLoadShedder(options: LoadShedderOptions): LoadShedder {
-  if (!Number.isInteger(options.maxInflight) || options.maxInflight < 1) {
-    throw new RangeError(`Expected \`maxInflight\` to be an integer from 1 and up, got \`${options.maxInflight}\``);
-  }
-  const inflight = new Map<string, number>();
-  return (pick) => async (request: FastifyRequest, reply: FastifyReply) => {
+  const { service, observer } = options;
+  return (pick) => async (request: FastifyRequest) => {
     let model: ServedModel | undefined;
     try {
       model = pick(request);
@@ -44,16 +41,9 @@ export function createLoadShedder(options: LoadShedderOptions): LoadShedder {
       return;
     }
     // A stopping batcher answers SHUTTING_DOWN itself; that code matters more than this one.
-    if (model === undefined || model.batcher.stopping) return;
-    const name = model.name;
-    const count = inflight.get(name) ?? 0;
-    if (count >= options.maxInflight) {
-      options.observer.requestStarted(name);
-      options.observer.requestFinished(name, 'rejected', 0, 0);
-      throw errors.QUEUE_FULL(`Model ${name} has ${count} requests in flight, its limit`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
-    }
-    inflight.set(name, count + 1);
-    // 'close' comes once, when the answer is sent or the connection is lost.
-    reply.raw.once('close', () => inflight.set(name, (inflight.get(name) ?? 1) - 1));
+    if (model === undefined || model.batcher.stopping || service.hasRoom(model)) return;
+    observer.requestStarted(model.name);
+    observer.requestFinished(model.name, 'rejected', 0, 0);
+    throw errors.QUEUE_FULL(`Model ${model.name} has no room for another request now`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
   };
 }

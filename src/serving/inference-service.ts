@@ -59,22 +59,46 @@ export interface InferenceService {
    * be preprocessing, so the batchers must stay open meanwhile), then drains every model.
    */
   stop(): Promise<void>;
+  /**
+   * Whether `model` would admit one more request now. Lets an edge refuse a request before
+   * reading its body when the answer would be QUEUE_FULL anyway (see load-shedding.ts).
+   */
+  hasRoom(model: ServedModel): boolean;
 }
+
+export interface InferenceServiceOptions {
+  /**
+   * Requests one model may have admitted at once: decoding, queued or running. A request is
+   * admitted when the data plane is called, that is once its body has arrived, so slow senders
+   * hold no slot; it leaves when the call settles, which every deadline guarantees (nothing
+   * here waits on a socket's events, so no slot can leak with a connection).
+   */
+  readonly maxInflightPerModel: number;
+}
+
+/** `Retry-After` of every refusal for load, in seconds (the batcher's default too). */
+export const RETRY_AFTER_SECONDS = 1;
 
 function emptyTimings(): StageTimings {
   return { preprocessMs: 0, queueMs: 0, inferMs: 0, postprocessMs: 0, batchSize: 0 };
 }
 
-export function createInferenceService(registry: ModelRegistry, observer: ServingObserver): InferenceService {
+export function createInferenceService(registry: ModelRegistry, observer: ServingObserver, options: InferenceServiceOptions): InferenceService {
+  const { maxInflightPerModel } = options;
+  if (!Number.isInteger(maxInflightPerModel) || maxInflightPerModel < 1) {
+    throw new RangeError(`Expected \`maxInflightPerModel\` to be an integer from 1 and up, got \`${maxInflightPerModel}\``);
+  }
+  /** Admitted requests per model name. */
+  const inflight = new Map<string, number>();
   const preprocessAll = async (model: ServedModel, images: readonly Uint8Array[], control: RequestControl, timings: StageTimings) => {
     if (images.length === 0) throw errors.NO_IMAGES();
-    if (model.batcher.stopping) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: 1 });
+    if (model.batcher.stopping) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     const started = performance.now();
     // sharp decodes on libuv's thread pool, so these overlap each other and running batches.
     const tensors = await Promise.all(
       images.map(async (bytes) => {
         const t0 = performance.now();
-        const data = await model.preprocess(bytes);
+        const data = await model.preprocess(bytes, control);
         observer.preprocessed(model.name, (performance.now() - t0) / 1000);
         return data;
       }),
@@ -105,8 +129,15 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     observer.requestStarted(model.name);
     if (stopping) {
       observer.requestFinished(model.name, 'rejected', 0, images);
-      throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: 1 });
+      throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     }
+    const name = model.name;
+    const count = inflight.get(name) ?? 0;
+    if (count >= maxInflightPerModel) {
+      observer.requestFinished(name, 'rejected', 0, images);
+      throw errors.QUEUE_FULL(`Model ${name} has ${count} requests in flight, its limit`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+    }
+    inflight.set(name, count + 1);
     admitted++;
     try {
       const result = await work();
@@ -117,6 +148,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       if (isServingError(err)) throw err;
       throw errors.INTERNAL(undefined, { cause: err });
     } finally {
+      const left = inflight.get(name)! - 1;
+      if (left === 0) inflight.delete(name);
+      else inflight.set(name, left);
       if (--admitted === 0 && idle) idle();
     }
   };
@@ -134,6 +168,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       stopping = true;
       if (admitted > 0) await new Promise<void>((resolve) => (idle = resolve));
       await registry.stop();
+    },
+    hasRoom(model) {
+      return (inflight.get(model.name) ?? 0) < maxInflightPerModel;
     },
     classify(model, images, topKCount, control) {
       return observed(model, images.length, async () => {
