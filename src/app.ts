@@ -15,6 +15,9 @@ import { AccessLogController, installAccessLog } from './http/access-log.js';
 import { createApiKeyCheck } from './http/auth.js';
 import type { Lifecycle, RouteContext } from './http/context.js';
 import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
+import { HTTP_EDGE_SERVER_OPTIONS, installHttpEdge } from './http/http-edge.js';
+import { trackIncomingBodies } from './http/incoming-bodies.js';
+import { createJsonBodyParser, defaultJsonBodyLimits } from './http/json-body.js';
 import { createLoadShedder } from './http/load-shedding.js';
 import { multipartLimits } from './http/request-inputs.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -22,6 +25,7 @@ import { metricsRoutes } from './http/routes/metrics.js';
 import { v1Routes } from './http/routes/v1.js';
 import { v2Routes } from './http/routes/v2.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { createDecodeBudget } from './preprocess/index.js';
 import { createInferenceService } from './serving/inference-service.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
 
@@ -50,6 +54,11 @@ export interface Serving {
   readonly routes: readonly RouteInfo[];
   /** Stops intake, finishes admitted requests, drains every model (see InferenceService.stop). */
   drain(): Promise<void>;
+  /**
+   * Answers 503 SHUTTING_DOWN to every request whose body is still arriving, and closes their
+   * connections (see incoming-bodies.ts); returns how many. For the end of a drain.
+   */
+  refuseIncompleteBodies(): number;
   readonly metrics: Metrics;
   readonly lifecycle: Lifecycle;
 }
@@ -87,18 +96,21 @@ export function connectionsCheckingIntervalMs(config: Pick<Config, 'httpHeadersT
   return Math.max(10, Math.min(1_000, Math.floor(Math.min(config.httpHeadersTimeoutMs, config.httpRequestTimeoutMs) / 4)));
 }
 
-export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+/**
+ * Fastify options both servers share (the API's and `METRICS_PORT`'s): logging, the slow-client
+ * timeouts, and the doors through which framework and parser refusals reach the error catalog.
+ */
+function serverOptions(config: Config, logStream: AppDeps['logStream']) {
   // Node's clientError fires on the server, outside any request: it logs through the app's logger.
   const appLog: { current?: FastifyBaseLogger } = {};
-  const app = Fastify({
+  const options = {
     logger: {
       level: config.logLevel,
       // Keys and cookies never reach the log (Fastify's request serializer leaves headers out
       // anyway; this holds if a log line ever includes them).
       redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'headers.authorization'],
-      ...(deps.logStream ? { stream: deps.logStream } : {}),
+      ...(logStream ? { stream: logStream } : {}),
     },
-    bodyLimit: config.jsonBodyMaxBytes,
     // Slow clients: headers must arrive within httpHeadersTimeoutMs and the whole request within
     // httpRequestTimeoutMs, or the connection is closed; idle keep-alive connections close
     // after httpKeepAliveTimeoutMs.
@@ -108,20 +120,30 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       headersTimeout: config.httpHeadersTimeoutMs,
       requestTimeout: config.httpRequestTimeoutMs,
       connectionsCheckingInterval: connectionsCheckingIntervalMs(config),
+      ...HTTP_EDGE_SERVER_OPTIONS,
     },
-    routerOptions: { maxParamLength: MAX_PATH_PARAM_LENGTH },
     frameworkErrors: handleFrameworkError,
     clientErrorHandler: createClientErrorHandler(() => appLog.current),
+    return503OnClosing: true,
+    // One line per request instead of two (access-log.ts).
+    logController: new AccessLogController(),
+  };
+  return { options, appLog };
+}
+
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
+  const { options, appLog } = serverOptions(config, deps.logStream);
+  const app = Fastify({
+    ...options,
+    bodyLimit: config.jsonBodyMaxBytes,
+    routerOptions: { maxParamLength: MAX_PATH_PARAM_LENGTH },
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    return503OnClosing: true,
     // request.ip (rate limit, logs) from X-Forwarded-For only when it comes from a trusted proxy.
     trustProxy: config.trustProxy === false ? false : [...config.trustProxy],
-    // One line per request instead of two (access-log.ts).
-    logController: new AccessLogController(),
   });
   appLog.current = app.log;
 
@@ -146,18 +168,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       batchMaxDelayMs: config.batchMaxDelayMs,
       queueMaxSize: config.queueMaxSize,
       maxImagePixels: config.maxImagePixels,
+      decodeBudget: createDecodeBudget({ capacityBytes: config.decodeMemoryBudgetBytes, maxImageBytes: config.maxImageDecodeBytes }),
       observer: metrics.observer,
       log: app.log,
       ...(deps.workerUrl ? { workerUrl: deps.workerUrl } : {}),
     },
   });
-  const service = createInferenceService(registry, metrics.observer);
+  const service = createInferenceService(registry, metrics.observer, { maxInflightPerModel: config.queueMaxSize });
   const routes: RouteInfo[] = [];
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) if (method !== 'HEAD') routes.push({ method, path: routeLabel(route.url, route.config?.routeTemplate) });
   });
-  app.decorate('serving', { registry, metrics, lifecycle, routes, drain: () => service.stop() });
+  const incoming = trackIncomingBodies(app);
+  app.decorate('serving', { registry, metrics, lifecycle, routes, drain: () => service.stop(), refuseIncompleteBodies: () => incoming.refuseAll() });
   const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
 
   // A client refused with 503 or 429 may send a body up to the largest the routes take; it is
@@ -171,6 +195,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     if (!reply.hasHeader('Server-Timing')) void reply.header('Server-Timing', `total;dur=${reply.elapsedTime.toFixed(1)}`);
     done(null, payload);
   });
+  installHttpEdge(app);
   installAccessLog(app);
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);
@@ -182,8 +207,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   // Fastify parses text/plain by default; nothing here takes text, so it is refused (415).
   app.removeContentTypeParser('text/plain');
-  // Raw image bodies: any image/* type (the format is detected from the bytes later).
-  app.addContentTypeParser(/^image\/[\w.+-]+$/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
+  // JSON bodies: nesting, arrays and objects, and keys are counted in one pass over the bytes
+  // and refused before JSON.parse sees them (json-body.ts: a 16 MiB nested body took 1.6 s).
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.jsonBodyMaxBytes }, createJsonBodyParser(defaultJsonBodyLimits(config.jsonBodyMaxBytes)));
+  // Raw image bodies: any image/* type, whatever its parameters (the format is detected from the
+  // bytes later; `image/jpeg; charset=binary` is still a JPEG).
+  app.addContentTypeParser(/^image\/[\w.+-]+\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
   await app.register(multipart, { throwFileSizeLimit: true, limits: multipartLimits(config) });
   if (config.rateLimitMax > 0) {
@@ -198,18 +227,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   }
 
   const auth = createApiKeyCheck(config.apiKeys);
-  // One count per model across v1 and v2: at most QUEUE_MAX_SIZE inference requests in flight.
-  const shedLoad = createLoadShedder({ maxInflight: config.queueMaxSize, observer: metrics.observer });
+  // Requests for a model with no room are refused before their bodies are read.
+  const shedLoad = createLoadShedder({ service, observer: metrics.observer });
   await app.register(healthRoutes(ctx));
-  if (config.metricsPort === undefined) await app.register(metricsRoutes(metrics));
+  if (config.metricsPort === undefined) await app.register(metricsRoutes(metrics, auth));
   await app.register(v1Routes(ctx, auth, shedLoad));
   await app.register(v2Routes(ctx, auth, shedLoad));
   return app;
 }
 
-/** A second, minimal server for `/metrics` alone (`METRICS_PORT`). */
-export async function buildMetricsApp(metrics: Metrics, logLevel: Config['logLevel']): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: logLevel }, logController: new AccessLogController() });
+/** A second, minimal server for `/metrics` alone (`METRICS_PORT`), open to whoever reaches it. */
+export async function buildMetricsApp(config: Config, metrics: Metrics, deps: Pick<AppDeps, 'logStream'> = {}): Promise<FastifyInstance> {
+  const { options, appLog } = serverOptions(config, deps.logStream);
+  const app = Fastify(options);
+  appLog.current = app.log;
+  installHttpEdge(app);
   installAccessLog(app);
   installErrorHandler(app);
   await app.register(metricsRoutes(metrics));

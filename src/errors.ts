@@ -55,6 +55,7 @@ export const errors = {
   TOO_MANY_IMAGES: createError('TOO_MANY_IMAGES', 'The request holds too many images', 413),
   IMAGE_TOO_LARGE: createError('IMAGE_TOO_LARGE', 'The image has too many pixels', 413),
   UNSUPPORTED_MEDIA_TYPE: createError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported media type', 415),
+  EXPECTATION_FAILED: createError('EXPECTATION_FAILED', 'Only Expect: 100-continue is supported', 417),
   RATE_LIMITED: createError('RATE_LIMITED', 'Too many requests', 429),
   HEADERS_TOO_LARGE: createError('HEADERS_TOO_LARGE', 'The request line and headers are too large', 431),
   // nginx's "client closed request": never sent to anyone, but it names the outcome in logs.

@@ -7,7 +7,9 @@
  * 2. requests keep being served for `SHUTDOWN_DELAY_MS` while endpoints update;
  * 3. the batchers stop intake (503 `SHUTTING_DOWN`) and finish what is queued and running,
  *    for at most `SHUTDOWN_TIMEOUT_MS`;
- * 4. the HTTP server closes once in-flight responses are sent, and the process exits 0.
+ * 4. requests whose bodies are still arriving are answered 503 `SHUTTING_DOWN` and their
+ *    connections closed (a slow sender would otherwise hold the close until its timeout);
+ * 5. the HTTP server closes once in-flight responses are sent, and the process exits 0.
  * close-with-grace exits 1 if all that takes longer than the sum of both plus a margin.
  */
 import { readFileSync } from 'node:fs';
@@ -37,7 +39,7 @@ const app = await buildApp(cfg, {
       }
     : {}),
 });
-const metricsApp = cfg.metricsPort === undefined ? undefined : await buildMetricsApp(app.serving.metrics, cfg.logLevel);
+const metricsApp = cfg.metricsPort === undefined ? undefined : await buildMetricsApp(cfg, app.serving.metrics);
 
 const GRACE_MARGIN_MS = 2_000;
 closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARGIN_MS, logger: app.log }, async ({ signal, err }) => {
@@ -48,6 +50,8 @@ closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARG
   const drained = app.serving.drain();
   const timedOut = await Promise.race([drained.then(() => false), sleep(cfg.shutdownTimeoutMs).then(() => true)]);
   if (timedOut) app.log.warn({ shutdownTimeoutMs: cfg.shutdownTimeoutMs }, 'drain did not finish in time; closing anyway');
+  const refused = app.serving.refuseIncompleteBodies();
+  if (refused > 0) app.log.info({ refused }, 'answered 503 to requests whose bodies were still arriving');
   await app.close();
   await metricsApp?.close();
   app.log.info('shutdown complete');

@@ -30,7 +30,7 @@ declare module 'fastify' {
     inferenceLog: InferenceLogFields | null;
   }
   interface FastifyContextConfig {
-    /** A route polled by machines (probes, scrapes): not rate-limited, logged at `debug`. */
+    /** A route polled by machines (probes, scrapes): logged at `debug`. POLLED_ROUTE also exempts it from the rate limit. */
     polled?: boolean;
   }
 }

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors, isServingError } from '../errors.js';
 import type { RequestControl } from '../serving/inference-service.js';
+import { sendContinue } from './http-edge.js';
 
 export interface InputLimits {
   /** Bytes of image data one request may carry, all images together. */
@@ -99,6 +100,8 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits): Prom
   if (declared > maxBody) {
     throw errors.PAYLOAD_TOO_LARGE(`The multipart body is ${declared} bytes; images may total at most ${limits.uploadMaxBytes} bytes`);
   }
+  // The declared size is within bounds: a client waiting for `100 Continue` may send the body.
+  sendContinue(request.raw);
   const images: Buffer[] = [];
   let total = 0;
   try {
@@ -121,9 +124,10 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits): Prom
   } catch (err) {
     const e = err as { code?: string; statusCode?: number };
     // Known limits keep their own codes (mapped by the error handler); anything else the
-    // multipart parser throws means the body itself is malformed.
+    // multipart parser throws means the body itself is malformed. Its text is the library's
+    // ("The needle cannot have a length bigger than 256"), so the client gets ours.
     if (e.code !== undefined || e.statusCode !== undefined) throw err;
-    throw errors.INVALID_REQUEST(`Malformed multipart body: ${(err as Error).message}`);
+    throw errors.INVALID_REQUEST('Malformed multipart/form-data body: check its boundary and part headers', { cause: err });
   }
   return images;
 }
@@ -178,9 +182,18 @@ export function requestControl(request: FastifyRequest, reply: FastifyReply, lim
     timeoutMs = Math.min(timeoutMs, value);
   }
   const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
-  });
+  const res = reply.raw;
+  const abandoned = () => {
+    if (!res.writableFinished) controller.abort();
+  };
+  // The answer's 'close' tells of a client gone while it is being answered; the socket's, of one
+  // gone while the answer waits behind earlier ones on a pipelined connection (Node emits no
+  // 'close' for those). The socket outlives the request on a kept-alive connection, so its
+  // listener goes once the answer is done.
+  const socket = request.raw.socket;
+  res.once('close', abandoned);
+  socket.once('close', abandoned);
+  res.once('close', () => socket.removeListener('close', abandoned));
   // The deadline runs from the request's arrival, not from when its body was read.
   return { deadline: performance.now() - reply.elapsedTime + timeoutMs, signal: controller.signal };
 }

@@ -43,7 +43,7 @@ async function startAuthApp(t: TestContext, env: Record<string, string>) {
 const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
 
 describe('API keys', () => {
-  it('guard every inference and model route, leave probes and metrics open, and never log a key', async (t) => {
+  it('guard every inference and model route and /metrics, leave probes open, and never log a key', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'resnet-serve-keys-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'keys'), `${FILE_KEY}\n`);
@@ -60,6 +60,8 @@ describe('API keys', () => {
       ['GET /v2/models/resnet20/versions/1', (h) => send(port, { path: '/v2/models/resnet20/versions/1', headers: h })],
       ['GET /v2/models/resnet20/ready', (h) => send(port, { path: '/v2/models/resnet20/ready', headers: h })],
       ['POST /v2/models/resnet20/infer', (h) => send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { ...h, 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }) })],
+      // Its series name the models and their files' sha256 (model_info).
+      ['GET /metrics', (h) => send(port, { path: '/metrics', headers: h })],
     ];
     for (const [route, call] of guarded) {
       const none = await call({});
@@ -87,7 +89,7 @@ describe('API keys', () => {
     assert.ok(answer, 'no answer before the body');
     assertCatalogError(answer, { status: 401, code: 'UNAUTHORIZED' }, 'headers only');
 
-    for (const path of ['/v2/health/live', '/v2/health/ready', '/livez', '/readyz', '/metrics']) {
+    for (const path of ['/v2/health/live', '/v2/health/ready', '/livez', '/readyz']) {
       const open = await send(port, { path });
       assert.equal(open.status, 200, `${path}: ${open.text.slice(0, 200)}`);
     }
@@ -104,7 +106,7 @@ describe('API keys', () => {
 });
 
 describe('rate limit', () => {
-  it('answers 429 RATE_LIMITED with Retry-After past RATE_LIMIT_MAX, before checking keys, and spares probes', async (t) => {
+  it('answers 429 RATE_LIMITED with Retry-After past RATE_LIMIT_MAX, before checking keys, and spares probes but not the guarded /metrics', async (t) => {
     const { port } = await startAuthApp(t, { LOG_LEVEL: 'silent', RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000', API_KEYS: KEY });
     const meta = (key: string) => send(port, { path: '/v2/models/resnet20', headers: bearer(key) });
     for (let i = 0; i < 3; i++) assert.equal((await meta(KEY)).status, 200);
@@ -115,10 +117,13 @@ describe('rate limit', () => {
       assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After: ${limited.headers['retry-after']}`);
     }
     for (let i = 0; i < 10; i++) {
-      for (const path of ['/v2/health/live', '/v2/health/ready', '/livez', '/readyz', '/metrics']) {
+      for (const path of ['/v2/health/live', '/v2/health/ready', '/livez', '/readyz']) {
         assert.equal((await send(port, { path })).status, 200, `${path} was rate limited`);
       }
     }
+    // With keys set, /metrics takes a key, so it is limited like every guarded route: else it
+    // would be a free place to guess keys.
+    assertCatalogError(await send(port, { path: '/metrics', headers: bearer(WRONG_KEY) }), { status: 429, code: 'RATE_LIMITED' }, '/metrics');
   });
 
   it('counts each client behind a trusted proxy (TRUST_PROXY) on its own, and ignores X-Forwarded-For from anyone else', async (t) => {

@@ -12,7 +12,7 @@ import { describe, it, type TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
 import { buildMetricsApp } from '../../src/app.js';
-import { CIFAR_DIR, photo, resnet20App, RESNET20_CONFIG, RESNET20_DIR, startApp, tempRepository } from '../helpers.js';
+import { CIFAR_DIR, photo, resnet20App, RESNET20_CONFIG, RESNET20_DIR, startApp, tempRepository, testConfig } from '../helpers.js';
 
 interface Sample {
   readonly name: string;
@@ -353,7 +353,7 @@ describe('METRICS_PORT', () => {
   it('serves /metrics from a separate app, and the main app has none', async (t) => {
     const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
     const app = await startApp(t, repo, { METRICS_PORT: '9464' });
-    const metricsApp = await buildMetricsApp(app.serving.metrics, 'silent');
+    const metricsApp = await buildMetricsApp(testConfig(repo, { METRICS_PORT: '9464' }), app.serving.metrics);
     t.after(() => metricsApp.close());
     await metricsApp.ready();
 

@@ -83,6 +83,16 @@ function flattenElements(data: unknown, expected: number, maxDepth: number): unk
   return out;
 }
 
+/**
+ * A client's value, quoted for a message: strings cut to `max` characters, anything else by its
+ * type. Never `String(value)`: `{"toString": 1}` makes that throw.
+ */
+export function quoteValue(value: unknown, max = 64): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, max));
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
 function parseShape(shape: unknown): number[] {
   if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
     throw errors.INVALID_TENSOR('`shape` must be a non-empty array of non-negative integers');
@@ -138,7 +148,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
         result = await ctx.service.inferImages(model, images, control);
       } else if (input.datatype === 'FP32') {
         if (input.name !== model.input.name) {
-          throw errors.INVALID_TENSOR(`Model ${model.name} has no input ${JSON.stringify(String(input.name).slice(0, 64))}; its input is ${JSON.stringify(model.input.name)}`);
+          throw errors.INVALID_TENSOR(`Model ${model.name} has no input ${quoteValue(input.name)}; its input is ${JSON.stringify(model.input.name)}`);
         }
         const itemShape = model.input.shape.slice(1);
         if (shape.length !== model.input.shape.length || shape[0]! < 1 || shape.slice(1).some((d, i) => d !== itemShape[i])) {
@@ -149,7 +159,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
         const data = flattenNumbers(input.data, count * model.input.itemSize, shape.length);
         result = await ctx.service.inferTensor(model, data, count, control);
       } else {
-        throw errors.INVALID_TENSOR(`Unsupported datatype ${JSON.stringify(String(input.datatype).slice(0, 16))}: send FP32 tensors or BYTES (base64 images)`);
+        throw errors.INVALID_TENSOR(`Unsupported datatype ${quoteValue(input.datatype, 16)}: send FP32 tensors or BYTES (base64 images)`);
       }
       // JSON has no NaN or infinity: an input large enough to overflow the network (possible
       // only with raw FP32 tensors) would otherwise be answered with nulls.
