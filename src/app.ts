@@ -17,6 +17,8 @@ import type { Lifecycle, RouteContext } from './http/context.js';
 import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
 import { HTTP_EDGE_SERVER_OPTIONS, installHttpEdge } from './http/http-edge.js';
 import { trackIncomingBodies } from './http/incoming-bodies.js';
+import { createBodyBudget } from './http/body-budget.js';
+import { installRequestBodies } from './http/request-body.js';
 import { createJsonBodyParser, defaultJsonBodyLimits } from './http/json-body.js';
 import { createLoadShedder } from './http/load-shedding.js';
 import { multipartLimits } from './http/request-inputs.js';
@@ -147,8 +149,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   appLog.current = app.log;
 
+  const bodyBudget = createBodyBudget(config.bodyMemoryBudgetBytes);
+  const decodeBudget = createDecodeBudget({ capacityBytes: config.decodeMemoryBudgetBytes, maxImageBytes: config.maxImageDecodeBytes });
   // Batch-size buckets must reach the largest batch any provider may form.
   const metrics = createMetrics({
+    memoryBudgets: { body: bodyBudget, decode: decodeBudget },
     maxBatchSize: config.batchMaxSize ?? Math.max(...Object.values(DEFAULT_BATCH_MAX_SIZE)),
     queueMaxSize: config.queueMaxSize,
     defaultMetrics: deps.defaultMetrics ?? true,
@@ -168,7 +173,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       batchMaxDelayMs: config.batchMaxDelayMs,
       queueMaxSize: config.queueMaxSize,
       maxImagePixels: config.maxImagePixels,
-      decodeBudget: createDecodeBudget({ capacityBytes: config.decodeMemoryBudgetBytes, maxImageBytes: config.maxImageDecodeBytes }),
+      decodeBudget,
       observer: metrics.observer,
       log: app.log,
       ...(deps.workerUrl ? { workerUrl: deps.workerUrl } : {}),
@@ -182,7 +187,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   const incoming = trackIncomingBodies(app);
   app.decorate('serving', { registry, metrics, lifecycle, routes, drain: () => service.stop(), refuseIncompleteBodies: () => incoming.refuseAll() });
-  const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
+  const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION, bodyBudget };
 
   // A client refused with 503 or 429 may send a body up to the largest the routes take; it is
   // drained rather than cut off, so the client reads its Retry-After.
@@ -196,6 +201,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     done(null, payload);
   });
   installHttpEdge(app);
+  installRequestBodies(app, bodyBudget);
   installAccessLog(app);
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);

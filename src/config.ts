@@ -69,6 +69,11 @@ export interface Config {
    * (within their deadline). @default 512 MiB
    */
   readonly decodeMemoryBudgetBytes: number;
+  /**
+   * Bytes received of request bodies not yet complete, all requests together; a chunk past it
+   * fails its request with 503 QUEUE_FULL. @default 256 MiB
+   */
+  readonly bodyMemoryBudgetBytes: number;
 
   /** Node's `keepAliveTimeout`, in ms; above the idle timeout of load balancers. @default 72000 */
   readonly httpKeepAliveTimeoutMs: number;
@@ -127,7 +132,7 @@ export const ENV_VARS = [
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
   'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
-  'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES',
+  'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES', 'BODY_MEMORY_BUDGET_BYTES',
   'HTTP_KEEP_ALIVE_TIMEOUT_MS', 'HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS',
   'EXECUTION_PROVIDER', 'CUDA_DEVICE_ID', 'CUDA_MEM_LIMIT_BYTES', 'CUDNN_CONV_ALGO_SEARCH',
   'SHUTDOWN_DELAY_MS', 'SHUTDOWN_TIMEOUT_MS',
@@ -341,6 +346,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     maxImagePixels: readInt(env, 'MAX_IMAGE_PIXELS', 40_000_000, 1),
     maxImageDecodeBytes: readInt(env, 'MAX_IMAGE_DECODE_BYTES', 256 * 1024 * 1024, 1),
     decodeMemoryBudgetBytes: readInt(env, 'DECODE_MEMORY_BUDGET_BYTES', 512 * 1024 * 1024, 1),
+    bodyMemoryBudgetBytes: readInt(env, 'BODY_MEMORY_BUDGET_BYTES', 256 * 1024 * 1024, 1),
     httpKeepAliveTimeoutMs: readInt(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
     httpHeadersTimeoutMs: readInt(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 1),
     httpRequestTimeoutMs: readInt(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1),
@@ -361,6 +367,12 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
   if (config.maxImageDecodeBytes > config.decodeMemoryBudgetBytes) {
     throw new ConfigError(
       `Expected \`MAX_IMAGE_DECODE_BYTES\` (${config.maxImageDecodeBytes}) to be at most \`DECODE_MEMORY_BUDGET_BYTES\` (${config.decodeMemoryBudgetBytes}): a larger image could never be decoded`,
+    );
+  }
+  const largestBody = Math.max(config.uploadMaxBytes, config.jsonBodyMaxBytes);
+  if (config.bodyMemoryBudgetBytes < largestBody) {
+    throw new ConfigError(
+      `Expected \`BODY_MEMORY_BUDGET_BYTES\` (${config.bodyMemoryBudgetBytes}) to be at least the largest body a route takes (${largestBody}, from \`UPLOAD_MAX_BYTES\` and \`JSON_BODY_MAX_BYTES\`)`,
     );
   }
   if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {

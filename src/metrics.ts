@@ -62,6 +62,20 @@ export interface MetricsOptions {
   readonly queueMaxSize?: number;
   /** Collect prom-client's default Node.js process metrics. @default true */
   readonly defaultMetrics?: boolean;
+  /**
+   * The process's memory budgets, read at each scrape: bytes of request bodies still arriving
+   * (body-budget.ts) and of image decodes in flight (decode-budget.ts). Left out, not exported.
+   */
+  readonly memoryBudgets?: {
+    readonly body: MemoryBudgetView;
+    readonly decode: MemoryBudgetView & { readonly waiting: number };
+  };
+}
+
+/** What a gauge reads of a memory budget. */
+export interface MemoryBudgetView {
+  readonly usedBytes: number;
+  readonly capacityBytes: number;
 }
 
 export function createMetrics(options: MetricsOptions): Metrics {
@@ -121,6 +135,23 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers,
   });
   const inflight = new client.Gauge({ name: 'inference_inflight_batches', help: 'Batches running now.', labelNames: ['model'] as const, registers });
+  const budgets = options.memoryBudgets;
+  if (budgets !== undefined) {
+    const gauge = (name: string, help: string, read: () => number) =>
+      new client.Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge('http_request_body_arriving_bytes', 'Bytes received of request bodies not yet complete (BODY_MEMORY_BUDGET_BYTES bounds them).', () => budgets.body.usedBytes);
+    gauge('http_request_body_budget_bytes', 'BODY_MEMORY_BUDGET_BYTES.', () => budgets.body.capacityBytes);
+    gauge('image_decode_reserved_bytes', 'Memory reserved by image decodes running now, as estimated from their headers.', () => budgets.decode.usedBytes);
+    gauge('image_decode_budget_bytes', 'DECODE_MEMORY_BUDGET_BYTES.', () => budgets.decode.capacityBytes);
+    gauge('image_decode_waiting', 'Images waiting for decoding memory.', () => budgets.decode.waiting);
+  }
   const modelInfo = new client.Gauge({
     name: 'model_info',
     help: 'A loaded model; always 1.',

@@ -4,56 +4,33 @@
  *
  * - `Expect: 100-continue`: Node answers `100 Continue` at once by default, so a client uploads
  *   its body only to be refused for a missing key or a too-large size. Here the 100 goes out
- *   when the body is first read, which is after the route's guards (key, rate limit, load
- *   shedding) and Fastify's `Content-Length` check against the parser's limit (multipart bodies
- *   are read by the route, which calls `sendContinue` after its own size check). A request
- *   refused before then never got its 100, so its client never sends the body; Node closes such
- *   a connection after the answer.
+ *   when the body is first read (request-body.ts), which is after the route's guards (key, rate
+ *   limit, load shedding) and Fastify's `Content-Length` check against the parser's limit
+ *   (multipart bodies are read by the route, which calls `sendContinue` after its own size
+ *   check). A request refused before then never got its 100, so its client never sends the
+ *   body; Node closes such a connection after the answer.
  * - Any other expectation: 417 EXPECTATION_FAILED from the catalog (RFC 9110 §10.1.1).
  * - HTTP/1.1 without `Host`: 400 INVALID_REQUEST from the catalog (RFC 9112 §3.2), where Node
  *   would answer a bare 400.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { errors, type ServingError } from '../errors.js';
 
 /** Requests whose client waits for `100 Continue`, until it is sent. */
 const awaitingContinue = new WeakMap<IncomingMessage, ServerResponse>();
 
-/** Sends `100 Continue` if the client waits for it and it was not sent yet. */
+/** Sends `100 Continue` if the client waits for it, it was not sent yet and no answer has begun. */
 export function sendContinue(raw: IncomingMessage): void {
   const res = awaitingContinue.get(raw);
   if (res === undefined) return;
   awaitingContinue.delete(raw);
-  res.writeContinue();
+  if (!res.headersSent) res.writeContinue();
 }
 
-/**
- * The request's body, read from the request only once Fastify reads this stream, when
- * `100 Continue` is sent first.
- */
-class ContinueOnRead extends Readable {
-  private started = false;
-
-  constructor(private readonly raw: IncomingMessage) {
-    super();
-  }
-
-  override _read(): void {
-    if (this.started) {
-      this.raw.resume();
-      return;
-    }
-    this.started = true;
-    sendContinue(this.raw);
-    this.raw.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) this.raw.pause();
-    });
-    this.raw.once('end', () => this.push(null));
-    this.raw.once('error', (err) => this.destroy(err));
-    this.raw.once('aborted', () => this.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
-  }
+/** The client waits for `100 Continue` before it sends its body, and was not sent it. */
+export function awaitsContinue(raw: IncomingMessage): boolean {
+  return awaitingContinue.has(raw);
 }
 
 /** Answers on Node's own response object, in the catalog's format, and closes the connection. */
@@ -83,8 +60,5 @@ export function installHttpEdge(app: FastifyInstance): void {
       return;
     }
     done();
-  });
-  app.addHook('preParsing', (request, _reply, payload, done) => {
-    done(null, awaitingContinue.has(request.raw) ? new ContinueOnRead(request.raw) : payload);
   });
 }

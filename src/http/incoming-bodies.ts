@@ -11,6 +11,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
+import { hasBody } from './body-budget.js';
 import { RETRY_AFTER_SECONDS } from '../serving/inference-service.js';
 
 export interface IncomingBodies {
@@ -19,11 +20,6 @@ export interface IncomingBodies {
   /** Answers each of them 503 SHUTTING_DOWN with `Connection: close`; returns how many. */
   refuseAll(): number;
 }
-
-const hasBody = (request: FastifyRequest) => {
-  const length = request.headers['content-length'];
-  return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined;
-};
 
 export function trackIncomingBodies(app: FastifyInstance): IncomingBodies {
   const receiving = new Map<FastifyRequest, FastifyReply>();

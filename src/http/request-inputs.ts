@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors, isServingError } from '../errors.js';
 import type { RequestControl } from '../serving/inference-service.js';
+import { BodyCount, type BodyBudget } from './body-budget.js';
 import { sendContinue } from './http-edge.js';
 
 export interface InputLimits {
@@ -94,7 +95,7 @@ export function multipartMaxBodyBytes(limits: Pick<InputLimits, 'uploadMaxBytes'
   return m.fileSize + m.fields * (m.fieldSize + m.fieldNameSize) + (m.parts + 1) * (m.headerSize + boundaryLine);
 }
 
-async function readMultipart(request: FastifyRequest, limits: InputLimits): Promise<Buffer[]> {
+async function readMultipart(request: FastifyRequest, limits: InputLimits, bodyBudget: BodyBudget | undefined): Promise<Buffer[]> {
   const declared = Number(request.headers['content-length']);
   const maxBody = multipartMaxBodyBytes(limits, request.headers['content-type']?.length ?? 0);
   if (declared > maxBody) {
@@ -104,6 +105,9 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits): Prom
   sendContinue(request.raw);
   const images: Buffer[] = [];
   let total = 0;
+  // Multipart bodies are read here, past the body budget's stream: their file bytes are counted
+  // here, until the body has all arrived.
+  const tally = bodyBudget === undefined ? undefined : new BodyCount(bodyBudget);
   try {
     for await (const part of request.parts()) {
       if (part.type !== 'file') continue;
@@ -115,6 +119,7 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits): Prom
       for await (const chunk of part.file as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (total + size > limits.uploadMaxBytes) throw errors.PAYLOAD_TOO_LARGE(`The uploaded images exceed ${limits.uploadMaxBytes} bytes in all`);
+        tally?.count(chunk.length);
         chunks.push(chunk);
       }
       if (part.file.truncated) throw errors.PAYLOAD_TOO_LARGE(`An uploaded file exceeds ${limits.uploadMaxBytes} bytes`);
@@ -128,6 +133,8 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits): Prom
     // ("The needle cannot have a length bigger than 256"), so the client gets ours.
     if (e.code !== undefined || e.statusCode !== undefined) throw err;
     throw errors.INVALID_REQUEST('Malformed multipart/form-data body: check its boundary and part headers', { cause: err });
+  } finally {
+    tally?.release();
   }
   return images;
 }
@@ -149,10 +156,13 @@ function readInstances(body: unknown, limits: InputLimits): Buffer[] {
   return decodeBase64Images(values.map((v) => v.value), (i) => values[i]!.what, limits);
 }
 
-/** The images of a v1 predict request, in order. */
-export async function readImages(request: FastifyRequest, limits: InputLimits): Promise<Buffer[]> {
+/**
+ * The images of a v1 predict request, in order.
+ * @param bodyBudget counts a multipart body's bytes while they arrive (see body-budget.ts).
+ */
+export async function readImages(request: FastifyRequest, limits: InputLimits, bodyBudget?: BodyBudget): Promise<Buffer[]> {
   let images: Buffer[];
-  if (request.isMultipart()) images = await readMultipart(request, limits);
+  if (request.isMultipart()) images = await readMultipart(request, limits, bodyBudget);
   else if (Buffer.isBuffer(request.body)) images = request.body.length > 0 ? [request.body] : [];
   else if (request.body !== undefined && request.body !== null) images = readInstances(request.body, limits);
   else images = [];

@@ -39,6 +39,8 @@ export interface DecodeBudget {
   readonly maxImageBytes: number;
   /** Bytes reserved by decodes running now. */
   readonly reservedBytes: number;
+  /** The same as `reservedBytes`, under the name every memory budget here shares. */
+  readonly usedBytes: number;
   /** Decodes waiting for room. */
   readonly waiting: number;
   /**
@@ -89,6 +91,9 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
     capacityBytes,
     maxImageBytes,
     get reservedBytes() {
+      return reserved;
+    },
+    get usedBytes() {
       return reserved;
     },
     get waiting() {

@@ -90,7 +90,8 @@ function flattenElements(data: unknown, expected: number, maxDepth: number): unk
 export function quoteValue(value: unknown, max = 64): string {
   if (typeof value === 'string') return JSON.stringify(value.slice(0, max));
   if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
-  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+  if (value === undefined) return '(none)';
+  return Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
 function parseShape(shape: unknown): number[] {

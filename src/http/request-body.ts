@@ -1,0 +1,85 @@
+/**
+ * The body of a request as Fastify's parsers read it. Every request with a body reads it
+ * through one lazy stream, which does two things when, and only when, a parser first reads:
+ * - sends `100 Continue` to a client that waits for it (http-edge.ts): by then the route's
+ *   guards (key, rate limit, load shedding) have passed and Fastify has checked the declared
+ *   `Content-Length` against the parser's limit, so a refused client was never asked to send;
+ * - counts each chunk against the body budget (body-budget.ts), failing the request with 503
+ *   QUEUE_FULL past it, and gives the bytes back once the body has all arrived or the request
+ *   closed.
+ * Multipart bodies are read by the route from the request itself, which does both in turn
+ * (request-inputs.ts).
+ */
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { admitBody, type BodyBudget, type BodyCount } from './body-budget.js';
+import { awaitsContinue, sendContinue } from './http-edge.js';
+
+class RequestBody extends Readable {
+  private started = false;
+  private ended = false;
+
+  constructor(
+    private readonly raw: IncomingMessage,
+    private readonly tally: BodyCount,
+  ) {
+    super();
+  }
+
+  override _read(): void {
+    if (this.started) {
+      this.raw.resume();
+      return;
+    }
+    this.started = true;
+    sendContinue(this.raw);
+    this.raw.on('data', (chunk: Buffer) => {
+      try {
+        this.tally.count(chunk.length);
+      } catch (err) {
+        this.raw.pause();
+        this.destroy(err as Error);
+        return;
+      }
+      if (!this.push(chunk)) this.raw.pause();
+    });
+    this.raw.once('end', () => {
+      this.ended = true;
+      this.tally.release();
+      this.push(null);
+    });
+    this.raw.once('error', (err) => this.destroy(err));
+    // A client gone mid-body: the parser must hear of it, or it would wait for ever.
+    this.raw.once('close', () => {
+      if (!this.ended) this.destroy(Object.assign(new Error('The client closed the connection before its body arrived'), { code: 'ECONNRESET' }));
+    });
+  }
+}
+
+export function installRequestBodies(app: FastifyInstance, budget: BodyBudget): void {
+  app.addHook('preParsing', (request, _reply, payload, done) => {
+    let tally: BodyCount | undefined;
+    try {
+      tally = admitBody(request, budget);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    if (tally === undefined || request.isMultipart()) {
+      done(null, payload);
+      return;
+    }
+    // Whatever becomes of the stream, the request's 'close' (which always comes) gives the
+    // bytes back.
+    const count = tally;
+    request.raw.once('close', () => count.release());
+    // No route here: a client waiting for 100 Continue is not asked for a body only to be told
+    // 404; it gets the answer to an empty one.
+    if (request.is404 && awaitsContinue(request.raw)) {
+      done(null, Readable.from([]));
+      return;
+    }
+    done(null, new RequestBody(request.raw, tally));
+  });
+}
