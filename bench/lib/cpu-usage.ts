@@ -101,3 +101,18 @@ export function ownCpuSeconds(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 }
+
+/**
+ * CPU seconds (user + system) of process `pid` so far, all its threads, the exited ones
+ * included (/proc/<pid>/stat); NaN off Linux or once the process is gone.
+ */
+export function readProcessCpuSeconds(pid: number): number {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return Number.NaN;
+  }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+}

@@ -237,3 +237,22 @@ export function interlacedPng16Rgba(width: number, height: number): Promise<Buff
   const pixel = Buffer.from([0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xff, 0xff]); // R, G, B, A (opaque)
   return interlacedPng({ width, height, bitDepth: 16, colourType: 6, pixel });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nested JSON
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The issue's JSON body: `{"inputs":` + n `[` + n `]` + `}`. At n = 8 Mi − 6 it is one byte
+ * under 16 MiB, the default JSON_BODY_MAX_BYTES, so the server must parse it rather than refuse
+ * its size.
+ */
+export function nestedJsonBomb(n: number): Buffer {
+  const head = Buffer.from('{"inputs":');
+  const body = Buffer.alloc(head.length + 2 * n + 1);
+  head.copy(body);
+  body.fill('[', head.length, head.length + n);
+  body.fill(']', head.length + n, head.length + 2 * n);
+  body.write('}', head.length + 2 * n);
+  return body;
+}

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { interlacedPng, interlacedPng16Rgba, progressiveJpegScanBomb } from '../../bench/lib/hostile-images.js';
+import { interlacedPng, interlacedPng16Rgba, nestedJsonBomb, progressiveJpegScanBomb } from '../../bench/lib/hostile-images.js';
 import { photo, resnet20App } from '../helpers.js';
 import { assertCatalogError, listen, multipartBody, send, type Answer } from './hostile-support.js';
 
@@ -169,8 +169,7 @@ describe('decode memory, scan and nesting bombs', () => {
   it('refuses 16 MiB of nested brackets with 400 INVALID_JSON, four at once, and memory barely moves', async (t) => {
     const app = await resnet20App(t);
     const port = await listen(app);
-    const depth = 8 * 1024 * 1024 - 8;
-    const body = Buffer.concat([Buffer.from('{"inputs":'), Buffer.alloc(depth, '['), Buffer.alloc(depth, ']'), Buffer.from('}')]);
+    const body = nestedJsonBomb(8 * 1024 * 1024 - 6);
     assert.ok(body.length <= 16 * 1024 * 1024, `${body.length} bytes`);
     const post = () => send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { 'Content-Type': 'application/json' }, body });
     assertCatalogError(await post(), { status: 400, code: 'INVALID_JSON' }, 'warm-up');

@@ -11,6 +11,7 @@ import {
   type JsonBodyLimits,
 } from '../../../src/http/json-body.js';
 import { createRandom } from '../../../src/model-tools/prng.js';
+import { nestedJsonBomb } from '../../../bench/lib/hostile-images.js';
 
 const ROOMY: JsonBodyLimits = { maxDepth: 64, maxContainers: 100_000, maxKeys: 100_000 };
 
@@ -46,17 +47,6 @@ function atEachOffset(text: string): Buffer[] {
   });
 }
 
-/** `{"inputs":` + n `[` + n `]` + `}`, the issue's body. */
-function nestedAttack(n: number): Buffer {
-  const head = Buffer.from('{"inputs":');
-  const body = Buffer.alloc(head.length + 2 * n + 1);
-  head.copy(body);
-  body.fill('[', head.length, head.length + n);
-  body.fill(']', head.length + n, head.length + 2 * n);
-  body.write('}', head.length + 2 * n);
-  return body;
-}
-
 const v1Body = { instances: [{ b64: 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==' }, { image_bytes: { b64: 'AAAA' } }] };
 const v2Body = {
   id: 'req-1',
@@ -70,7 +60,7 @@ const v2Body = {
 
 describe('parseJsonBody', () => {
   it('refuses the 16 MiB nested-array attack as INVALID_JSON at the depth limit', () => {
-    const body = nestedAttack(8 * 1024 * 1024 - 6);
+    const body = nestedJsonBomb(8 * 1024 * 1024 - 6);
     assert.equal(body.length, 16 * 1024 * 1024 - 1);
     const e = refusal(() => parseJsonBody(body, defaultJsonBodyLimits(16 * 1024 * 1024)));
     assert.deepEqual({ code: e.code, statusCode: e.statusCode }, { code: 'INVALID_JSON', statusCode: 400 });
