@@ -24,12 +24,15 @@ import { createLoadShedder } from './http/load-shedding.js';
 import { multipartLimits } from './http/request-inputs.js';
 import { healthRoutes } from './http/routes/health.js';
 import { metricsRoutes } from './http/routes/metrics.js';
+import { statisticsRoutes } from './http/routes/statistics.js';
 import { v1Routes } from './http/routes/v1.js';
 import { v2Routes } from './http/routes/v2.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createDecodeBudget } from './preprocess/index.js';
 import { createInferenceService } from './serving/inference-service.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
+import { combineObservers } from './serving/observer.js';
+import { createInferenceStatistics } from './serving/statistics.js';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -158,6 +161,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     queueMaxSize: config.queueMaxSize,
     defaultMetrics: deps.defaultMetrics ?? true,
   });
+  // Triton's statistics extension reads the same reports as the metrics, so the two agree.
+  const statistics = createInferenceStatistics();
+  const observer = combineObservers(metrics.observer, statistics.observer);
   const lifecycle: Lifecycle = { draining: false };
   const registry = createModelRegistry({
     repository: config.modelRepository,
@@ -174,12 +180,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       queueMaxSize: config.queueMaxSize,
       maxImagePixels: config.maxImagePixels,
       decodeBudget,
-      observer: metrics.observer,
+      observer,
       log: app.log,
       ...(deps.workerUrl ? { workerUrl: deps.workerUrl } : {}),
     },
   });
-  const service = createInferenceService(registry, metrics.observer, { maxInflightPerModel: config.queueMaxSize });
+  const service = createInferenceService(registry, observer, { maxInflightPerModel: config.queueMaxSize });
   const routes: RouteInfo[] = [];
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -196,6 +202,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // microtask per request.
   app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('X-Request-Id', request.id);
+    // RFC 8259 defines no charset for application/json (it is UTF-8), and KServe's client shows
+    // the server's error text only when the type is exactly `application/json`.
+    if (reply.getHeader('content-type') === 'application/json; charset=utf-8') void reply.header('Content-Type', 'application/json');
     // Inference answers carry their stages; every other answer at least its total.
     if (!reply.hasHeader('Server-Timing')) void reply.header('Server-Timing', `total;dur=${reply.elapsedTime.toFixed(1)}`);
     done(null, payload);
@@ -234,10 +243,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   const auth = createApiKeyCheck(config.apiKeys);
   // Requests for a model with no room are refused before their bodies are read.
-  const shedLoad = createLoadShedder({ service, observer: metrics.observer });
+  const shedLoad = createLoadShedder({ service, observer });
   await app.register(healthRoutes(ctx));
   if (config.metricsPort === undefined) await app.register(metricsRoutes(metrics, auth));
   await app.register(v1Routes(ctx, auth, shedLoad));
+  await app.register(statisticsRoutes(ctx, auth, statistics));
   await app.register(v2Routes(ctx, auth, shedLoad));
   return app;
 }

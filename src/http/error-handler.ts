@@ -97,7 +97,7 @@ function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, o
   if (mustClose(request, e, options)) void reply.header('Connection', 'close');
   // Our own messages are written for clients; anything else unexpected stays in the log.
   const message = e.code === 'INTERNAL' ? errors.INTERNAL().message : e.message;
-  return reply.code(e.statusCode).type('application/json; charset=utf-8').send({ error: message, code: e.code });
+  return reply.code(e.statusCode).type('application/json').send({ error: message, code: e.code });
 }
 
 /** For Fastify's `frameworkErrors` option: URLs the router refuses before any route runs. */
@@ -146,7 +146,7 @@ export function createClientErrorHandler(log: () => FastifyBaseLogger | undefine
     if (socket.writable && !responseStarted) {
       const body = JSON.stringify({ error: e.message, code: e.code });
       socket.write(
-        `HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `HTTP/1.1 ${e.statusCode} ${STATUS_CODES[e.statusCode]}\r\nContent-Type: application/json\r\n` +
           `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     }

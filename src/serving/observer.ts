@@ -55,3 +55,25 @@ export function outcomeOf(err: unknown): Outcome {
       return err.statusCode >= 400 && err.statusCode < 500 ? 'bad_input' : 'error';
   }
 }
+
+/**
+ * One observer that tells each of `observers`, in order, of every call (e.g. the Prometheus
+ * metrics and the statistics extension, both fed from the same reports). Observers must not
+ * throw: as with a single observer, a throw reaches the core and the later observers miss
+ * that call.
+ */
+export function combineObservers(...observers: ServingObserver[]): ServingObserver {
+  if (observers.length === 0) return nullObserver;
+  if (observers.length === 1) return observers[0]!;
+  return {
+    preprocessed: (model, seconds) => observers.forEach((o) => o.preprocessed(model, seconds)),
+    queued: (model, seconds) => observers.forEach((o) => o.queued(model, seconds)),
+    computed: (model, batchSize, seconds) => observers.forEach((o) => o.computed(model, batchSize, seconds)),
+    postprocessed: (model, seconds) => observers.forEach((o) => o.postprocessed(model, seconds)),
+    requestStarted: (model) => observers.forEach((o) => o.requestStarted(model)),
+    requestFinished: (model, outcome, seconds, images) => observers.forEach((o) => o.requestFinished(model, outcome, seconds, images)),
+    queueDepth: (model, depth) => observers.forEach((o) => o.queueDepth(model, depth)),
+    inflightBatches: (model, count) => observers.forEach((o) => o.inflightBatches(model, count)),
+    modelLoaded: (info) => observers.forEach((o) => o.modelLoaded(info)),
+  };
+}

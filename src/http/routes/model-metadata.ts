@@ -1,6 +1,23 @@
-/** Model metadata as the v1 and v2 routes render it. */
+/** Model metadata as the v1 and v2 routes render it, and how a route finds its model. */
 import type { TensorInfo } from '../../inference/onnx-binding.js';
+import { errors } from '../../errors.js';
 import type { ServedModel } from '../../serving/model.js';
+import type { RouteContext } from '../context.js';
+
+/** Path parameters of a model route: its name, and the version when the path names one. */
+export interface ModelParams {
+  name: string;
+  version?: string;
+}
+
+/** The model a route names, at the version it names: a model serves one version today. */
+export function modelAt(ctx: Pick<RouteContext, 'registry'>, params: ModelParams): ServedModel {
+  const model = ctx.registry.get(params.name);
+  if (params.version !== undefined && params.version !== model.version) {
+    throw errors.MODEL_NOT_FOUND(`Model ${model.name} has no version ${JSON.stringify(params.version.slice(0, 64))}; it serves version ${model.version}`);
+  }
+  return model;
+}
 
 const DATATYPES: Record<string, string> = {
   float32: 'FP32', float16: 'FP16', float64: 'FP64', int8: 'INT8', uint8: 'UINT8', int16: 'INT16',
@@ -50,11 +67,13 @@ export function v2Metadata(model: ServedModel) {
     platform: meta.platform,
     inputs: meta.inputs,
     outputs: meta.outputs,
+    // The protocol's parameters hold strings, numbers and booleans only: an unknown
+    // `trained` is left out rather than null.
     parameters: {
       execution_provider: model.executionProvider,
       sha256: model.sha256,
       max_batch_size: model.maxBatchSize,
-      trained: model.trained ?? null,
+      ...(model.trained !== undefined ? { trained: model.trained } : {}),
     },
   };
 }

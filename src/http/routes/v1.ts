@@ -48,6 +48,9 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       return predict(ctx.registry.get(name), request, reply);
     });
 
+    // KServe v1's model list: the names of the models served.
+    app.get('/v1/models', hooks, async () => ({ models: ctx.registry.list().map((m) => m.name) }));
+
     app.get<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}' } }, async (request) => {
       const model = ctx.registry.get(request.params.target);
       return v1Metadata(model, ctx.registry.ready && !ctx.lifecycle.draining);
