@@ -19,7 +19,7 @@ import { HTTP_EDGE_SERVER_OPTIONS, installHttpEdge } from './http/http-edge.js';
 import { trackIncomingBodies } from './http/incoming-bodies.js';
 import { createBodyBudget } from './http/body-budget.js';
 import { installRequestBodies } from './http/request-body.js';
-import { createJsonBodyParser, defaultJsonBodyLimits } from './http/json-body.js';
+import { createJsonBodyParser, defaultJsonBodyLimits } from './protocol/json-body.js';
 import { createLoadShedder } from './http/load-shedding.js';
 import { multipartLimits } from './http/request-inputs.js';
 import { healthRoutes } from './http/routes/health.js';

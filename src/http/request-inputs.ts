@@ -4,7 +4,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errors, isServingError } from '../errors.js';
+import { errors } from '../errors.js';
+import { checkImageCount, decodeBase64Images } from '../protocol/images.js';
 import type { RequestControl } from '../serving/inference-service.js';
 import { BodyCount, type BodyBudget } from './body-budget.js';
 import { sendContinue } from './http-edge.js';
@@ -14,52 +15,6 @@ export interface InputLimits {
   readonly uploadMaxBytes: number;
   readonly maxImagesPerRequest: number;
   readonly requestTimeoutMs: number;
-}
-
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
-
-/**
- * Strictly decodes standard or URL-safe base64 (whitespace ignored); refuses anything else.
- * @param maxBytes most bytes the decoded value may hold; larger is refused before decoding.
- */
-export function decodeBase64(text: unknown, what: string, maxBytes: number): Buffer {
-  if (typeof text !== 'string') throw errors.INVALID_BASE64(`${what} must be a base64 string`);
-  const s = text.replace(/\s+/g, '');
-  if (s.length === 0) throw errors.INVALID_BASE64(`${what} is empty`);
-  // Decoded size is known before decoding: refuse oversize input without allocating it.
-  if (Math.floor((s.length * 3) / 4) > maxBytes + 2) throw errors.PAYLOAD_TOO_LARGE(`${what} decodes to more than ${maxBytes} bytes`);
-  const url = /[-_]/.test(s);
-  if (!(url ? BASE64URL : BASE64).test(s) || s.length % 4 === 1) throw errors.INVALID_BASE64(`${what} is not valid base64`);
-  const bytes = Buffer.from(s, url ? 'base64url' : 'base64');
-  if (bytes.length > maxBytes) throw errors.PAYLOAD_TOO_LARGE(`${what} decodes to more than ${maxBytes} bytes`);
-  return bytes;
-}
-
-/**
- * Decodes base64 images in order, holding their total to `uploadMaxBytes` as multipart and
- * raw uploads are held: each is checked against what is left before it is decoded.
- */
-export function decodeBase64Images(values: readonly unknown[], what: (index: number) => string, limits: InputLimits): Buffer[] {
-  let left = limits.uploadMaxBytes;
-  return values.map((value, i) => {
-    try {
-      const bytes = decodeBase64(value, what(i), left);
-      left -= bytes.length;
-      return bytes;
-    } catch (err) {
-      if (i > 0 && isServingError(err) && err.code === errors.PAYLOAD_TOO_LARGE.code) {
-        throw errors.PAYLOAD_TOO_LARGE(`The images exceed ${limits.uploadMaxBytes} bytes in all (at ${what(i)})`);
-      }
-      throw err;
-    }
-  });
-}
-
-function checkCount(count: number, limits: InputLimits): void {
-  if (count > limits.maxImagesPerRequest) {
-    throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImagesPerRequest} images, got ${count}`);
-  }
 }
 
 /** Non-file form fields a multipart request may carry (they are ignored). */
@@ -111,7 +66,7 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits, bodyB
   try {
     for await (const part of request.parts()) {
       if (part.type !== 'file') continue;
-      checkCount(images.length + 1, limits);
+      checkImageCount(images.length + 1, limits.maxImagesPerRequest);
       // Counted as it streams, so the total is refused at the first byte past the limit
       // rather than after buffering a whole file.
       const chunks: Buffer[] = [];
@@ -144,7 +99,7 @@ function readInstances(body: unknown, limits: InputLimits): Buffer[] {
     throw errors.INVALID_REQUEST('Expected a JSON body {"instances": [{"b64": "<base64 image>"}, ...]}');
   }
   const instances = (body as { instances: unknown[] }).instances;
-  checkCount(instances.length, limits);
+  checkImageCount(instances.length, limits.maxImagesPerRequest);
   const values = instances.map((instance, i) => {
     if (typeof instance === 'object' && instance !== null) {
       const o = instance as { b64?: unknown; image_bytes?: { b64?: unknown } };

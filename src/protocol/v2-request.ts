@@ -12,8 +12,8 @@
  * before the bytes are there: sizes are checked against what arrived first.
  */
 import { errors } from '../errors.js';
-import { parseJsonBody, type JsonBodyLimits } from '../http/json-body.js';
-import { decodeBase64 } from '../http/request-inputs.js';
+import { parseJsonBody, type JsonBodyLimits } from './json-body.js';
+import { checkImageCount, decodeBase64 } from './images.js';
 
 /** A datatype this server takes as input. */
 export type InputDatatype = 'FP32' | 'BYTES';
@@ -217,7 +217,7 @@ function decodeInput(raw: unknown, index: number, tail: Tail | undefined, limits
   if (raw.datatype === 'FP32') {
     // Every model here takes a batch of items along the first dimension: refuse too many before
     // walking the data.
-    if (shape[0]! > limits.maxImages) throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImages} items, got ${shape[0]!}`);
+    checkImageCount(shape[0]!, limits.maxImages, 'items');
     if (binarySize === undefined) return { name: raw.name, datatype: 'FP32', shape, data: flattenNumbers(raw.data, count, shape.length) };
     const bytes = tail!.take(binarySize, what);
     if (bytes.length !== count * 4) throw errors.INVALID_TENSOR(`${what}: ${bytes.length} bytes of FP32 data, but shape [${shape.join(', ')}] takes ${count * 4}`);
@@ -228,7 +228,7 @@ function decodeInput(raw: unknown, index: number, tail: Tail | undefined, limits
     return { name: raw.name, datatype: 'FP32', shape, data };
   }
   if (raw.datatype === 'BYTES') {
-    if (count > limits.maxImages - budget.images) throw errors.TOO_MANY_IMAGES(`A request may carry at most ${limits.maxImages} images, got ${budget.images + count}`);
+    checkImageCount(budget.images + count, limits.maxImages);
     budget.images += count;
     let elements: Uint8Array[];
     if (binarySize === undefined) {

@@ -13,7 +13,7 @@ import { encodeInferResponse } from '../../protocol/v2-response.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { decodeBody, encodeBody, responseEncoding } from '../content-encoding.js';
-import { defaultJsonBodyLimits } from '../json-body.js';
+import { defaultJsonBodyLimits } from '../../protocol/json-body.js';
 import type { LoadShedder } from '../load-shedding.js';
 import { requestControl } from '../request-inputs.js';
 import { setServerTiming } from '../server-timing.js';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isServingError } from '../../../src/errors.js';
-import { defaultJsonBodyLimits } from '../../../src/http/json-body.js';
+import { defaultJsonBodyLimits } from '../../../src/protocol/json-body.js';
 import { decodeInferRequest, parseHeaderLength, splitBytesElements, type DecodeLimits } from '../../../src/protocol/v2-request.js';
 
 const LIMITS: DecodeLimits = { maxElements: 1_000_000, maxImages: 4, maxImageBytes: 1_000, json: defaultJsonBodyLimits(1 << 20) };

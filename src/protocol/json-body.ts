@@ -14,7 +14,6 @@
  * `onConstructorPoisoning` both `'error'`, which app.ts does not change): a `__proto__` key, or
  * a `constructor` key whose value has a `prototype` key, makes the body INVALID_JSON.
  */
-import type { FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
 
 export interface JsonBodyLimits {
@@ -240,7 +239,8 @@ export function parseJsonBody(body: Buffer, limits: JsonBodyLimits): unknown {
   return value;
 }
 
-export type JsonBodyParser = (request: FastifyRequest, body: Buffer, done: (err: Error | null, value?: unknown) => void) => void;
+/** A callback-style body parser, in the shape Fastify's `addContentTypeParser` takes. */
+export type JsonBodyParser = (request: unknown, body: Buffer, done: (err: Error | null, value?: unknown) => void) => void;
 
 /**
  * A content-type parser for `app.addContentTypeParser('application/json', { parseAs: 'buffer',

@@ -9,7 +9,7 @@ import {
   defaultJsonBodyLimits,
   parseJsonBody,
   type JsonBodyLimits,
-} from '../../../src/http/json-body.js';
+} from '../../../src/protocol/json-body.js';
 import { createRandom } from '../../../src/model-tools/prng.js';
 import { nestedJsonBomb } from '../../../bench/lib/hostile-images.js';
 
