@@ -78,10 +78,12 @@ COPY assets ./assets
 RUN mkdir -p /models && chown 1000:1000 /models
 ENV MODEL_REPOSITORY=/models \
     HOST=0.0.0.0 \
-    PORT=8080
+    PORT=8080 \
+    GRPC_PORT=8081
 # uid/gid 1000 is the base image's `node` user; numeric so that runAsNonRoot can check it.
 USER 1000:1000
-EXPOSE 8080
+# HTTP (PORT) and gRPC (GRPC_PORT: Open Inference Protocol and grpc.health.v1.Health).
+EXPOSE 8080 8081
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=3s --start-period=120s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/v2/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]

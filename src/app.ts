@@ -29,10 +29,10 @@ import { v1Routes } from './http/routes/v1.js';
 import { v2Routes } from './http/routes/v2.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createDecodeBudget } from './preprocess/index.js';
-import { createInferenceService } from './serving/inference-service.js';
+import { createInferenceService, type InferenceService } from './serving/inference-service.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
 import { combineObservers } from './serving/observer.js';
-import { createInferenceStatistics } from './serving/statistics.js';
+import { createInferenceStatistics, type InferenceStatistics } from './serving/statistics.js';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -66,6 +66,8 @@ export interface Serving {
   refuseIncompleteBodies(): number;
   readonly metrics: Metrics;
   readonly lifecycle: Lifecycle;
+  /** The transport-free data plane, for the other edges (gRPC) the entry point starts. */
+  readonly dataPlane: { readonly service: InferenceService; readonly statistics: InferenceStatistics };
 }
 
 declare module 'fastify' {
@@ -192,7 +194,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     for (const method of methods) if (method !== 'HEAD') routes.push({ method, path: routeLabel(route.url, route.config?.routeTemplate) });
   });
   const incoming = trackIncomingBodies(app);
-  app.decorate('serving', { registry, metrics, lifecycle, routes, drain: () => service.stop(), refuseIncompleteBodies: () => incoming.refuseAll() });
+  app.decorate('serving', {
+    registry,
+    metrics,
+    lifecycle,
+    routes,
+    drain: () => service.stop(),
+    refuseIncompleteBodies: () => incoming.refuseAll(),
+    dataPlane: { service, statistics },
+  });
   const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION, bodyBudget };
 
   // A client refused with 503 or 429 may send a body up to the largest the routes take; it is

@@ -17,6 +17,8 @@ export interface Config {
   readonly port: number;
   /** Separate port for `/metrics` only; `undefined` serves metrics on `port` alone. */
   readonly metricsPort: number | undefined;
+  /** Port of the Open Inference Protocol's gRPC service; 0 disables it. @default 8081 */
+  readonly grpcPort: number;
   /** pino log level. @default "info" */
   readonly logLevel: LogLevel;
 
@@ -128,7 +130,7 @@ export class ConfigError extends Error {
 
 /** Every environment variable the server reads, with its meaning; README's table mirrors it. */
 export const ENV_VARS = [
-  'HOST', 'PORT', 'METRICS_PORT', 'LOG_LEVEL',
+  'HOST', 'PORT', 'METRICS_PORT', 'GRPC_PORT', 'LOG_LEVEL',
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
   'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
@@ -202,6 +204,10 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
   if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
     throw new ConfigError(`Expected \`METRICS_PORT\` to differ from \`PORT\` (${port})`);
   }
+  const grpcPort = readInt(env, 'GRPC_PORT', 8081, 0, 65535);
+  if (grpcPort !== 0 && (grpcPort === port || grpcPort === metricsPort)) {
+    throw new ConfigError(`Expected \`GRPC_PORT\` (${grpcPort}) to differ from \`PORT\` and \`METRICS_PORT\`, or to be 0 (off)`);
+  }
 
   let apiKeys = parseKeys(env.API_KEYS ?? '');
   const keysFile = env.API_KEYS_FILE?.trim();
@@ -221,6 +227,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     host: readString(env, 'HOST', '0.0.0.0'),
     port,
     metricsPort,
+    grpcPort,
     logLevel: readEnum<LogLevel>(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     modelRepository: readString(env, 'MODEL_REPOSITORY', './models'),
     defaultModel: env.DEFAULT_MODEL?.trim() || undefined,

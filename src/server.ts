@@ -9,14 +9,15 @@
  *    for at most `SHUTDOWN_TIMEOUT_MS`;
  * 4. requests whose bodies are still arriving are answered 503 `SHUTTING_DOWN` and their
  *    connections closed (a slow sender would otherwise hold the close until its timeout);
- * 5. the HTTP server closes once in-flight responses are sent, and the process exits 0.
+ * 5. the HTTP and gRPC servers close once in-flight answers are sent, and the process exits 0.
  * close-with-grace exits 1 if all that takes longer than the sum of both plus a margin.
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import closeWithGrace from 'close-with-grace';
-import { buildApp, buildMetricsApp } from './app.js';
+import { buildApp, buildMetricsApp, SERVER_VERSION } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 import { ensureDefaultModel } from './model-tools/default-model.js';
 import { availableCpus } from './system/cpu-quota.js';
 
@@ -41,6 +42,8 @@ const app = await buildApp(cfg, {
 });
 const metricsApp = cfg.metricsPort === undefined ? undefined : await buildMetricsApp(cfg, app.serving.metrics);
 
+let grpcServer: GrpcServer | undefined;
+
 const GRACE_MARGIN_MS = 2_000;
 closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARGIN_MS, logger: app.log }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
@@ -52,7 +55,8 @@ closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARG
   if (timedOut) app.log.warn({ shutdownTimeoutMs: cfg.shutdownTimeoutMs }, 'drain did not finish in time; closing anyway');
   const refused = app.serving.refuseIncompleteBodies();
   if (refused > 0) app.log.info({ refused }, 'answered 503 to requests whose bodies were still arriving');
-  await app.close();
+  // Calls in flight were drained with the data plane; what remains are streams left open.
+  await Promise.all([app.close(), grpcServer?.close(GRACE_MARGIN_MS / 2)]);
   await metricsApp?.close();
   app.log.info('shutdown complete');
 });
@@ -60,6 +64,11 @@ closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARG
 try {
   await app.listen({ host: cfg.host, port: cfg.port });
   if (metricsApp) await metricsApp.listen({ host: cfg.host, port: cfg.metricsPort ?? 0 });
+  if (cfg.grpcPort !== 0) {
+    const { registry, lifecycle, dataPlane } = app.serving;
+    grpcServer = await startGrpcServer({ config: cfg, registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: app.log }, cfg.host, cfg.grpcPort);
+    app.log.info({ grpcPort: grpcServer.port }, 'gRPC listening');
+  }
   app.log.info(
     { intraOpThreads: cfg.intraOpThreads, inferenceWorkers: cfg.inferenceWorkers, batchMaxSize: cfg.batchMaxSize, executionProvider: cfg.executionProvider },
     'listening; loading models',
@@ -77,5 +86,6 @@ try {
   process.stderr.write(`Startup failed: ${(err as Error).message}\n`);
   await app.close().catch(() => undefined);
   await metricsApp?.close().catch(() => undefined);
+  await grpcServer?.close(0).catch(() => undefined);
   process.exit(1);
 }

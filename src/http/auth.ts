@@ -14,16 +14,18 @@ export type RouteGuard = (request: FastifyRequest, reply: FastifyReply) => Promi
 
 const digest = (key: string) => createHash('sha256').update(key).digest();
 
-/** Refuses requests without a valid `Authorization: Bearer <key>`; `undefined` when no keys are set. */
-export function createApiKeyCheck(keys: readonly string[]): RouteGuard | undefined {
+/**
+ * Checks an `Authorization` value against the keys, for any transport (HTTP headers, gRPC
+ * metadata); throws UNAUTHORIZED. `undefined` when no keys are set.
+ */
+export function createKeyVerifier(keys: readonly string[]): ((authorization: unknown) => void) | undefined {
   if (keys.length === 0) return undefined;
   const digests = keys.map(digest);
   // RFC 6750 §3: no error attribute when no credentials were sent at all.
   const challenge = { 'WWW-Authenticate': 'Bearer realm="inference"' };
   const invalid = { 'WWW-Authenticate': 'Bearer realm="inference", error="invalid_token"' };
-  return async (request) => {
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null;
+  return (authorization) => {
+    const match = typeof authorization === 'string' ? /^Bearer +(\S+) *$/i.exec(authorization) : null;
     if (!match) throw errors.UNAUTHORIZED('Send Authorization: Bearer <API key>', { headers: challenge });
     const given = digest(match[1]!);
     let ok = false;
@@ -31,6 +33,13 @@ export function createApiKeyCheck(keys: readonly string[]): RouteGuard | undefin
     for (const d of digests) ok = timingSafeEqual(d, given) || ok;
     if (!ok) throw errors.UNAUTHORIZED('The API key is not valid', { headers: invalid });
   };
+}
+
+/** Refuses requests without a valid `Authorization: Bearer <key>`; `undefined` when no keys are set. */
+export function createApiKeyCheck(keys: readonly string[]): RouteGuard | undefined {
+  const verify = createKeyVerifier(keys);
+  if (verify === undefined) return undefined;
+  return async (request) => verify(request.headers.authorization);
 }
 
 /**

@@ -203,48 +203,84 @@ export function splitBytesElements(bytes: Uint8Array, expected: number, what: st
   return out;
 }
 
-function decodeInput(raw: unknown, index: number, tail: Tail | undefined, limits: DecodeLimits, budget: { imageBytes: number; images: number }): InferInput {
-  const what = `inputs[${index}]`;
-  if (!isObject(raw)) throw errors.INVALID_TENSOR(`${what} must be an object`);
-  if (typeof raw.name !== 'string') throw errors.INVALID_TENSOR(`${what}.name must be a string, got ${quoteValue(raw.name)}`);
-  const { shape, count } = parseShape(raw.shape, what, limits);
-  const params = parameters(raw.parameters, what);
-  const binarySize = params.binary_data_size;
-  if (binarySize !== undefined && raw.data !== undefined) throw errors.INVALID_TENSOR(`${what} has both data and parameters.binary_data_size`);
-  if (binarySize !== undefined && tail === undefined) throw errors.INVALID_TENSOR(`${what} has parameters.binary_data_size but the request has no binary data (no Inference-Header-Content-Length)`);
-  if (binarySize === undefined && raw.data === undefined) throw errors.INVALID_TENSOR(`${what} has no data`);
+/** Where an input's values are: bytes in binary form, JSON `data`, or typed elements (gRPC). */
+export type TensorSource =
+  | { readonly kind: 'binary'; readonly bytes: Uint8Array }
+  | { readonly kind: 'json'; readonly data: unknown }
+  | { readonly kind: 'elements'; readonly values: readonly number[] | readonly Uint8Array[] };
 
-  if (raw.datatype === 'FP32') {
+/** Images and their bytes taken so far by one request's inputs. */
+export interface ImageBudget {
+  imageBytes: number;
+  images: number;
+}
+
+export function newImageBudget(limits: DecodeLimits): ImageBudget {
+  return { imageBytes: limits.maxImageBytes, images: 0 };
+}
+
+/**
+ * One validated input, whatever carried it. The shape is checked (and bounded) before any value
+ * is read; the values must match it exactly.
+ */
+export function buildInput(name: unknown, datatype: unknown, rawShape: unknown, source: TensorSource, what: string, limits: DecodeLimits, budget: ImageBudget): InferInput {
+  if (typeof name !== 'string') throw errors.INVALID_TENSOR(`${what}.name must be a string, got ${quoteValue(name)}`);
+  const { shape, count } = parseShape(rawShape, what, limits);
+  if (datatype === 'FP32') {
     // Every model here takes a batch of items along the first dimension: refuse too many before
     // walking the data.
     checkImageCount(shape[0]!, limits.maxImages, 'items');
-    if (binarySize === undefined) return { name: raw.name, datatype: 'FP32', shape, data: flattenNumbers(raw.data, count, shape.length) };
-    const bytes = tail!.take(binarySize, what);
+    if (source.kind !== 'binary') {
+      const values = source.kind === 'json' ? source.data : source.values;
+      return { name, datatype: 'FP32', shape, data: flattenNumbers(values, count, shape.length) };
+    }
+    const { bytes } = source;
     if (bytes.length !== count * 4) throw errors.INVALID_TENSOR(`${what}: ${bytes.length} bytes of FP32 data, but shape [${shape.join(', ')}] takes ${count * 4}`);
-    // Copied: the tail's offset need not be 4-byte aligned, and the request's buffer is not ours to keep.
+    // Copied: the offset need not be 4-byte aligned, and the request's buffer is not ours to keep.
     const data = new Float32Array(count);
     new Uint8Array(data.buffer).set(bytes);
     if (!data.every(Number.isFinite)) throw errors.INVALID_TENSOR(`${what} holds values that are not finite`);
-    return { name: raw.name, datatype: 'FP32', shape, data };
+    return { name, datatype: 'FP32', shape, data };
   }
-  if (raw.datatype === 'BYTES') {
+  if (datatype === 'BYTES') {
     checkImageCount(budget.images + count, limits.maxImages);
     budget.images += count;
     let elements: Uint8Array[];
-    if (binarySize === undefined) {
-      elements = flattenElements(raw.data, count, shape.length).map((v, i) => {
+    if (source.kind === 'json') {
+      elements = flattenElements(source.data, count, shape.length).map((v, i) => {
         const bytes = decodeBase64(v, `${what}.data[${i}]`, Math.max(0, budget.imageBytes));
         budget.imageBytes -= bytes.length;
         return bytes;
       });
     } else {
-      elements = splitBytesElements(tail!.take(binarySize, what), count, what);
+      if (source.kind === 'binary') {
+        elements = splitBytesElements(source.bytes, count, what);
+      } else {
+        if (source.values.length !== count) throw errors.INVALID_TENSOR(`${what} holds ${source.values.length} BYTES elements; its shape says ${count}`);
+        if (!source.values.every((v) => v instanceof Uint8Array)) throw errors.INVALID_TENSOR(`${what}: BYTES elements must be bytes`);
+        elements = [...(source.values as readonly Uint8Array[])];
+      }
       for (const e of elements) budget.imageBytes -= e.length;
     }
     if (budget.imageBytes < 0) throw errors.PAYLOAD_TOO_LARGE(`The images exceed ${limits.maxImageBytes} bytes in all`);
-    return { name: raw.name, datatype: 'BYTES', shape, elements };
+    return { name, datatype: 'BYTES', shape, elements };
   }
-  throw errors.INVALID_TENSOR(`${what}.datatype ${quoteValue(raw.datatype, 16)} is not supported: send FP32 tensors or BYTES (encoded images)`);
+  throw errors.INVALID_TENSOR(`${what}.datatype ${quoteValue(datatype, 16)} is not supported: send FP32 tensors or BYTES (encoded images)`);
+}
+
+function decodeInput(raw: unknown, index: number, tail: Tail | undefined, limits: DecodeLimits, budget: ImageBudget): InferInput {
+  const what = `inputs[${index}]`;
+  if (!isObject(raw)) throw errors.INVALID_TENSOR(`${what} must be an object`);
+  if (typeof raw.name !== 'string') throw errors.INVALID_TENSOR(`${what}.name must be a string, got ${quoteValue(raw.name)}`);
+  const params = parameters(raw.parameters, what);
+  const binarySize = params.binary_data_size;
+  if (binarySize !== undefined && raw.data !== undefined) throw errors.INVALID_TENSOR(`${what} has both data and parameters.binary_data_size`);
+  if (binarySize !== undefined && tail === undefined) throw errors.INVALID_TENSOR(`${what} has parameters.binary_data_size but the request has no binary data (no Inference-Header-Content-Length)`);
+  if (binarySize === undefined && raw.data === undefined) throw errors.INVALID_TENSOR(`${what} has no data`);
+  // The shape is checked before the binary part is taken, so a wrong one names itself.
+  parseShape(raw.shape, what, limits);
+  const source: TensorSource = binarySize === undefined ? { kind: 'json', data: raw.data } : { kind: 'binary', bytes: tail!.take(binarySize, what) };
+  return buildInput(raw.name, raw.datatype, raw.shape, source, what, limits, budget);
 }
 
 function decodeOutputs(raw: unknown): RequestedOutput[] | undefined {
@@ -283,7 +319,7 @@ export function decodeInferRequest(body: Uint8Array, headerLength: number | unde
   }
   if (parsed.id !== undefined && typeof parsed.id !== 'string') throw errors.INVALID_REQUEST('`id` must be a string');
   const params = parameters(parsed.parameters, 'request');
-  const budget = { imageBytes: limits.maxImageBytes, images: 0 };
+  const budget = newImageBudget(limits);
   const inputs = parsed.inputs.map((raw, i) => decodeInput(raw, i, tail, limits, budget));
   tail?.end();
   return {

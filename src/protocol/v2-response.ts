@@ -34,10 +34,15 @@ function bytesElements(elements: readonly string[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/** An output in the binary tensor layout (HTTP's binary tail, gRPC's raw_output_contents). */
+export function encodeOutputBytes(output: InferOutput): Buffer {
+  return output.datatype === 'FP32' ? fp32Bytes(output.data) : bytesElements(output.elements);
+}
+
 function outputJson(output: InferOutput, tail: Buffer[]) {
   const base = { name: output.name, datatype: output.datatype, shape: output.shape };
   if (!output.binary) return { ...base, data: output.datatype === 'FP32' ? Array.from(output.data) : output.elements };
-  const bytes = output.datatype === 'FP32' ? fp32Bytes(output.data) : bytesElements(output.elements);
+  const bytes = encodeOutputBytes(output);
   tail.push(bytes);
   return { ...base, parameters: { binary_data_size: bytes.length } };
 }

@@ -5,17 +5,24 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { documentedGetPaths, exportedMetricNames, serverConfig, serverEnvVars } from './helpers/app.js';
-import { deployableKustomizations, kubectlMissing, renderKustomization } from './helpers/kustomize.js';
-import { containerEnv, ofKind, oneOfKind, podTemplate, selects, type Container, type K8sObject } from './helpers/k8s.js';
+import { documentedGetPaths, exportedMetricNames, GRPC_HEALTH_SERVICE, serverConfig, serverEnvVars } from './helpers/app.js';
+import { componentVariants, deployableKustomizations, kubectlMissing, renderKustomization, renderVariant } from './helpers/kustomize.js';
+import { containerEnv, ofKind, oneOfKind, podTemplate, PROBE_KINDS, selects, type Container, type K8sObject, type ServiceSpec } from './helpers/k8s.js';
 import { parseYamlStream, readRepoText } from './helpers/repo.js';
 
 const OVERLAYS = () => deployableKustomizations().filter((f) => f.startsWith('deploy/overlays/'));
 
+/**
+ * The name of the container port that serves gRPC: `grpc` in our Deployment (the Service's
+ * `grpc` port targets it); `h2c` in the ServingRuntime, the name KServe and Knative give a gRPC
+ * (HTTP/2 cleartext) port.
+ */
+const GRPC_PORT_NAME = { Deployment: 'grpc', ServingRuntime: 'h2c' } as const;
+
 /** Every server container of a rendering: Deployment containers and ServingRuntime containers. */
-function serverContainers(objects: readonly K8sObject[]): { owner: string; container: Container }[] {
-  const fromDeployments = ofKind(objects, 'Deployment').flatMap((d) => podTemplate(d).spec.containers.map((container) => ({ owner: `Deployment/${d.metadata.name}`, container })));
-  const fromRuntimes = ofKind(objects, 'ServingRuntime').flatMap((r) => (r.spec as { containers: Container[] }).containers.map((container) => ({ owner: `ServingRuntime/${r.metadata.name}`, container })));
+function serverContainers(objects: readonly K8sObject[]): { owner: string; kind: keyof typeof GRPC_PORT_NAME; container: Container }[] {
+  const fromDeployments = ofKind(objects, 'Deployment').flatMap((d) => podTemplate(d).spec.containers.map((container) => ({ owner: `Deployment/${d.metadata.name}`, kind: 'Deployment' as const, container })));
+  const fromRuntimes = ofKind(objects, 'ServingRuntime').flatMap((r) => (r.spec as { containers: Container[] }).containers.map((container) => ({ owner: `ServingRuntime/${r.metadata.name}`, kind: 'ServingRuntime' as const, container })));
   return [...fromDeployments, ...fromRuntimes];
 }
 
@@ -25,15 +32,21 @@ function metricNamesIn(query: string): string[] {
 }
 
 describe('manifests against the server', { skip: kubectlMissing() }, () => {
-  const everything = () => [...deployableKustomizations(), 'deploy/base'].map((folder) => ({ folder, objects: renderKustomization(folder) }));
+  /** Every rendering: the deployable kustomizations, the base, and each overlay with each optional component. */
+  const everything = () => [
+    ...[...deployableKustomizations(), 'deploy/base'].map((folder) => ({ folder, objects: renderKustomization(folder) })),
+    ...componentVariants().map((variant) => ({ folder: variant.label, objects: renderVariant(variant) })),
+  ];
 
-  it('probe paths are GET routes documented in openapi.yaml', () => {
+  it('HTTP probe paths are GET routes documented in openapi.yaml', () => {
     const paths = documentedGetPaths();
     const missing: string[] = [];
     for (const { folder, objects } of everything()) {
       for (const { owner, container } of serverContainers(objects)) {
-        for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
-          const path = container[kind]?.httpGet?.path;
+        for (const kind of PROBE_KINDS) {
+          const probe = container[kind];
+          if (probe?.grpc !== undefined && probe.httpGet === undefined) continue; // gRPC probes: next test
+          const path = probe?.httpGet?.path;
           if (path === undefined) missing.push(`${folder} ${owner} ${kind}: no httpGet path`);
           else if (!paths.has(path)) missing.push(`${folder} ${owner} ${kind}: ${path} is not a GET path of openapi.yaml`);
         }
@@ -42,22 +55,56 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
     assert.deepEqual(missing, []);
   });
 
-  it('probes and named ports point at the port the server listens on (PORT), metrics at METRICS_PORT', () => {
+  it('probes and named ports point at the ports the server listens on: PORT, METRICS_PORT, GRPC_PORT', () => {
     for (const { folder, objects } of everything()) {
-      for (const { owner, container } of serverContainers(objects)) {
+      for (const { owner, kind: ownerKind, container } of serverContainers(objects)) {
+        const id = `${folder} ${owner}`;
         const config = serverConfig(containerEnv(container, objects));
         const portNumber = (port: number | string) => (typeof port === 'number' ? port : container.ports?.find((p) => p.name === port)?.containerPort);
-        for (const kind of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
-          const port = container[kind]?.httpGet?.port;
-          assert.ok(port !== undefined, `${folder} ${owner} ${kind} has no port`);
-          assert.equal(portNumber(port), config.port, `${folder} ${owner} ${kind} probes port ${port}, the server listens on ${config.port}`);
+        const grpcPortName = GRPC_PORT_NAME[ownerKind];
+        for (const kind of PROBE_KINDS) {
+          const probe = container[kind];
+          if (probe?.grpc !== undefined) {
+            assert.notEqual(config.grpcPort, 0, `${id} ${kind} is a gRPC probe, but GRPC_PORT=0 turns the gRPC server off`);
+            assert.equal(typeof probe.grpc.port, 'number', `${id} ${kind}: a gRPC probe's port must be a number`);
+            assert.equal(probe.grpc.port, config.grpcPort, `${id} ${kind} probes gRPC port ${probe.grpc.port}, the server listens on ${config.grpcPort}`);
+            assert.equal(portNumber(grpcPortName), probe.grpc.port, `${id} ${kind}: gRPC probe port ${probe.grpc.port} is not the container port "${grpcPortName}"`);
+          } else {
+            const port = probe?.httpGet?.port;
+            assert.ok(port !== undefined, `${id} ${kind} has no port`);
+            assert.equal(portNumber(port), config.port, `${id} ${kind} probes port ${port}, the server listens on ${config.port}`);
+          }
         }
-        assert.ok(container.ports?.some((p) => p.containerPort === config.port), `${folder} ${owner} does not declare the server port ${config.port}`);
+        assert.ok(container.ports?.some((p) => p.containerPort === config.port), `${id} does not declare the server port ${config.port}`);
         if (config.metricsPort !== undefined) {
-          assert.equal(container.ports?.find((p) => p.name === 'metrics')?.containerPort, config.metricsPort, `${folder} ${owner}: port "metrics" is not METRICS_PORT`);
+          assert.equal(container.ports?.find((p) => p.name === 'metrics')?.containerPort, config.metricsPort, `${id}: port "metrics" is not METRICS_PORT`);
+        }
+        if (config.grpcPort !== 0) {
+          assert.equal(portNumber(grpcPortName), config.grpcPort, `${id}: container port "${grpcPortName}" is not GRPC_PORT (${config.grpcPort})`);
+        } else {
+          assert.equal(portNumber(grpcPortName), undefined, `${id}: declares a gRPC port "${grpcPortName}" with GRPC_PORT=0`);
+        }
+        const numbers = (container.ports ?? []).map((p) => p.containerPort);
+        assert.deepEqual(numbers.filter((n, i) => numbers.indexOf(n) !== i), [], `${id}: a container port is declared twice`);
+      }
+    }
+  });
+
+  it('gRPC probes ask the health service names the server answers: "" (readiness) for startup and readiness, "liveness" for liveness', () => {
+    let grpcProbes = 0;
+    for (const { folder, objects } of everything()) {
+      for (const { owner, container } of serverContainers(objects)) {
+        for (const kind of PROBE_KINDS) {
+          const grpc = container[kind]?.grpc;
+          if (grpc === undefined) continue;
+          grpcProbes += 1;
+          const want = kind === 'livenessProbe' ? GRPC_HEALTH_SERVICE.liveness : GRPC_HEALTH_SERVICE.readiness;
+          assert.equal(grpc.service ?? '', want, `${folder} ${owner} ${kind} asks for gRPC health service "${grpc.service ?? ''}"`);
+          assert.equal(container[kind]?.httpGet, undefined, `${folder} ${owner} ${kind}: a probe takes one handler`);
         }
       }
     }
+    assert.ok(grpcProbes >= 3 * componentVariants().length, 'the grpc-probes component renders gRPC probes');
   });
 
   it('every environment variable set is one the server reads, with a value it accepts', () => {
@@ -78,7 +125,7 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
       const deployment = oneOfKind(objects, 'Deployment');
       const pod = podTemplate(deployment);
       const podLabels = pod.metadata?.labels;
-      const service = oneOfKind(objects, 'Service') as K8sObject & { spec: { selector: Record<string, string>; ports: { name: string; targetPort: string | number }[] } };
+      const service = oneOfKind(objects, 'Service') as K8sObject & { spec: ServiceSpec };
       assert.ok(selects(service.spec.selector, podLabels), `${folder}: the Service does not select the pods`);
       assert.ok(selects((deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, podLabels), `${folder}: the Deployment selector does not match its template`);
       const pdb = oneOfKind(objects, 'PodDisruptionBudget') as K8sObject & { spec: { selector: { matchLabels: Record<string, string> } } };
@@ -86,6 +133,23 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
       const containerPortNames = new Set(pod.spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.name)));
       for (const port of service.spec.ports) {
         assert.ok(typeof port.targetPort === 'string' && containerPortNames.has(port.targetPort), `${folder}: Service port ${port.name} targets ${port.targetPort}, not a named container port`);
+      }
+      // gRPC: a port that meshes and gateways know to be gRPC, on the container port serving it.
+      const server = pod.spec.containers[0] as Container;
+      const config = serverConfig(containerEnv(server, objects));
+      const grpc = service.spec.ports.find((p) => p.name === 'grpc');
+      if (config.grpcPort === 0) {
+        assert.equal(grpc, undefined, `${folder}: the Service has a grpc port but GRPC_PORT=0`);
+      } else {
+        assert.ok(grpc, `${folder}: the Service has no port named grpc`);
+        assert.equal(grpc.appProtocol, 'grpc', `${folder}: Service port grpc has appProtocol ${grpc.appProtocol}`);
+        assert.equal(grpc.protocol ?? 'TCP', 'TCP');
+        const target = server.ports?.find((p) => p.name === grpc.targetPort);
+        assert.ok(target, `${folder}: Service port grpc targets ${grpc.targetPort}, which no container port is named`);
+        assert.equal(target.containerPort, config.grpcPort, `${folder}: Service port grpc reaches container port ${target.containerPort}, the server serves gRPC on GRPC_PORT ${config.grpcPort}`);
+        for (const port of service.spec.ports.filter((p) => p !== grpc)) {
+          assert.notEqual(server.ports?.find((p) => p.name === port.targetPort)?.containerPort, config.grpcPort, `${folder}: Service port ${port.name} also reaches the gRPC port`);
+        }
       }
       const monitor = oneOfKind(objects, 'ServiceMonitor') as K8sObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] } };
       assert.ok(selects(monitor.spec.selector.matchLabels, service.metadata.labels), `${folder}: the ServiceMonitor does not select the Service`);
@@ -158,5 +222,21 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
     const config = serverConfig(containerEnv(runtime.spec.containers[0] as Container, objects));
     assert.equal(config.modelRepository, '/mnt/models', 'KServe mounts the model storage at /mnt/models');
     assert.equal(config.buildDefaultModel, false, 'the KServe model storage is read-only');
+  });
+
+  it('the ServingRuntime offers the Open Inference Protocol over HTTP (v2) and gRPC (grpc-v2), on the ports KServe expects', () => {
+    const objects = renderKustomization('deploy/kserve');
+    const runtime = oneOfKind(objects, 'ServingRuntime') as K8sObject & { spec: { protocolVersions: string[]; containers: Container[]; annotations?: Record<string, string> } };
+    for (const protocol of ['v2', 'grpc-v2', 'v1']) assert.ok(runtime.spec.protocolVersions.includes(protocol), `protocolVersions lacks ${protocol}`);
+    const container = runtime.spec.containers.find((c) => c.name === 'kserve-container');
+    assert.ok(container, 'KServe serves the container named kserve-container');
+    const config = serverConfig(containerEnv(container, objects));
+    assert.notEqual(config.grpcPort, 0, 'grpc-v2 needs the gRPC server (GRPC_PORT not 0)');
+    // KServe's raw-mode Service puts the first container port on port 80 (what its ingress and the
+    // prometheus.kserve.io scrape use): HTTP must come first, gRPC after it on its own number.
+    const [first, ...others] = container.ports ?? [];
+    assert.deepEqual({ name: first?.name, containerPort: first?.containerPort }, { name: 'http1', containerPort: config.port }, 'the first port is http1 on PORT');
+    assert.deepEqual(others.map((p) => ({ name: p.name, containerPort: p.containerPort })), [{ name: 'h2c', containerPort: config.grpcPort }], 'then h2c on GRPC_PORT');
+    assert.equal(runtime.spec.annotations?.['prometheus.kserve.io/port'], String(config.metricsPort ?? config.port), 'KServe scrapes /metrics where the server serves it');
   });
 });

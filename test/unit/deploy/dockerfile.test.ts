@@ -22,6 +22,9 @@ function assertServesTheApp(stage: Stage, file: string): void {
   const env = new Map([...stage.env].filter(([name]) => serverEnvVars.has(name)));
   const config = serverConfig(env);
   assert.ok(stage.exposed.includes(`${config.port}`) || stage.exposed.includes(`${config.port}/tcp`), `${file}: EXPOSE ${config.port}`);
+  // The gRPC port (GRPC_PORT, on unless 0): KServe's 8081 by default, stated in the image.
+  assert.equal(stage.env.get('GRPC_PORT'), String(config.grpcPort), `${file}: ENV GRPC_PORT states the gRPC port`);
+  if (config.grpcPort !== 0) assert.ok(stage.exposed.includes(`${config.grpcPort}`) || stage.exposed.includes(`${config.grpcPort}/tcp`), `${file}: EXPOSE ${config.grpcPort} (GRPC_PORT)`);
   assert.equal(config.modelRepository, '/models');
   for (const label of ['title', 'description', 'version', 'revision', 'created', 'source', 'licenses']) {
     assert.ok(stage.labels.has(`org.opencontainers.image.${label}`), `${file}: OCI label ${label}`);

@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SERVER_GRACE_MARGIN_MS, serverConfig } from './helpers/app.js';
-import { deployableKustomizations, kubectlMissing, renderKustomization } from './helpers/kustomize.js';
+import { probeAsks, SERVER_GRACE_MARGIN_MS, serverConfig } from './helpers/app.js';
+import { componentVariants, deployableKustomizations, kubectlMissing, renderKustomization, renderVariant } from './helpers/kustomize.js';
 import { containerEnv, cpuQuantity, memoryQuantity, ofKind, oneOfKind, podTemplate, preStopSeconds, type Container, type K8sObject, type PodSpec } from './helpers/k8s.js';
 import { imageUser } from './helpers/dockerfile.js';
 
@@ -30,10 +30,14 @@ interface Workload {
   graceSeconds: number;
 }
 
+/** Server containers of every deployable kustomization, and of every overlay with each optional component. */
 function workloads(): Workload[] {
   const found: Workload[] = [];
-  for (const folder of deployableKustomizations()) {
-    const objects = renderKustomization(folder);
+  const renderings = [
+    ...deployableKustomizations().map((folder) => ({ folder, objects: renderKustomization(folder) })),
+    ...componentVariants().map((variant) => ({ folder: variant.label, objects: renderVariant(variant) })),
+  ];
+  for (const { folder, objects } of renderings) {
     for (const deployment of ofKind(objects, 'Deployment')) {
       const pod = podTemplate(deployment).spec;
       for (const container of pod.containers) {
@@ -53,8 +57,8 @@ function workloads(): Workload[] {
 }
 
 describe('server containers in the manifests', { skip: kubectlMissing() }, () => {
-  it('cover every overlay and KServe', () => {
-    assert.ok(workloads().length >= deployableKustomizations().length);
+  it('cover every overlay and KServe, and every overlay with each optional component', () => {
+    assert.ok(workloads().length >= deployableKustomizations().length + componentVariants().length);
   });
 
   it('run as non-root, without privilege escalation, capabilities or a writable root filesystem, under RuntimeDefault seccomp', () => {
@@ -105,11 +109,11 @@ describe('server containers in the manifests', { skip: kubectlMissing() }, () =>
     }
   });
 
-  it('probe readiness on /v2/health/ready and liveness on /v2/health/live, with a startup probe long enough for model load and warm-up', () => {
+  it('probe readiness (/v2/health/ready or gRPC health "") and liveness (/v2/health/live or gRPC health "liveness"), with a startup probe long enough for model load and warm-up', () => {
     for (const { id, container } of workloads()) {
-      assert.equal(container.readinessProbe?.httpGet?.path, '/v2/health/ready', id);
-      assert.equal(container.livenessProbe?.httpGet?.path, '/v2/health/live', id);
-      assert.equal(container.startupProbe?.httpGet?.path, '/v2/health/ready', `${id}: startup ends when the model is loaded and warm`);
+      assert.equal(probeAsks(container.readinessProbe), 'readiness', id);
+      assert.equal(probeAsks(container.livenessProbe), 'liveness', id);
+      assert.equal(probeAsks(container.startupProbe), 'readiness', `${id}: startup ends when the model is loaded and warm`);
       const startup = container.startupProbe ?? {};
       const budget = (startup.initialDelaySeconds ?? 0) + (startup.periodSeconds ?? 10) * (startup.failureThreshold ?? 3);
       assert.ok(budget >= MIN_STARTUP_SECONDS, `${id}: startup probe allows ${budget} s, want at least ${MIN_STARTUP_SECONDS} s`);

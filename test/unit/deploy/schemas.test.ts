@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deployableKustomizations, kubectlMissing, renderKustomization } from './helpers/kustomize.js';
+import { componentVariants, deployableKustomizations, kubectlMissing, renderKustomization, renderVariant } from './helpers/kustomize.js';
 import { oneOfKind, type K8sObject } from './helpers/k8s.js';
 import { unknownFields, validatorFor } from './helpers/validators.js';
 
@@ -16,6 +16,15 @@ describe('rendered objects against their schemas', { skip: kubectlMissing() }, (
   for (const folder of [...deployableKustomizations(), 'deploy/base']) {
     it(`validates every object of ${folder}`, () => {
       const failures = renderKustomization(folder)
+        .map((o) => ({ id: `${o.kind}/${o.metadata.name}`, errors: errorsOf(o) }))
+        .filter((f) => f.errors.length > 0);
+      assert.deepEqual(failures, []);
+    });
+  }
+
+  for (const variant of componentVariants()) {
+    it(`validates every object of ${variant.label}`, () => {
+      const failures = renderVariant(variant)
         .map((o) => ({ id: `${o.kind}/${o.metadata.name}`, errors: errorsOf(o) }))
         .filter((f) => f.errors.length > 0);
       assert.deepEqual(failures, []);
@@ -51,6 +60,17 @@ describe('schema validators reject what the API server would', { skip: kubectlMi
     const scaled = clone(oneOfKind(renderKustomization('deploy/overlays/cpu-keda'), 'ScaledObject')) as K8sObject & { spec: { triggers: Record<string, unknown>[] } };
     (scaled.spec.triggers[0] as Record<string, unknown>).treshold = '1';
     assert.deepEqual(errorsOf(scaled), ['/spec/triggers/0/treshold: unknown field']);
+  });
+
+  it('rejects a gRPC probe with a named port (gRPC probes take numbers only) or without a port', () => {
+    const deployment = clone(oneOfKind(renderKustomization('deploy/overlays/cpu', ['deploy/components/grpc-probes']), 'Deployment')) as K8sObject & {
+      spec: { template: { spec: { containers: { livenessProbe: { grpc: Record<string, unknown> } }[] } } };
+    };
+    const grpc = (deployment.spec.template.spec.containers[0] as { livenessProbe: { grpc: Record<string, unknown> } }).livenessProbe.grpc;
+    grpc.port = 'grpc';
+    assert.match(errorsOf(deployment).join('\n'), /grpc\/port/);
+    delete grpc.port;
+    assert.match(errorsOf(deployment).join('\n'), /port/);
   });
 
   it('rejects a ServingRuntime container field that the CRD does not define', () => {

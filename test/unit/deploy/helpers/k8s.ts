@@ -11,8 +11,11 @@ export interface K8sObject {
   data?: Record<string, string>;
 }
 
-export interface HttpGetProbe {
+/** A probe with the handlers the manifests use: an HTTP GET, or a native gRPC health check. */
+export interface Probe {
   httpGet?: { path?: string; port: number | string };
+  /** grpc.health.v1.Health/Check on `port` (a number: gRPC probes take no port names), asking for `service` ("" when unset). */
+  grpc?: { port: number; service?: string };
   periodSeconds?: number;
   timeoutSeconds?: number;
   failureThreshold?: number;
@@ -24,10 +27,10 @@ export interface Container {
   image?: string;
   env?: { name: string; value?: string }[];
   envFrom?: { configMapRef?: { name: string } }[];
-  ports?: { name?: string; containerPort: number }[];
-  startupProbe?: HttpGetProbe;
-  readinessProbe?: HttpGetProbe;
-  livenessProbe?: HttpGetProbe;
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
+  startupProbe?: Probe;
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
   lifecycle?: { preStop?: { exec?: { command?: string[] }; sleep?: { seconds: number } } };
   resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
   securityContext?: {
@@ -54,6 +57,21 @@ export interface PodTemplate {
   metadata?: { labels?: Record<string, string> };
   spec: PodSpec;
 }
+
+export interface ServicePort {
+  name: string;
+  port: number;
+  targetPort: string | number;
+  protocol?: string;
+  appProtocol?: string;
+}
+
+export interface ServiceSpec {
+  selector: Record<string, string>;
+  ports: ServicePort[];
+}
+
+export const PROBE_KINDS = ['startupProbe', 'readinessProbe', 'livenessProbe'] as const;
 
 export function ofKind(objects: readonly K8sObject[], kind: string): K8sObject[] {
   return objects.filter((o) => o.kind === kind);
