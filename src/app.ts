@@ -159,6 +159,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Batch-size buckets must reach the largest batch any provider may form.
   const metrics = createMetrics({
     memoryBudgets: { body: bodyBudget, decode: decodeBudget },
+    protocols: config.grpcPort === 0 ? ['http'] : ['http', 'grpc'],
     maxBatchSize: config.batchMaxSize ?? Math.max(...Object.values(DEFAULT_BATCH_MAX_SIZE)),
     queueMaxSize: config.queueMaxSize,
     defaultMetrics: deps.defaultMetrics ?? true,

@@ -6,7 +6,7 @@
  * keep it in step with this file.
  */
 import client from 'prom-client';
-import { OUTCOMES, type ServingObserver } from './serving/observer.js';
+import { OUTCOMES, type Protocol, type ServingObserver } from './serving/observer.js';
 
 /** 1 ms to 10 s: CPU ResNets take tens of ms per batch, GPUs a few, overloads seconds. */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
@@ -60,6 +60,8 @@ export interface MetricsOptions {
    * Left out, that gauge is not exported.
    */
   readonly queueMaxSize?: number;
+  /** The edges requests come in by, whose series start at zero. @default ['http'] */
+  readonly protocols?: readonly Protocol[];
   /** Collect prom-client's default Node.js process metrics. @default true */
   readonly defaultMetrics?: boolean;
   /**
@@ -80,6 +82,7 @@ export interface MemoryBudgetView {
 
 export function createMetrics(options: MetricsOptions): Metrics {
   const batchBuckets = batchSizeBuckets(options.maxBatchSize);
+  const protocols = options.protocols ?? ['http'];
   if (options.queueMaxSize !== undefined) validateCount('queueMaxSize', options.queueMaxSize);
   const registry = new client.Registry<client.RegistryContentType>();
   if (options.defaultMetrics ?? true) {
@@ -99,8 +102,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const stage = (name: string, help: string) => new client.Histogram({ name, help, labelNames: ['model'] as const, buckets, registers });
   const requestDuration = new client.Histogram({
     name: 'inference_request_duration_seconds',
-    help: 'Inference per image, end to end (decode to answer), by outcome.',
-    labelNames: ['model', 'outcome'] as const,
+    help: 'Inference per image, end to end (decode to answer), by outcome and protocol.',
+    labelNames: ['model', 'outcome', 'protocol'] as const,
     buckets,
     registers,
   });
@@ -117,8 +120,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const requests = new client.Counter({
     name: 'inference_requests_total',
-    help: 'Inference requests by outcome (ok, bad_input, rejected, timeout, cancelled, error).',
-    labelNames: ['model', 'outcome'] as const,
+    help: 'Inference requests by outcome (ok, bad_input, rejected, timeout, cancelled, error) and protocol (http, grpc).',
+    labelNames: ['model', 'outcome', 'protocol'] as const,
     registers,
   });
   const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model'] as const, registers });
@@ -170,11 +173,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
     postprocessed: (model, seconds) => postprocess.observe({ model }, seconds),
     requestStarted: (model) => inflightRequests.inc({ model }),
-    requestFinished(model, outcome, seconds, count) {
+    requestFinished(model, outcome, seconds, count, protocol) {
       inflightRequests.dec({ model });
-      requests.inc({ model, outcome });
+      requests.inc({ model, outcome, protocol });
       if (outcome === 'ok') images.inc({ model }, count);
-      for (let i = 0; i < count; i++) requestDuration.observe({ model, outcome }, seconds);
+      for (let i = 0; i < count; i++) requestDuration.observe({ model, outcome, protocol }, seconds);
     },
     queueDepth: (model, depth) => queueDepth.set({ model }, depth),
     inflightBatches: (model, count) => inflight.set({ model }, count),
@@ -183,9 +186,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
       loadDuration.set({ model }, seconds);
       // Every series starts at zero, so that rate() sees the first request and alerts see the
       // model before any traffic (a series that appears with its first sample has no increase).
-      for (const outcome of OUTCOMES) {
-        requests.inc({ model, outcome }, 0);
-        requestDuration.zero({ model, outcome });
+      for (const protocol of protocols) {
+        for (const outcome of OUTCOMES) {
+          requests.inc({ model, outcome, protocol }, 0);
+          requestDuration.zero({ model, outcome, protocol });
+        }
       }
       for (const histogram of [preprocess, queue, compute, postprocess, batchSize]) histogram.zero({ model });
       images.inc({ model }, 0);

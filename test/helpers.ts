@@ -50,7 +50,8 @@ export async function tempRepository(t: TestContext, models: readonly TempModel[
 /** Config for tests: quiet, small, on the given repository; `env` overrides. */
 export function testConfig(repository: string, env: Record<string, string> = {}): Config {
   return loadConfig(
-    { LOG_LEVEL: 'silent', MODEL_REPOSITORY: repository, BUILD_DEFAULT_MODEL: 'false', INTRA_OP_THREADS: '1', BATCH_MAX_SIZE: '4', ...env },
+    // GRPC_PORT 0: apps built here serve HTTP only, unless a test starts a gRPC server itself.
+    { LOG_LEVEL: 'silent', MODEL_REPOSITORY: repository, BUILD_DEFAULT_MODEL: 'false', INTRA_OP_THREADS: '1', BATCH_MAX_SIZE: '4', GRPC_PORT: '0', ...env },
     { availableCpus: 1 },
   );
 }

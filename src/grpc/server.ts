@@ -146,17 +146,22 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     return started + timeoutMs;
   };
 
-  /** Wraps a unary handler: admission, one access-log line, the catalog's errors as statuses. */
-  const unary = <Req, Res>(method: string, work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, requestId: string) => Promise<Res> | Res, open = false) =>
+  /**
+   * Wraps a unary handler: admission (unless `polled`: probes need no key), one access-log line
+   * (at debug for probes, as HTTP's), the catalog's errors as statuses.
+   */
+  const unary = <Req, Res>(method: string, work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, requestId: string) => Promise<Res> | Res, polled = false) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
       const started = performance.now();
       let requestId = '';
       void (async () => {
-        if (!open) requestId = admit(call as AnyCall);
+        if (!polled) requestId = admit(call as AnyCall);
         return work(call.request, call, requestId);
       })().then(
         (response) => {
-          log.debug({ protocol: 'grpc', method, requestId, code: 'OK', responseTime: performance.now() - started }, 'grpc call');
+          const line = { protocol: 'grpc', method, requestId, code: 'OK', responseTime: performance.now() - started, peer: call.getPeer() };
+          if (polled) log.debug(line, 'grpc call');
+          else log.info(line, 'grpc call');
           callback(null, response);
         },
         (err: unknown) => {
@@ -176,7 +181,7 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     const onCancel = () => controller.abort();
     call.once('cancelled', onCancel);
     try {
-      const response = await runInfer(service, model, decoded, { deadline: deadlineOf(call, started), signal: controller.signal });
+      const response = await runInfer(service, model, decoded, { deadline: deadlineOf(call, started), signal: controller.signal, protocol: 'grpc' });
       return encodeGrpcInferResponse(response);
     } finally {
       call.removeListener('cancelled', onCancel);

@@ -43,7 +43,7 @@ export function createLoadShedder(options: LoadShedderOptions): LoadShedder {
     // A stopping batcher answers SHUTTING_DOWN itself; that code matters more than this one.
     if (model === undefined || model.batcher.stopping || service.hasRoom(model)) return;
     observer.requestStarted(model.name);
-    observer.requestFinished(model.name, 'rejected', 0, 0);
+    observer.requestFinished(model.name, 'rejected', 0, 0, 'http');
     throw errors.QUEUE_FULL(`Model ${model.name} has no room for another request now`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
   };
 }

@@ -9,7 +9,7 @@ import { mainThreadTurns } from '../preprocess/index.js';
 import type { ItemResult } from './batcher.js';
 import type { ItemOutput, ServedModel } from './model.js';
 import type { ModelRegistry } from './model-registry.js';
-import { outcomeOf, type ServingObserver } from './observer.js';
+import { outcomeOf, type Protocol, type ServingObserver } from './observer.js';
 import { softmax, topK, type ClassScore } from './postprocess.js';
 
 export interface RequestControl {
@@ -17,6 +17,8 @@ export interface RequestControl {
   readonly deadline: number;
   /** Aborted when the client goes away. */
   readonly signal?: AbortSignal;
+  /** The edge the request came in by, for the request metrics. @default 'http' */
+  readonly protocol?: Protocol;
 }
 
 /** Stage timings of one request, in ms (for `Server-Timing` and logs). */
@@ -124,27 +126,27 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   let idle: (() => void) | undefined;
 
   /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
-  const observed = async <T>(model: ServedModel, images: number, work: () => Promise<T>): Promise<T> => {
+  const observed = async <T>(model: ServedModel, images: number, protocol: Protocol, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
     observer.requestStarted(model.name);
     if (stopping) {
-      observer.requestFinished(model.name, 'rejected', 0, images);
+      observer.requestFinished(model.name, 'rejected', 0, images, protocol);
       throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     }
     const name = model.name;
     const count = inflight.get(name) ?? 0;
     if (count >= maxInflightPerModel) {
-      observer.requestFinished(name, 'rejected', 0, images);
+      observer.requestFinished(name, 'rejected', 0, images, protocol);
       throw errors.QUEUE_FULL(`Model ${name} has ${count} requests in flight, its limit`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     }
     inflight.set(name, count + 1);
     admitted++;
     try {
       const result = await work();
-      observer.requestFinished(model.name, 'ok', (performance.now() - started) / 1000, images);
+      observer.requestFinished(model.name, 'ok', (performance.now() - started) / 1000, images, protocol);
       return result;
     } catch (err) {
-      observer.requestFinished(model.name, outcomeOf(err), (performance.now() - started) / 1000, images);
+      observer.requestFinished(model.name, outcomeOf(err), (performance.now() - started) / 1000, images, protocol);
       if (isServingError(err)) throw err;
       throw errors.INTERNAL(undefined, { cause: err });
     } finally {
@@ -173,7 +175,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       return (inflight.get(model.name) ?? 0) < maxInflightPerModel;
     },
     classify(model, images, topKCount, control) {
-      return observed(model, images.length, async () => {
+      return observed(model, images.length, control.protocol ?? 'http', async () => {
         const timings = emptyTimings();
         const tensors = await preprocessAll(model, images, control, timings);
         const results = await runItems(model, tensors, control, timings);
@@ -192,7 +194,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       });
     },
     inferImages(model, images, control) {
-      return observed(model, images.length, async () => {
+      return observed(model, images.length, control.protocol ?? 'http', async () => {
         const timings = emptyTimings();
         const tensors = await preprocessAll(model, images, control, timings);
         const results = await runItems(model, tensors, control, timings);
@@ -201,7 +203,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       });
     },
     inferTensor(model, data, count, control) {
-      return observed(model, count, async () => {
+      return observed(model, count, control.protocol ?? 'http', async () => {
         const timings = emptyTimings();
         const size = model.input.itemSize;
         if (count < 1 || data.length !== count * size) {

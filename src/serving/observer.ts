@@ -6,6 +6,9 @@
 import { isServingError } from '../errors.js';
 
 export type Outcome = 'ok' | 'bad_input' | 'rejected' | 'timeout' | 'cancelled' | 'error';
+/** The edge a request came in by. */
+export type Protocol = 'http' | 'grpc';
+export const PROTOCOLS: readonly Protocol[] = ['http', 'grpc'];
 export const OUTCOMES: readonly Outcome[] = ['ok', 'bad_input', 'rejected', 'timeout', 'cancelled', 'error'];
 
 export interface ServingObserver {
@@ -19,8 +22,8 @@ export interface ServingObserver {
   postprocessed(model: string, seconds: number): void;
   /** One inference request was admitted (it ends with `requestFinished`). */
   requestStarted(model: string): void;
-  /** One inference request ended; `images` is how many it carried. */
-  requestFinished(model: string, outcome: Outcome, seconds: number, images: number): void;
+  /** One inference request ended; `images` is how many it carried, `protocol` its edge. */
+  requestFinished(model: string, outcome: Outcome, seconds: number, images: number, protocol: Protocol): void;
   queueDepth(model: string, depth: number): void;
   inflightBatches(model: string, count: number): void;
   modelLoaded(info: { model: string; version: string; executionProvider: string; sha256: string; seconds: number }): void;
@@ -71,7 +74,7 @@ export function combineObservers(...observers: ServingObserver[]): ServingObserv
     computed: (model, batchSize, seconds) => observers.forEach((o) => o.computed(model, batchSize, seconds)),
     postprocessed: (model, seconds) => observers.forEach((o) => o.postprocessed(model, seconds)),
     requestStarted: (model) => observers.forEach((o) => o.requestStarted(model)),
-    requestFinished: (model, outcome, seconds, images) => observers.forEach((o) => o.requestFinished(model, outcome, seconds, images)),
+    requestFinished: (model, outcome, seconds, images, protocol) => observers.forEach((o) => o.requestFinished(model, outcome, seconds, images, protocol)),
     queueDepth: (model, depth) => observers.forEach((o) => o.queueDepth(model, depth)),
     inflightBatches: (model, count) => observers.forEach((o) => o.inflightBatches(model, count)),
     modelLoaded: (info) => observers.forEach((o) => o.modelLoaded(info)),

@@ -93,8 +93,8 @@ describe('statistics after real traffic', () => {
     // The same reports feed /metrics.
     assert.equal(m.inference_count, await metric(app, 'inference_images_total'));
     assert.equal(m.execution_count, await metric(app, 'inference_batches_total'));
-    assert.equal(i.success.count, await metric(app, 'inference_requests_total', ',outcome="ok"'));
-    assert.equal(i.fail.count, await metric(app, 'inference_requests_total', ',outcome="bad_input"'));
+    assert.equal(i.success.count, await metric(app, 'inference_requests_total', ',outcome="ok",protocol="http"'));
+    assert.equal(i.fail.count, await metric(app, 'inference_requests_total', ',outcome="bad_input",protocol="http"'));
 
     // Every route answers the same while no traffic runs.
     assert.deepEqual(await stats(app, '/v2/models/stats'), [m]);

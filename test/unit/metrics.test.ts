@@ -70,7 +70,7 @@ describe('registries', () => {
     assert.notEqual(a.registry, b.registry);
     loadedModel(a);
     a.observer.requestStarted('resnet20');
-    a.observer.requestFinished('resnet20', 'ok', 0.02, 3);
+    a.observer.requestFinished('resnet20', 'ok', 0.02, 3, 'http');
     assert.equal(await sample(a, 'inference_images_total', 'inference_images_total', { model: 'resnet20' }), 3);
     assert.equal(await sample(b, 'inference_images_total', 'inference_images_total', { model: 'resnet20' }), undefined);
     assert.equal(await client.register.metrics(), globalBefore);
@@ -115,9 +115,9 @@ describe('observer', () => {
     o.requestStarted('resnet20');
     o.requestStarted('resnet20');
     assert.equal(await sample(metrics, 'inference_inflight_requests', 'inference_inflight_requests', { model: 'resnet20' }), 3);
-    o.requestFinished('resnet20', 'ok', 0.03, 5);
-    o.requestFinished('resnet20', 'bad_input', 0.004, 2);
-    o.requestFinished('resnet20', 'timeout', 7, 1);
+    o.requestFinished('resnet20', 'ok', 0.03, 5, 'http');
+    o.requestFinished('resnet20', 'bad_input', 0.004, 2, 'http');
+    o.requestFinished('resnet20', 'timeout', 7, 1, 'http');
     const count = (outcome: string) => sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_count', { model: 'resnet20', outcome });
     const requests = (outcome: string) => sample(metrics, 'inference_requests_total', 'inference_requests_total', { model: 'resnet20', outcome });
     assert.equal(await count('ok'), 5);
@@ -206,11 +206,11 @@ describe('format negotiation', () => {
     loadedModel(metrics);
     const before = (await metrics.render('text/plain')).body;
     const open = (await metrics.render('application/openmetrics-text')).body;
-    assert.match(open, /^inference_requests_total\{model="resnet20",outcome="ok"\} 0$/m);
+    assert.match(open, /^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} 0$/m);
     const after = (await metrics.render('text/plain')).body;
     for (const body of [before, after]) {
       assert.match(body, /^# TYPE inference_requests_total counter$/m);
-      assert.match(body, /^inference_requests_total\{model="resnet20",outcome="ok"\} 0$/m);
+      assert.match(body, /^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} 0$/m);
       assert.match(body, /^process_cpu_seconds_total \d/m);
       assert.doesNotMatch(body, /^inference_requests\{/m);
     }
@@ -233,7 +233,7 @@ describe('format negotiation', () => {
         assert.doesNotMatch(body, /# EOF/);
         assert.match(body, /^# TYPE inference_requests_total counter$/m);
       }
-      assert.match(body, /^inference_requests_total\{model="resnet20",outcome="ok"\} 0$/m);
+      assert.match(body, /^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} 0$/m);
     });
   });
 });

@@ -39,7 +39,7 @@ describe('statistics before any traffic', () => {
 
   it('answers for the models asked, in the order asked', () => {
     const statistics = createInferenceStatistics();
-    statistics.observer.requestFinished('b', 'ok', 0.001, 1);
+    statistics.observer.requestFinished('b', 'ok', 0.001, 1, 'http');
     const names = statistics.snapshot([{ name: 'b', version: '1' }, { name: 'a', version: '2' }]).map((s) => [s.name, s.version, s.inference_count]);
     assert.deepEqual(names, [['b', '1', 1], ['a', '2', 0]]);
     assert.deepEqual(statistics.snapshot([]), []);
@@ -61,7 +61,7 @@ describe('statistics after traffic', () => {
     o.computed('resnet20', 1, 0.011);
     o.postprocessed('resnet20', 0.00025);
     o.requestStarted('resnet20');
-    o.requestFinished('resnet20', 'ok', 0.0421, 3);
+    o.requestFinished('resnet20', 'ok', 0.0421, 3, 'http');
 
     const stats = statsOf(statistics);
     assert.equal(stats.inference_count, 3);
@@ -124,13 +124,13 @@ describe('statistics after traffic', () => {
   it('counts ok as success; bad_input, timeout, cancelled and error as fail; rejected as neither', () => {
     const statistics = createInferenceStatistics();
     const o = statistics.observer;
-    o.requestFinished('resnet20', 'ok', 0.01, 2);
-    o.requestFinished('resnet20', 'ok', 0.02, 5);
-    o.requestFinished('resnet20', 'bad_input', 0.001, 1);
-    o.requestFinished('resnet20', 'timeout', 0.5, 3);
-    o.requestFinished('resnet20', 'cancelled', 0.002, 1);
-    o.requestFinished('resnet20', 'error', 0.003, 4);
-    o.requestFinished('resnet20', 'rejected', 0, 8);
+    o.requestFinished('resnet20', 'ok', 0.01, 2, 'http');
+    o.requestFinished('resnet20', 'ok', 0.02, 5, 'http');
+    o.requestFinished('resnet20', 'bad_input', 0.001, 1, 'http');
+    o.requestFinished('resnet20', 'timeout', 0.5, 3, 'http');
+    o.requestFinished('resnet20', 'cancelled', 0.002, 1, 'http');
+    o.requestFinished('resnet20', 'error', 0.003, 4, 'http');
+    o.requestFinished('resnet20', 'rejected', 0, 8, 'http');
 
     const stats = statsOf(statistics);
     assert.deepEqual(stats.inference_stats.success, { count: 2, ns: 30_000_000 });
@@ -149,20 +149,20 @@ describe('statistics after traffic', () => {
     o.requestStarted('resnet20');
     assert.equal(statsOf(statistics).last_inference, 0, 'no request has ended yet');
 
-    o.requestFinished('resnet20', 'ok', 0.01, 1);
+    o.requestFinished('resnet20', 'ok', 0.01, 1, 'http');
     assert.equal(statsOf(statistics).last_inference, 1_700_000_000_000);
     clock.set(1_700_000_005_000);
-    o.requestFinished('resnet20', 'bad_input', 0.01, 1);
+    o.requestFinished('resnet20', 'bad_input', 0.01, 1, 'http');
     assert.equal(statsOf(statistics).last_inference, 1_700_000_005_000);
     clock.set(1_700_000_009_000);
-    o.requestFinished('resnet20', 'rejected', 0, 1);
+    o.requestFinished('resnet20', 'rejected', 0, 1, 'http');
     assert.equal(statsOf(statistics).last_inference, 1_700_000_005_000, 'a refusal is not an inference');
   });
 
   it('keeps each model apart', () => {
     const statistics = createInferenceStatistics({ now: () => 42 });
     statistics.observer.computed('a', 2, 0.002);
-    statistics.observer.requestFinished('a', 'ok', 0.003, 2);
+    statistics.observer.requestFinished('a', 'ok', 0.003, 2, 'http');
     statistics.observer.queued('b', 0.001);
     const [a, b] = statistics.snapshot([{ name: 'a', version: '1' }, { name: 'b', version: '1' }]);
     assert.equal(a!.inference_count, 2);
@@ -215,7 +215,7 @@ describe('combineObservers', () => {
     combined.computed('m', 4, 0.3);
     combined.postprocessed('m', 0.4);
     combined.requestStarted('m');
-    combined.requestFinished('m', 'timeout', 0.5, 2);
+    combined.requestFinished('m', 'timeout', 0.5, 2, 'http');
     combined.queueDepth('m', 7);
     combined.inflightBatches('m', 1);
     combined.modelLoaded(info);
@@ -225,7 +225,7 @@ describe('combineObservers', () => {
       'computed("m",4,0.3)',
       'postprocessed("m",0.4)',
       'requestStarted("m")',
-      'requestFinished("m","timeout",0.5,2)',
+      'requestFinished("m","timeout",0.5,2,"http")',
       'queueDepth("m",7)',
       'inflightBatches("m",1)',
       `modelLoaded(${JSON.stringify(info)})`,
@@ -244,7 +244,7 @@ describe('combineObservers', () => {
     const log: string[] = [];
     const combined = combineObservers(recorder(log, 'metrics'), statistics.observer);
     combined.computed('resnet20', 3, 0.003);
-    combined.requestFinished('resnet20', 'ok', 0.004, 3);
+    combined.requestFinished('resnet20', 'ok', 0.004, 3, 'http');
     assert.equal(log.length, 2);
     const stats = statsOf(statistics);
     assert.equal(stats.inference_count, 3);
