@@ -19,8 +19,9 @@
  * `--model resnet50` serves a ResNet-50 from `--model-dir` (default models/resnet50, built with
  * untrained weights there first if it holds no model.onnx), where inference dominates.
  */
+import { readProcMemory, sampleProcMemory } from './lib/proc-memory.js';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -82,12 +83,7 @@ export async function prepareWorkload(model: ModelChoice, modelDir: string): Pro
 
 /** The resident set of a process (all its threads), in bytes, from /proc; NaN off Linux. */
 export function readRssBytes(pid: number): number {
-  try {
-    const kb = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb === undefined ? Number.NaN : Number(kb) * 1024;
-  } catch {
-    return Number.NaN;
-  }
+  return readProcMemory(pid).rssBytes;
 }
 
 /** One line saying what ran where, printed first so a figure is never read without it. */
@@ -191,22 +187,6 @@ function throughputSeries(t: Tally, seconds: number): number[] {
   return buckets.map((n) => n / seconds);
 }
 
-/** Samples `pid`'s RSS every `everyMs` until stopped: [ms since start, bytes]. */
-function sampleRss(pid: number, everyMs: number) {
-  const samples: Array<[number, number]> = [];
-  const t0 = performance.now();
-  const take = () => samples.push([performance.now() - t0, readRssBytes(pid)]);
-  take();
-  const timer = setInterval(take, everyMs);
-  return {
-    samples,
-    stop() {
-      clearInterval(timer);
-      take();
-    },
-  };
-}
-
 /** A liveness probe on a new connection every `everyMs`, as a kubelet does. */
 function probeLive(baseUrl: string, everyMs: number) {
   const latencies: number[] = [];
@@ -253,7 +233,7 @@ async function main(): Promise<void> {
   let server: ServerProcess | undefined;
   try {
     server = await startServer({ entry: join(REPO, 'dist', 'src', 'server.js'), env, logPath: join(workload.repository, 'server.log') });
-    const rss = sampleRss(server.pid, 250);
+    const rss = sampleProcMemory(server.pid, 250);
     const base = { baseUrl: server.baseUrl, workload, connections };
 
     await drive({ ...base, seconds: 3 }); // warm-up: first batches, JIT, connection setup
@@ -267,7 +247,7 @@ async function main(): Promise<void> {
     const overloadStartRssIndex = rss.samples.length;
     const overload = await drive({ ...base, seconds: num('overload-seconds'), connections: num('overload-connections'), overallRate: Math.ceil(offered) });
     const live = await probe.stop();
-    const overloadRss = rss.samples.slice(overloadStartRssIndex).map(([, b]) => b);
+    const overloadRss = rss.samples.slice(overloadStartRssIndex).map((m) => m.rssBytes);
 
     const recovery = await drive({ ...base, seconds: num('recovery-seconds') });
     rss.stop();
@@ -285,8 +265,8 @@ async function main(): Promise<void> {
     console.log(`accepted (200) throughput under overload: ${okRate(overload).toFixed(1)} req/s (${((100 * okRate(overload)) / capacityRate).toFixed(0)} % of capacity)`);
     console.log(`accepted (200) latency vs the ${deadlineMs} ms deadline: p50 ${ms(quantile(overload.okMs, 0.5))}, p99 ${ms(quantile(overload.okMs, 0.99))}, max ${ms(Math.max(...overload.okMs))} ms; ${over} of ${overload.okMs.length} over the deadline`);
     console.log(`live probe (new connection every 100 ms): ${live.latencies.length} ok, ${live.failures} failed; p50 ${ms(quantile(live.latencies, 0.5))} ms, p99 ${ms(quantile(live.latencies, 0.99))} ms, max ${ms(Math.max(...live.latencies))} ms`);
-    console.log(`server RSS: ${mb(rssBeforeOverload)} before overload; during it min ${mb(Math.min(...overloadRss))}, max ${mb(Math.max(...overloadRss))}; after recovery ${mb(rss.samples.at(-1)![1])}`);
-    const every5 = rss.samples.filter((_, i) => i % 20 === 0).map(([t, b]) => `${(t / 1000).toFixed(0)}s:${(b / 2 ** 20).toFixed(0)}`);
+    console.log(`server RSS: ${mb(rssBeforeOverload)} before overload; during it min ${mb(Math.min(...overloadRss))}, max ${mb(Math.max(...overloadRss))}; after recovery ${mb(rss.samples.at(-1)!.rssBytes)}`);
+    const every5 = rss.samples.filter((_, i) => i % 20 === 0).map((m) => `${(m.atMs / 1000).toFixed(0)}s:${(m.rssBytes / 2 ** 20).toFixed(0)}`);
     console.log(`RSS over the run (s:MB, every 5 s): ${every5.join(' ')}`);
 
     const series = throughputSeries(recovery, 5);
