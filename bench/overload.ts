@@ -19,7 +19,6 @@
  * `--model resnet50` serves a ResNet-50 from `--model-dir` (default models/resnet50, built with
  * untrained weights there first if it holds no model.onnx), where inference dominates.
  */
-import { readProcMemory, sampleProcMemory } from './lib/proc-memory.js';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -30,6 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { buildModelFiles } from '../src/model-tools/build.js';
+import { readProcMemory, sampleProcMemory } from './lib/proc-memory.js';
 import { positive } from './lib/cli.js';
 import { httpGet } from './lib/http-get.js';
 import { findRepoRoot } from './lib/repo-root.js';
