@@ -21,6 +21,7 @@
  *   shuts down.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
@@ -155,7 +156,13 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
       const started = performance.now();
       let requestId = '';
       void (async () => {
-        if (!polled) requestId = admit(call as AnyCall);
+        if (!polled) {
+          requestId = admit(call as AnyCall);
+          // The request id goes back as HTTP's X-Request-Id does.
+          const metadata = new grpc.Metadata();
+          metadata.set('x-request-id', requestId);
+          call.sendMetadata(metadata);
+        }
         return work(call.request, call, requestId);
       })().then(
         (response) => {
@@ -174,18 +181,23 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
       );
     };
 
-  const infer = async (request: GrpcInferRequest, call: AnyCall, started: number) => {
+  /**
+   * Aborted when the call is cancelled. A stream's requests share it: each in flight listens on
+   * it (the batcher, the decode budget), as many as the model admits, so Node's warning at 11
+   * listeners would be a false alarm.
+   */
+  const cancellation = (call: AnyCall): AbortSignal => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    call.once('cancelled', () => controller.abort());
+    return controller.signal;
+  };
+
+  const infer = async (request: GrpcInferRequest, call: AnyCall, started: number, signal: AbortSignal) => {
     const model = modelAt({ registry }, { name: request.model_name ?? '', ...(request.model_version ? { version: request.model_version } : {}) });
     const decoded = decodeGrpcInferRequest(request, limits);
-    const controller = new AbortController();
-    const onCancel = () => controller.abort();
-    call.once('cancelled', onCancel);
-    try {
-      const response = await runInfer(service, model, decoded, { deadline: deadlineOf(call, started), signal: controller.signal, protocol: 'grpc' });
-      return encodeGrpcInferResponse(response);
-    } finally {
-      call.removeListener('cancelled', onCancel);
-    }
+    const response = await runInfer(service, model, decoded, { deadline: deadlineOf(call, started), signal, protocol: 'grpc' });
+    return encodeGrpcInferResponse(response);
   };
 
   const modelName = (request: { name?: string; version?: string }) => ({ name: request.name ?? '', ...(request.version ? { version: request.version } : {}) });
@@ -208,7 +220,7 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
       const meta = v2Metadata(modelAt({ registry }, modelName(request)));
       return { name: meta.name, versions: meta.versions, platform: meta.platform, inputs: meta.inputs, outputs: meta.outputs };
     }),
-    ModelInfer: unary('ModelInfer', (request: GrpcInferRequest, call) => infer(request, call as AnyCall, performance.now())),
+    ModelInfer: unary('ModelInfer', (request: GrpcInferRequest, call) => infer(request, call as AnyCall, performance.now(), cancellation(call as AnyCall))),
     ModelStatistics: unary('ModelStatistics', (request: { name?: string; version?: string }) => {
       const models = request.name ? [modelAt({ registry }, modelName(request))] : registry.list();
       return { model_stats: deps.statistics.snapshot(models) };
@@ -232,10 +244,15 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
         call.emit('error', { code: status.code, details: status.details, metadata: status.metadata });
         return;
       }
+      const signal = cancellation(call as AnyCall);
       call.on('data', (request: GrpcInferRequest) => {
         const started = performance.now();
         pending++;
-        const outcome = infer(request, call as AnyCall, started).then(
+        // Each request counts against the rate limit, as each HTTP request does.
+        const outcome = (async () => {
+          rateLimit?.(peerAddress(call.getPeer()));
+          return infer(request, call as AnyCall, started, signal);
+        })().then(
           (infer_response) => ({ error_message: '', infer_response }),
           (err: unknown) => {
             const status = toStatus(err);

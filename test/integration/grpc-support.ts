@@ -158,12 +158,12 @@ export async function grpcApp(t: TestContext, env: Record<string, string> = {}, 
   const app = await buildApp(config, { defaultMetrics: false, ...(options.gated ? { workerUrl: GATED_WORKER } : {}) });
   const channel = options.gated ? new BroadcastChannel(GATE_CHANNEL) : undefined;
   const opened: grpc.Client[] = [];
-  let server: GrpcServer | undefined;
+  const started: { server?: GrpcServer } = {};
   t.after(async () => {
     for (const c of opened) c.close();
     // Open the gate first: calls held by it would keep both closes waiting.
     channel?.postMessage('open' satisfies GateCommand);
-    await server?.close(CLOSE_TIMEOUT_MS);
+    await started.server?.close(CLOSE_TIMEOUT_MS);
     await app.close();
     channel?.close();
   });
@@ -173,11 +173,12 @@ export async function grpcApp(t: TestContext, env: Record<string, string> = {}, 
   const logs: LogLine[] = [];
   const log = (level: LogLine['level']) => (obj: object, msg: string) => logs.push({ ...obj, level, msg });
   const { registry, lifecycle, dataPlane } = app.serving;
-  server = await startGrpcServer(
+  const server = await startGrpcServer(
     { config, registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: { info: log('info'), error: log('error'), debug: log('debug') } },
     '127.0.0.1',
     0,
   );
+  started.server = server;
   const address = `127.0.0.1:${server.port}`;
   const clients = (channelOptions: grpc.ChannelOptions = {}) => {
     clientConstructors ??= loadClients();

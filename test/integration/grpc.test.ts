@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../src/errors.js';
 import { grpcCodeOf } from '../../src/grpc/codec.js';
+import type { GateEvent } from '../fixtures/workers/gated-worker.js';
 import { CIFAR_DIR, photo } from '../helpers.js';
 import {
   argmax,
@@ -43,15 +44,17 @@ const metricValue = async (app: FastifyInstance, pattern: RegExp) => {
   const m = pattern.exec((await app.serving.metrics.render(undefined)).body);
   return m ? Number(m[1]) : 0;
 };
-/** `inference_requests_total` of the model for `outcome`, over every protocol but HTTP. */
-const requestsTotal = async (app: FastifyInstance, outcome: string) =>
-  (await app.serving.metrics.render(undefined)).body
-    .split('\n')
-    .filter((l) => l.startsWith('inference_requests_total{') && l.includes(`model="${MODEL}"`) && l.includes(`outcome="${outcome}"`) && !l.includes('protocol="http"'))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-interface HealthAnswer {
-  status: string;
-}
+/** `inference_requests_total` of the model over gRPC for `outcome`. */
+const requestsTotal = (app: FastifyInstance, outcome: string) =>
+  metricValue(app, new RegExp(`^inference_requests_total\\{model="${MODEL}",outcome="${outcome}",protocol="grpc"\\} (\\d+)`, 'm'));
+/**
+ * The batch sizes the gated worker ran, once it has reported at least one: its reports come over
+ * their own channel, so they may arrive after the answers of the batches they describe.
+ */
+const batchesRun = async (events: readonly GateEvent[]) => {
+  await until(() => events.some((e) => e.event === 'run'), 'the worker reported a run');
+  return events.filter((e) => e.event === 'run').map((e) => e.batch);
+};
 interface StreamAnswer {
   error_message: string;
   infer_response: InferResponse;
@@ -159,6 +162,9 @@ describe('gRPC: inference', () => {
     assert.deepEqual(meta.inputs, [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 32, 32] }]);
     assert.deepEqual(meta.outputs, [{ name: 'logits', datatype: 'FP32', shape: [-1, 10] }]);
     await expectStatus(unary(inference, 'ModelMetadata', { name: 'nope' }), status.NOT_FOUND, 'MODEL_NOT_FOUND');
+    await expectStatus(unary(inference, 'ModelStatistics', { name: 'nope' }), status.NOT_FOUND, 'MODEL_NOT_FOUND');
+    const stats = await unary<{ model_stats: Array<{ name: string; version: string; inference_count: number }> }>(inference, 'ModelStatistics', {});
+    assert.deepEqual(stats.model_stats.map((m) => [m.name, m.version, m.inference_count]), [[MODEL, '1', 0]]);
   });
 });
 
@@ -229,7 +235,7 @@ describe('gRPC: malformed inputs', () => {
 
 describe('gRPC: request ids, keys and rate limit', () => {
   it('takes the request id from x-request-id metadata when well-formed, and replaces a malformed one', async (t) => {
-    const { inference, logs } = await grpcApp(t, { LOG_LEVEL: 'debug' });
+    const { inference, logs } = await grpcApp(t);
     const bad = fp32Request(items(1), { model_name: 'nope' });
     await expectStatus(unary(inference, 'ModelInfer', bad, { metadata: { 'x-request-id': 'client-id.42' } }), status.NOT_FOUND);
     await expectStatus(unary(inference, 'ModelInfer', bad, { metadata: { 'x-request-id': 'not a valid id!' } }), status.NOT_FOUND);
@@ -299,7 +305,7 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     await until(() => model.batcher.queueDepth === 0, 'its two items left the queue');
     await gate('open');
     assert.deepEqual((await blocker).outputs[0]!.shape, [1, 10]);
-    assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'only the blocker ran');
+    assert.deepEqual(await batchesRun(events), [1], 'only the blocker ran');
     const stats = await unary<{ model_stats: Array<{ name: string; execution_count: number; inference_count: number }> }>(inference, 'ModelStatistics', { name: MODEL });
     assert.deepEqual(stats.model_stats.map((s) => [s.name, s.execution_count, s.inference_count]), [[MODEL, 1, 1]]);
     assert.equal(await metricValue(app, /^inference_compute_duration_seconds_count\{model="resnet20"\} (\d+)/m), 1);
@@ -328,7 +334,7 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     await until(() => model.batcher.queueDepth === 0, 'its items left the queue');
     await gate('open');
     assert.deepEqual((await blocker).outputs[0]!.shape, [1, 10]);
-    assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'the cancelled items never ran');
+    assert.deepEqual(await batchesRun(events), [1], 'the cancelled items never ran');
     assert.equal(await requestsTotal(app, 'cancelled'), 1);
   });
 
@@ -345,8 +351,7 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     assert.equal((await stream.status).code, status.CANCELLED);
     await until(() => model.batcher.queueDepth === 0, 'its items left the queue');
     await gate('open');
-    await until(() => model.batcher.inflightBatches === 0, 'the running batch ended');
-    assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'the queued request never ran');
+    assert.deepEqual(await batchesRun(events), [1], 'the queued request never ran');
   });
 
   it('refuses a call the queue cannot take with UNAVAILABLE QUEUE_FULL and retry-after', async (t) => {
@@ -360,6 +365,20 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     assert.equal(model.batcher.queueDepth, 3, 'the refused call left nothing in the queue');
     await gate('open');
     assert.deepEqual((await first).outputs[0]!.shape, [4, 10]);
+  });
+
+  it('fails only the batch of a crashed worker with INTERNAL INFERENCE_FAILED, no internals in the message, then serves again', async (t) => {
+    const { app, inference, gate } = await grpcApp(t, { BATCH_MAX_SIZE: '1' }, { gated: true });
+    const model = app.serving.registry.get(MODEL);
+    await gate('close');
+    const running = unary(inference, 'ModelInfer', fp32Request(items(1)));
+    await until(() => model.batcher.inflightBatches === 1, 'the call is running on the worker');
+    model.crashWorker();
+    const failed = await expectStatus(running, status.INTERNAL, 'INFERENCE_FAILED');
+    assert.doesNotMatch(failed.details, /exit code|worker\.js|\/work\//, 'no internals in the answer');
+    // The replacement worker starts with its gate open.
+    const next = await unary<InferResponse>(inference, 'ModelInfer', fp32Request(items(1)));
+    assert.deepEqual(next.outputs[0]!.shape, [1, 10]);
   });
 
   it('drains: NOT_SERVING at once, calls served until intake stops, then UNAVAILABLE SHUTTING_DOWN; in-flight calls complete', async (t) => {
@@ -382,7 +401,8 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     await until(() => model.batcher.queueDepth === 1, 'a call during the delay is queued');
 
     const drained = app.serving.drain();
-    await expectStatus(unary(inference, 'ModelInfer', fp32Request(items(1))), status.UNAVAILABLE, 'SHUTTING_DOWN');
+    const refused = await expectStatus(unary(inference, 'ModelInfer', fp32Request(items(1))), status.UNAVAILABLE, 'SHUTTING_DOWN');
+    assert.equal(refused.metadata.get('retry-after')[0], '1');
     await gate('open');
     assert.deepEqual((await running).outputs[0]!.shape, [1, 10]);
     assert.deepEqual((await duringDelay).outputs[0]!.shape, [1, 10]);
@@ -421,19 +441,32 @@ describe('gRPC: ModelStreamInfer', () => {
     });
   });
 
-  it('takes a stream of many requests at once without a listener leak warning', async (t) => {
+  it('ends a stream closed with no requests with OK and no answers', async (t) => {
     const { inference } = await grpcApp(t);
+    const stream = openStream(inference, 'ModelStreamInfer');
+    stream.call.end();
+    const end = await stream.status;
+    assert.equal(end.code, status.OK, end.details);
+    assert.deepEqual(stream.messages, []);
+  });
+
+  it('holds more than ten requests of one stream in flight without a listener-leak warning', async (t) => {
+    const { app, inference, gate } = await grpcApp(t, { BATCH_MAX_SIZE: '1' }, { gated: true });
+    const model = app.serving.registry.get(MODEL);
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
     t.after(() => process.off('warning', onWarning));
+    await gate('close');
     const stream = openStream(inference, 'ModelStreamInfer');
     for (let i = 0; i < 24; i++) stream.call.write(fp32Request(items(1, i), { id: `s${i}` }));
     stream.call.end();
+    await until(() => model.batcher.inflightBatches === 1 && model.batcher.queueDepth === 23, 'all 24 requests in flight at once');
+    await gate('open');
     const answers = (await stream.received(24)) as StreamAnswer[];
     assert.equal((await stream.status).code, status.OK);
     assert.deepEqual(answers.map((a) => [a.infer_response.id, a.error_message]), answers.map((_, i) => [`s${i}`, '']));
-    // 'warning' is emitted on process.nextTick after the listener is added: let it through.
+    // process 'warning' is emitted on a later tick than the listener that caused it.
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
   });
