@@ -25,6 +25,10 @@ class RequestBody extends Readable {
     private readonly tally: BodyCount,
   ) {
     super();
+    tally.onEvict = (err) => {
+      this.raw.pause();
+      this.destroy(err);
+    };
   }
 
   override _read(): void {

@@ -34,6 +34,16 @@ async function stalled(port: number, declared: number, sent: number): Promise<So
   return socket;
 }
 
+/** The head of the first answer on `socket`, once it has arrived. */
+async function statusLine(socket: Socket): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of socket) {
+    chunks.push(c as Buffer);
+    if (Buffer.concat(chunks).includes('\r\n\r\n')) break;
+  }
+  return Buffer.concat(chunks).toString('latin1');
+}
+
 describe('body budget', () => {
   it('counts what arrives, refuses past the budget with 503, and gives bytes back when a client goes away', async (t) => {
     const app = await resnet20App(t, { UPLOAD_MAX_BYTES: String(BUDGET), JSON_BODY_MAX_BYTES: String(BUDGET), BODY_MEMORY_BUDGET_BYTES: String(BUDGET) });
@@ -75,6 +85,32 @@ describe('body budget', () => {
       await until(async () => (await arrivingBytes(app)) === 0, 'C and E gave their bytes back');
       const after = await send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/jpeg' }, body: cat });
       assert.equal(after.status, 200, after.text);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+
+  it('makes room for the oldest body by failing the youngest, so large uploads cannot refuse each other for ever', async (t) => {
+    const app = await resnet20App(t, { UPLOAD_MAX_BYTES: String(BUDGET), JSON_BODY_MAX_BYTES: String(BUDGET), BODY_MEMORY_BUDGET_BYTES: String(BUDGET) });
+    const port = await listen(app);
+    const sockets: Socket[] = [];
+    try {
+      // A arrives first and has sent 10,000; B, younger, 60,000.
+      const a = await stalled(port, 90_000, 10_000);
+      sockets.push(a);
+      await until(async () => (await arrivingBytes(app)) === 10_000, 'A counted');
+      const b = await stalled(port, 90_000, 60_000);
+      sockets.push(b);
+      await until(async () => (await arrivingBytes(app)) === 70_000, 'B counted');
+      const bAnswer = statusLine(b);
+      // A's next 40,000 do not fit beside B's: B, the youngest, is failed to make room.
+      a.write(randomBytes(40_000));
+      assert.match(await bAnswer, /^HTTP\/1\.1 503 /);
+      await until(async () => (await arrivingBytes(app)) === 50_000, 'only A is counted');
+      // A completes: its body is answered on its merits (random bytes are no image), not 503.
+      const aAnswer = statusLine(a);
+      a.write(randomBytes(40_000));
+      assert.match(await aAnswer, /^HTTP\/1\.1 4(00|15) /);
     } finally {
       for (const socket of sockets) socket.destroy();
     }
