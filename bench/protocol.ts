@@ -46,8 +46,8 @@
  *   and a request past its deadline would spend CPU on no answer.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -55,12 +55,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ENV_VARS, loadConfig, type Config } from '../src/config.js';
 import { DEFAULT_BATCH_MAX_SIZE } from '../src/inference/execution-provider.js';
-import { openSession } from '../src/inference/onnx-binding.js';
-import { buildModelFiles } from '../src/model-tools/build.js';
-import { createImagePreprocessor } from '../src/preprocess/index.js';
 import { decoderVersions } from '../src/preprocess/sharp-pipeline.js';
-import { parseModelConfigFile, resolveModelInput, type ResolvedModelInput } from '../src/serving/model-config.js';
 import { availableCpus, cgroupCpuLimit } from '../src/system/cpu-quota.js';
+import { ensureModel, photoBatch, prepareRepository, readModelInput } from './lib/bench-model.js';
 import { positive } from './lib/cli.js';
 import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
 import { httpGet } from './lib/http-get.js';
@@ -83,7 +80,6 @@ const REPOSITORY = join(CACHE, 'protocol-repository');
 const SERVER_LOG = join(CACHE, 'protocol-server.log');
 /** The thread name of the inference worker and of onnxruntime's threads (src/inference/worker.ts). */
 const INFERENCE_THREADS = 'ort-inference';
-const IMAGE_EXTENSIONS = /\.(jpe?g|png|webp|gif)$/i;
 /**
  * Set for the server whatever the environment says: no keys, no rate limit (and keys are never
  * printed), and no gRPC listener (this measures the HTTP edge, and a fixed gRPC port would
@@ -166,59 +162,6 @@ function commandLine(): string {
 /** The next whole MiB at or above `bytes`. */
 function mibAbove(bytes: number): number {
   return Math.ceil(bytes / 2 ** 20) * 2 ** 20;
-}
-
-async function ensureModel(modelDir: string | undefined): Promise<{ dir: string; name: string }> {
-  if (modelDir !== undefined) {
-    if (!existsSync(join(modelDir, 'model.onnx'))) throw new Error(`--model ${modelDir}: no model.onnx there`);
-    return { dir: modelDir, name: basename(modelDir) };
-  }
-  if (!existsSync(join(DEFAULT_MODEL_DIR, 'model.onnx')) || !existsSync(join(DEFAULT_MODEL_DIR, 'config.json'))) {
-    process.stdout.write(`Building resnet50 with the model builder into ${DEFAULT_MODEL_DIR} (once) ...\n`);
-    const staging = `${DEFAULT_MODEL_DIR}.staging-${process.pid}`;
-    await rm(staging, { recursive: true, force: true });
-    await buildModelFiles({ arch: 'resnet50', outDir: staging });
-    await rm(DEFAULT_MODEL_DIR, { recursive: true, force: true });
-    await rename(staging, DEFAULT_MODEL_DIR);
-  }
-  return { dir: DEFAULT_MODEL_DIR, name: 'resnet50' };
-}
-
-/** A repository holding only this model: a folder of links to its files. */
-async function prepareRepository(model: { dir: string; name: string }): Promise<void> {
-  await rm(REPOSITORY, { recursive: true, force: true });
-  const folder = join(REPOSITORY, model.name);
-  await mkdir(folder, { recursive: true });
-  for (const entry of readdirSync(model.dir, { withFileTypes: true })) {
-    if (entry.isFile()) await symlink(join(model.dir, entry.name), join(folder, entry.name));
-  }
-}
-
-async function readModelInput(dir: string): Promise<ResolvedModelInput> {
-  const configPath = join(dir, 'config.json');
-  const config = existsSync(configPath) ? parseModelConfigFile(JSON.parse(await readFile(configPath, 'utf8')), configPath) : {};
-  const session = await openSession(join(dir, 'model.onnx'), { intraOpThreads: 1 });
-  try {
-    return resolveModelInput(config, session.inputs, { config: configPath, model: join(dir, 'model.onnx') });
-  } finally {
-    await session.release();
-  }
-}
-
-/** `batch` real items: the photos, preprocessed as the model's config says, in rotation. */
-async function photoBatch(input: ResolvedModelInput, batch: number): Promise<{ data: Float32Array; names: string[] }> {
-  const files = readdirSync(PHOTOS).filter((f) => IMAGE_EXTENSIONS.test(f)).sort();
-  if (files.length === 0) throw new Error(`no photos in ${PHOTOS}`);
-  const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: 100_000_000 });
-  const data = new Float32Array(batch * input.itemSize);
-  const names: string[] = [];
-  for (let i = 0; i < batch; i++) {
-    const name = files[i % files.length]!;
-    const item = await preprocessor.preprocess(readFileSync(join(PHOTOS, name)));
-    data.set(item.data, i * input.itemSize);
-    names.push(name);
-  }
-  return { data, names };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,10 +546,10 @@ async function main(): Promise<void> {
   const maxClients = Math.max(...args.concurrency);
 
   await mkdir(CACHE, { recursive: true });
-  const model = await ensureModel(args.modelDir);
+  const model = await ensureModel(args.modelDir, join(CACHE, 'models'));
   const input = await readModelInput(model.dir);
   const jpeg = readFileSync(args.image);
-  const photos = await photoBatch(input, args.batch);
+  const photos = await photoBatch(input, args.batch, PHOTOS);
   const tensorShape = [args.batch, ...input.shape.slice(1)];
   const requests = {
     'fp32-json': fp32JsonRequest(input.name, tensorShape, photos.data),
@@ -642,7 +585,7 @@ async function main(): Promise<void> {
 
   process.stdout.write(`v2 protocol benchmark ${date}\n${command}\nmachine: ${machine}\nload average: ${loadBefore}\nmodel: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n`);
 
-  await prepareRepository(model);
+  await prepareRepository(model, REPOSITORY);
   process.stdout.write(`Starting ${relative(ROOT, SERVER_ENTRY)} (log: ${SERVER_LOG}) ...\n`);
   const server = await startServer({
     entry: SERVER_ENTRY,

@@ -31,7 +31,7 @@
  * `BATCH_MAX_SIZE=16 npm run bench`); the ones that are set are printed with the command.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,11 +40,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { ENV_VARS, loadConfig, type Config } from '../src/config.js';
 import { DEFAULT_BATCH_MAX_SIZE } from '../src/inference/execution-provider.js';
-import { openSession } from '../src/inference/onnx-binding.js';
-import { buildModelFiles } from '../src/model-tools/build.js';
 import { decoderVersions } from '../src/preprocess/sharp-pipeline.js';
-import { parseModelConfigFile, resolveModelInput, type ResolvedModelInput } from '../src/serving/model-config.js';
+import { type ResolvedModelInput } from '../src/serving/model-config.js';
 import { availableCpus, cgroupCpuLimit } from '../src/system/cpu-quota.js';
+import { ensureModel, prepareRepository, readModelInput } from './lib/bench-model.js';
 import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
 import { httpGet } from './lib/http-get.js';
 import { runLoad, type LoadResult, type Upload } from './lib/load.js';
@@ -140,43 +139,6 @@ function commandLine(): string {
 
 // ---------------------------------------------------------------------------------------------
 // Model, repository, images
-
-async function ensureModel(modelDir: string | undefined): Promise<{ dir: string; name: string }> {
-  if (modelDir !== undefined) {
-    if (!existsSync(join(modelDir, 'model.onnx'))) throw new Error(`--model ${modelDir}: no model.onnx there`);
-    return { dir: modelDir, name: basename(modelDir) };
-  }
-  if (!existsSync(join(DEFAULT_MODEL_DIR, 'model.onnx')) || !existsSync(join(DEFAULT_MODEL_DIR, 'config.json'))) {
-    process.stdout.write(`Building resnet50 with the model builder into ${DEFAULT_MODEL_DIR} (once) ...\n`);
-    const staging = `${DEFAULT_MODEL_DIR}.staging-${process.pid}`;
-    await rm(staging, { recursive: true, force: true });
-    await buildModelFiles({ arch: 'resnet50', outDir: staging });
-    await rm(DEFAULT_MODEL_DIR, { recursive: true, force: true });
-    await rename(staging, DEFAULT_MODEL_DIR);
-  }
-  return { dir: DEFAULT_MODEL_DIR, name: 'resnet50' };
-}
-
-/** A repository holding only this model: a folder of links to its files. */
-async function prepareRepository(model: { dir: string; name: string }): Promise<void> {
-  await rm(REPOSITORY, { recursive: true, force: true });
-  const folder = join(REPOSITORY, model.name);
-  await mkdir(folder, { recursive: true });
-  for (const entry of readdirSync(model.dir, { withFileTypes: true })) {
-    if (entry.isFile()) await symlink(join(model.dir, entry.name), join(folder, entry.name));
-  }
-}
-
-async function readModelInput(dir: string): Promise<ResolvedModelInput> {
-  const configPath = join(dir, 'config.json');
-  const config = existsSync(configPath) ? parseModelConfigFile(JSON.parse(await readFile(configPath, 'utf8')), configPath) : {};
-  const session = await openSession(join(dir, 'model.onnx'), { intraOpThreads: 1 });
-  try {
-    return resolveModelInput(config, session.inputs, { config: configPath, model: join(dir, 'model.onnx') });
-  } finally {
-    await session.release();
-  }
-}
 
 function listImages(): Array<{ path: string; contentType: string }> {
   const found: Array<{ path: string; contentType: string }> = [];
@@ -735,7 +697,7 @@ async function main(): Promise<void> {
   }
 
   await mkdir(CACHE, { recursive: true });
-  const model = await ensureModel(args.modelDir);
+  const model = await ensureModel(args.modelDir, join(CACHE, 'models'));
   const input = await readModelInput(model.dir);
   const images = listImages();
   const uploads: Upload[] = images.map((i) => ({ name: basename(i.path), contentType: i.contentType, body: readFileSync(i.path) }));
@@ -778,7 +740,7 @@ async function main(): Promise<void> {
   const limit = limitOf(best.msPerImage, preprocess.cpuMsPerImage, cores);
   process.stdout.write(`  limit = 1000 / (${f2(best.msPerImage)} + ${f2(preprocess.cpuMsPerImage)} / ${cores}) = ${f1(limit)} images/s\n\n`);
 
-  await prepareRepository(model);
+  await prepareRepository(model, REPOSITORY);
   process.stdout.write(`Starting the server (log: ${SERVER_LOG}) ...\n`);
   const server = await startServer({
     entry: join(ROOT, 'dist', 'src', 'server.js'),
