@@ -17,13 +17,21 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import type { FastifyInstance } from 'fastify';
 import { SERVER_VERSION } from '../../src/app.js';
 import { startGrpcServer } from '../../src/grpc/server.js';
 import { PHOTOS_DIR, resnet20App, testConfig } from '../helpers.js';
+import { gatedApp, until } from './gated-app.js';
 import { listen } from './hostile-support.js';
 import { clientMissing, expectedLogits, needsClient, runCheck } from './tritonclient-support.js';
 
 const why = clientMissing();
+
+/** One FP32 item for the gated model `m`, over HTTP: it holds the worker while the gate is shut. */
+function fetchBlocker(app: FastifyInstance): Promise<unknown> {
+  const payload = JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3 * 32 * 32).fill(0) }] });
+  return app.inject({ method: 'POST', url: '/v2/models/m/infer', headers: { 'content-type': 'application/json' }, payload });
+}
 
 async function scratch(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tritonclient-'));
@@ -57,6 +65,26 @@ describe('tritonclient, unmodified, default modes', () => {
     t.after(() => grpc.close(1000));
     const dir = await scratch(t);
     const logits = await expectedLogits(dir);
-    await runCheck(t, 'check_grpc.py', ['--url', `127.0.0.1:${grpc.port}`, '--model', 'resnet20', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--expected-logits', logits, '--tolerance', '1e-5', '--api-key', key, '--timeout-check'], dir, 30);
+    await runCheck(t, 'check_grpc.py', ['--url', `127.0.0.1:${grpc.port}`, '--model', 'resnet20', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--expected-logits', logits, '--tolerance', '1e-5', '--api-key', key], dir, 30);
+  });
+
+  it('gRPC: client_timeout smaller than the work → DEADLINE_EXCEEDED, and the queued work is dropped', needsClient(why), async (t) => {
+    // The gated stand-in worker holds every batch while its gate is shut, so the work surely
+    // outlasts the client's deadline, whatever the machine's speed.
+    const { app, gate, model } = await gatedApp(t, {});
+    const { registry, lifecycle, dataPlane } = app.serving;
+    const grpc = await startGrpcServer({ config: testConfig('/nonexistent'), registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: app.log }, '127.0.0.1', 0);
+    t.after(() => grpc.close(1000));
+    await gate('close');
+    // A first call takes the worker and is held there; the checked call then waits in the queue.
+    const blocker = fetchBlocker(app);
+    await until(() => model.batcher.inflightBatches === 1, 'the blocker runs');
+    const computedBefore = dataPlane.statistics.snapshot([model])[0]!.execution_count;
+    await runCheck(t, 'check_grpc.py', ['--url', `127.0.0.1:${grpc.port}`, '--model', 'm', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--timeout-check', '--client-timeout', '0.5', '--only', 'client_timeout'], await scratch(t), 1);
+    await until(() => model.batcher.queueDepth === 0, 'the timed-out work left the queue');
+    await gate('open');
+    await blocker;
+    // Only the blocker ran: the timed-out request never reached the worker.
+    assert.equal(dataPlane.statistics.snapshot([model])[0]!.execution_count, computedBefore + 1);
   });
 });

@@ -81,6 +81,7 @@ class Checker:
         with open(args.png, "rb") as f:
             self.png = f.read()
         self.skip = set(s for s in (args.skip or "").split(",") if s)
+        self.only = set(s for s in (args.only or "").split(",") if s)
         # What every call sends: tritonclient turns `headers` into gRPC metadata as given.
         self.headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else None
         self.metadata = tuple(self.headers.items()) if self.headers else ()
@@ -92,7 +93,7 @@ class Checker:
         print(json.dumps(line, default=str), flush=True)
 
     def run(self, call, fn):
-        if call in self.skip:
+        if call in self.skip or (self.only and call not in self.only):
             return
         try:
             detail = fn()
@@ -454,6 +455,7 @@ def main():
     p.add_argument("--api-key", help="send 'authorization: Bearer KEY' on every call, and check that calls without it are refused")
     p.add_argument("--timeout-check", action="store_true", help="also check that client_timeout gives DEADLINE_EXCEEDED (needs a slow server)")
     p.add_argument("--client-timeout", type=float, default=0.001, help="seconds, for --timeout-check")
+    p.add_argument("--only", help="comma-separated call names: run only these")
     p.add_argument("--stream-count", type=int, default=10, help="requests sent on the in-order stream")
     p.add_argument("--stream-timeout", type=float, default=60.0, help="seconds a stream may take before it counts as hung")
     p.add_argument("--skip", help="comma-separated call names not to run")
