@@ -49,7 +49,9 @@ export async function startServer(options: StartServerOptions): Promise<ServerPr
   const baseUrl = `http://127.0.0.1:${port}`;
   const log = openSync(options.logPath, 'w');
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry], {
-    env: { ...process.env, ...options.env, HOST: '127.0.0.1', PORT: String(port) },
+    // gRPC off unless asked for: its fixed default port (8081) would collide with any other
+    // server on the machine, and only bench/grpc.ts measures it.
+    env: { GRPC_PORT: '0', ...process.env, ...options.env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', log, log],
   });
   closeSync(log);
