@@ -16,7 +16,7 @@ import { createApiKeyCheck } from './http/auth.js';
 import type { Lifecycle, RouteContext } from './http/context.js';
 import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
 import { HTTP_EDGE_SERVER_OPTIONS, installHttpEdge } from './http/http-edge.js';
-import { trackIncomingBodies } from './http/incoming-bodies.js';
+import { createIncomingBodies } from './http/incoming-bodies.js';
 import { createBodyBudget } from './http/body-budget.js';
 import { installRequestBodies } from './http/request-body.js';
 import { createJsonBodyParser, defaultJsonBodyLimits } from './protocol/json-body.js';
@@ -194,7 +194,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) if (method !== 'HEAD') routes.push({ method, path: routeLabel(route.url, route.config?.routeTemplate) });
   });
-  const incoming = trackIncomingBodies(app);
+  const incoming = createIncomingBodies();
   app.decorate('serving', {
     registry,
     metrics,
@@ -204,7 +204,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     refuseIncompleteBodies: () => incoming.refuseAll(),
     dataPlane: { service, statistics },
   });
-  const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION, bodyBudget };
+  const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
 
   // A client refused with 503 or 429 may send a body up to the largest the routes take; it is
   // drained rather than cut off, so the client reads its Retry-After.
@@ -221,7 +221,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     done(null, payload);
   });
   installHttpEdge(app);
-  installRequestBodies(app, bodyBudget);
+  installRequestBodies(app, bodyBudget, incoming);
   installAccessLog(app);
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);

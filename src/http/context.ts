@@ -1,6 +1,5 @@
 /** What the HTTP routes are given: the parsed config and the transport-free core. */
 import type { Config } from '../config.js';
-import type { BodyBudget } from './body-budget.js';
 import type { Metrics } from '../metrics.js';
 import type { InferenceService } from '../serving/inference-service.js';
 import type { ModelRegistry } from '../serving/model-registry.js';
@@ -17,6 +16,4 @@ export interface RouteContext {
   readonly metrics: Metrics;
   readonly lifecycle: Lifecycle;
   readonly version: string;
-  /** Bytes of bodies still arriving, process-wide (body-budget.ts). */
-  readonly bodyBudget: BodyBudget;
 }

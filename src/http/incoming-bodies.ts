@@ -5,36 +5,33 @@
  * are answered 503 SHUTTING_DOWN (retryable: another replica will take it) and their
  * connections closed, so the process exits on time and with 0.
  *
- * Only requests with a body are tracked, and each leaves the set when its body has all been
- * read or its request closed; an answer queued behind others on a pipelined connection does
- * not keep its request here.
+ * Requests with a body are added as their body starts to be read (request-body.ts) and leave
+ * when the request's 'close' comes, which Node emits as soon as the body has all been read (or
+ * the client went away); an answer queued behind others on a pipelined connection does not keep
+ * its request here.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
-import { hasBody } from './body-budget.js';
 import { RETRY_AFTER_SECONDS } from '../serving/inference-service.js';
 
 export interface IncomingBodies {
   /** Requests whose bodies are still arriving. */
   readonly size: number;
+  /** Tracks `request` until the returned function is called. */
+  add(request: FastifyRequest, reply: FastifyReply): () => void;
   /** Answers each of them 503 SHUTTING_DOWN with `Connection: close`; returns how many. */
   refuseAll(): number;
 }
 
-export function trackIncomingBodies(app: FastifyInstance): IncomingBodies {
+export function createIncomingBodies(): IncomingBodies {
   const receiving = new Map<FastifyRequest, FastifyReply>();
-  app.addHook('onRequest', (request, reply, done) => {
-    if (hasBody(request) && !request.raw.complete) {
-      receiving.set(request, reply);
-      const leave = () => receiving.delete(request);
-      request.raw.once('end', leave);
-      request.raw.once('close', leave);
-    }
-    done();
-  });
   return {
     get size() {
       return receiving.size;
+    },
+    add(request, reply) {
+      receiving.set(request, reply);
+      return () => receiving.delete(request);
     },
     refuseAll() {
       let refused = 0;

@@ -15,6 +15,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { admitBody, type BodyBudget, type BodyCount } from './body-budget.js';
 import { awaitsContinue, sendContinue } from './http-edge.js';
+import type { IncomingBodies } from './incoming-bodies.js';
 
 class RequestBody extends Readable {
   private started = false;
@@ -61,8 +62,16 @@ class RequestBody extends Readable {
   }
 }
 
-export function installRequestBodies(app: FastifyInstance, budget: BodyBudget): void {
-  app.addHook('preParsing', (request, _reply, payload, done) => {
+/** Each request's count of body bytes, for the routes that read the body themselves (multipart). */
+const counts = new WeakMap<IncomingMessage, BodyCount>();
+
+/** The count a request's body bytes go into, when it has a body. */
+export function bodyCountOf(raw: IncomingMessage): BodyCount | undefined {
+  return counts.get(raw);
+}
+
+export function installRequestBodies(app: FastifyInstance, budget: BodyBudget, incoming: IncomingBodies): void {
+  app.addHook('preParsing', (request, reply, payload, done) => {
     let tally: BodyCount | undefined;
     try {
       tally = admitBody(request, budget);
@@ -70,14 +79,25 @@ export function installRequestBodies(app: FastifyInstance, budget: BodyBudget): 
       done(err as Error);
       return;
     }
-    if (tally === undefined || request.isMultipart()) {
+    if (tally === undefined) {
       done(null, payload);
       return;
     }
-    // Whatever becomes of the stream, the request's 'close' (which always comes) gives the
-    // bytes back.
+    // One listener for this request's bookkeeping: its 'close', which Node emits once the body
+    // has all been read or the client went away (always), gives the bytes back and takes the
+    // request off the drain's list.
     const count = tally;
-    request.raw.once('close', () => count.release());
+    counts.set(request.raw, count);
+    const leave = incoming.add(request, reply);
+    request.raw.once('close', () => {
+      count.release();
+      leave();
+    });
+    // Multipart bodies are read by the route, which counts them with bodyCountOf (request-inputs.ts).
+    if (request.isMultipart()) {
+      done(null, payload);
+      return;
+    }
     // No route here: a client waiting for 100 Continue is not asked for a body only to be told
     // 404; it gets the answer to an empty one.
     if (request.is404 && awaitsContinue(request.raw)) {

@@ -7,8 +7,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../errors.js';
 import { checkImageCount, decodeBase64Images } from '../protocol/images.js';
 import type { RequestControl } from '../serving/inference-service.js';
-import { BodyCount, type BodyBudget } from './body-budget.js';
 import { sendContinue } from './http-edge.js';
+import { bodyCountOf } from './request-body.js';
 
 export interface InputLimits {
   /** Bytes of image data one request may carry, all images together. */
@@ -50,7 +50,7 @@ export function multipartMaxBodyBytes(limits: Pick<InputLimits, 'uploadMaxBytes'
   return m.fileSize + m.fields * (m.fieldSize + m.fieldNameSize) + (m.parts + 1) * (m.headerSize + boundaryLine);
 }
 
-async function readMultipart(request: FastifyRequest, limits: InputLimits, bodyBudget: BodyBudget | undefined): Promise<Buffer[]> {
+async function readMultipart(request: FastifyRequest, limits: InputLimits): Promise<Buffer[]> {
   const declared = Number(request.headers['content-length']);
   const maxBody = multipartMaxBodyBytes(limits, request.headers['content-type']?.length ?? 0);
   if (declared > maxBody) {
@@ -61,8 +61,8 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits, bodyB
   const images: Buffer[] = [];
   let total = 0;
   // Multipart bodies are read here, past the body budget's stream: their file bytes are counted
-  // here, until the body has all arrived.
-  const tally = bodyBudget === undefined ? undefined : new BodyCount(bodyBudget);
+  // here, until the body has all arrived (the request's 'close' gives them back).
+  const tally = bodyCountOf(request.raw);
   try {
     for await (const part of request.parts()) {
       if (part.type !== 'file') continue;
@@ -88,8 +88,6 @@ async function readMultipart(request: FastifyRequest, limits: InputLimits, bodyB
     // ("The needle cannot have a length bigger than 256"), so the client gets ours.
     if (e.code !== undefined || e.statusCode !== undefined) throw err;
     throw errors.INVALID_REQUEST('Malformed multipart/form-data body: check its boundary and part headers', { cause: err });
-  } finally {
-    tally?.release();
   }
   return images;
 }
@@ -111,13 +109,10 @@ function readInstances(body: unknown, limits: InputLimits): Buffer[] {
   return decodeBase64Images(values.map((v) => v.value), (i) => values[i]!.what, limits);
 }
 
-/**
- * The images of a v1 predict request, in order.
- * @param bodyBudget counts a multipart body's bytes while they arrive (see body-budget.ts).
- */
-export async function readImages(request: FastifyRequest, limits: InputLimits, bodyBudget?: BodyBudget): Promise<Buffer[]> {
+/** The images of a v1 predict request, in order. */
+export async function readImages(request: FastifyRequest, limits: InputLimits): Promise<Buffer[]> {
   let images: Buffer[];
-  if (request.isMultipart()) images = await readMultipart(request, limits, bodyBudget);
+  if (request.isMultipart()) images = await readMultipart(request, limits);
   else if (Buffer.isBuffer(request.body)) images = request.body.length > 0 ? [request.body] : [];
   else if (request.body !== undefined && request.body !== null) images = readInstances(request.body, limits);
   else images = [];

@@ -26,7 +26,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
   const predict = async (model: ServedModel, request: FastifyRequest, reply: FastifyReply) => {
     const control = requestControl(request, reply, limits);
     const topK = readTopK(request.query, model.output.classes);
-    const images = await readImages(request, limits, ctx.bodyBudget);
+    const images = await readImages(request, limits);
     const result = await ctx.service.classify(model, images, topK, control);
     setServerTiming(reply, result.timings);
     request.inferenceLog = { model: model.name, images: images.length, batchSize: result.timings.batchSize, timings: result.timings };
