@@ -69,7 +69,7 @@ import type { ResolvedModelInput } from '../src/serving/model-config.js';
 import { availableCpus, cgroupCpuLimit } from '../src/system/cpu-quota.js';
 import { ensureModel, photoBatch, prepareRepository, readModelInput } from './lib/bench-model.js';
 import { runCallLoop } from './lib/call-loop.js';
-import { positive } from './lib/cli.js';
+import { commandLine, positive } from './lib/cli.js';
 import { ownCpuSeconds, readMachineTimes } from './lib/cpu-usage.js';
 import { createCpuWindow, type WindowCpu } from './lib/cpu-window.js';
 import { httpGet } from './lib/http-get.js';
@@ -99,7 +99,6 @@ const INFERENCE_THREADS = 'ort-inference';
 const FORCED_SERVER_ENV: Readonly<Record<string, string>> = { API_KEYS: '', API_KEYS_FILE: '', RATE_LIMIT_MAX: '0' };
 /** Set by the benchmark itself, so not part of the command that reproduces it. */
 const OWN_SERVER_ENV = ['HOST', 'PORT', 'GRPC_PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL'];
-const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS'] as const;
 const BENCH_JSON_BODY_MAX_BYTES = 32 * 1024 * 1024;
 /** The server's BODY_MEMORY_BUDGET_BYTES default (src/config.ts). */
 const DEFAULT_BODY_BUDGET_BYTES = 256 * 1024 * 1024;
@@ -171,17 +170,6 @@ function parseCliArgs(argv: string[]): Args {
   };
 }
 
-/** The command that reproduces this run, with the settings that were taken from the environment. */
-function commandLine(): string {
-  const env = [...ENV_VARS, ...EXTRA_ENV]
-    .filter((k) => !(k in FORCED_SERVER_ENV) && !OWN_SERVER_ENV.includes(k) && process.env[k] !== undefined && process.env[k] !== '')
-    .map((k) => `${k}=${process.env[k]}`);
-  const args = process.argv.slice(2);
-  const viaNpm = process.env.npm_lifecycle_event === 'bench:grpc';
-  const script = relative(ROOT, fileURLToPath(import.meta.url));
-  const command = viaNpm ? `npm run bench:grpc${args.length > 0 ? ` -- ${args.join(' ')}` : ''}` : `node ${script} ${args.join(' ')}`.trim();
-  return [...env, command].join(' ');
-}
 
 const mibAbove = (bytes: number) => Math.ceil(bytes / 2 ** 20) * 2 ** 20;
 
@@ -686,7 +674,7 @@ async function main(): Promise<void> {
 
   const versions = decoderVersions();
   const date = new Date().toISOString();
-  const command = commandLine();
+  const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:grpc', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
   const revisionAtStart = revision();
   const machine =
     `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} logical cores (nproc ${availableParallelism()}), cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores for the server, ` +

@@ -58,7 +58,7 @@ import { DEFAULT_BATCH_MAX_SIZE } from '../src/inference/execution-provider.js';
 import { decoderVersions } from '../src/preprocess/sharp-pipeline.js';
 import { availableCpus, cgroupCpuLimit } from '../src/system/cpu-quota.js';
 import { ensureModel, photoBatch, prepareRepository, readModelInput } from './lib/bench-model.js';
-import { positive } from './lib/cli.js';
+import { commandLine, positive } from './lib/cli.js';
 import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
 import { httpGet } from './lib/http-get.js';
 import { findRepoRoot } from './lib/repo-root.js';
@@ -88,7 +88,6 @@ const INFERENCE_THREADS = 'ort-inference';
 const FORCED_SERVER_ENV: Readonly<Record<string, string>> = { API_KEYS: '', API_KEYS_FILE: '', RATE_LIMIT_MAX: '0', GRPC_PORT: '0' };
 /** Set by the benchmark itself, so not part of the command that reproduces it. */
 const OWN_SERVER_ENV = ['HOST', 'PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL'];
-const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS'] as const;
 /** JSON_BODY_MAX_BYTES unless set: room for the JSON FP32 body (23.5 MB at batch 8). */
 const BENCH_JSON_BODY_MAX_BYTES = 32 * 1024 * 1024;
 /** The server's BODY_MEMORY_BUDGET_BYTES default (src/config.ts). */
@@ -144,17 +143,6 @@ function parseCliArgs(argv: string[]): Args {
   };
 }
 
-/** The command that reproduces this run, with the settings that were taken from the environment. */
-function commandLine(): string {
-  const env = [...ENV_VARS, ...EXTRA_ENV]
-    .filter((k) => !(k in FORCED_SERVER_ENV) && !OWN_SERVER_ENV.includes(k) && process.env[k] !== undefined && process.env[k] !== '')
-    .map((k) => `${k}=${process.env[k]}`);
-  const args = process.argv.slice(2);
-  const viaNpm = process.env.npm_lifecycle_event === 'bench:protocol';
-  const script = relative(ROOT, fileURLToPath(import.meta.url));
-  const command = viaNpm ? `npm run bench:protocol${args.length > 0 ? ` -- ${args.join(' ')}` : ''}` : `node ${script} ${args.join(' ')}`.trim();
-  return [...env, command].join(' ');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Model, repository, tensors
@@ -577,7 +565,7 @@ async function main(): Promise<void> {
   const versions = decoderVersions();
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
-  const command = commandLine();
+  const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:protocol', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
   const revisionAtStart = revision();
   const machine =
     `${cpuModel}, ${cpus().length} logical cores (nproc ${availableParallelism()}), cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores for the server, ` +

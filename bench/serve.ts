@@ -47,7 +47,7 @@ import { ensureModel, prepareRepository, readModelInput } from './lib/bench-mode
 import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
 import { httpGet } from './lib/http-get.js';
 import { runLoad, type LoadResult, type Upload } from './lib/load.js';
-import { positive } from './lib/cli.js';
+import { commandLine, positive } from './lib/cli.js';
 import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
 import { measurePairedLatency, type PairedLatency } from './lib/paired-latency.js';
 import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
@@ -71,7 +71,6 @@ const DIRECT_MAX_BATCH = 16;
  */
 const LOOP_SAMPLE_INTERVAL_MS = 10;
 /** Environment variables besides the server's own that change its performance. */
-const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS'] as const;
 /**
  * Set for the server whatever the environment says: the benchmark measures the data plane,
  * so no keys and no rate limit (and keys are never printed with the command).
@@ -126,16 +125,6 @@ function parseCliArgs(argv: string[]): Args {
   };
 }
 
-/** The command that reproduces this run, with the settings that were taken from the environment. */
-function commandLine(): string {
-  const env = [...ENV_VARS, ...EXTRA_ENV]
-    .filter((k) => !(k in FORCED_SERVER_ENV) && !OWN_SERVER_ENV.includes(k) && process.env[k] !== undefined && process.env[k] !== '')
-    .map((k) => `${k}=${process.env[k]}`);
-  const args = process.argv.slice(2);
-  const viaNpm = process.env.npm_lifecycle_event === 'bench';
-  const command = viaNpm ? `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}` : `node dist/bench/serve.js ${args.join(' ')}`.trim();
-  return [...env, command].join(' ');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Model, repository, images
@@ -705,7 +694,7 @@ async function main(): Promise<void> {
   const versions = decoderVersions();
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
-  const command = commandLine();
+  const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench', direct: 'node dist/bench/serve.js' });
 
   process.stdout.write(
     `serving benchmark ${date}\n${command}\n` +
