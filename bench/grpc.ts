@@ -53,7 +53,6 @@
  * (over the default 256 MiB only if JSON FP32 runs at many clients: 32 × 23.5 MB needs 940 MiB);
  * QUEUE_MAX_SIZE batch × most clients; REQUEST_TIMEOUT_MS 120 s.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -74,7 +73,7 @@ import { ownCpuSeconds, readMachineTimes } from './lib/cpu-usage.js';
 import { createCpuWindow, type WindowCpu } from './lib/cpu-window.js';
 import { httpGet } from './lib/http-get.js';
 import { measureDirectInference } from './lib/onnx-direct.js';
-import { findRepoRoot } from './lib/repo-root.js';
+import { findRepoRoot, revision, versionOf } from './lib/repo-root.js';
 import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { freePort, startServer } from './lib/server-process.js';
@@ -601,24 +600,6 @@ function renderMarkdown(r: Report): string {
 
 // ---------------------------------------------------------------------------------------------
 
-function revision(): string {
-  try {
-    const git = (...a: string[]) => execFileSync('git', a, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const changed = git('status', '--porcelain', '--', 'src', 'proto').length > 0;
-    return `${git('rev-parse', '--short', 'HEAD')}${changed ? ' with uncommitted changes in src/ or proto/' : ''}`;
-  } catch {
-    return 'unknown (no git)';
-  }
-}
-
-function versionOf(pkg: string): string {
-  try {
-    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
 function describeSettings(config: Config): string {
   return [
     `BATCH_MAX_SIZE ${config.batchMaxSize ?? `${DEFAULT_BATCH_MAX_SIZE.cpu} (default)`}`,
@@ -675,7 +656,7 @@ async function main(): Promise<void> {
   const versions = decoderVersions();
   const date = new Date().toISOString();
   const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:grpc', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
-  const revisionAtStart = revision();
+  const revisionAtStart = revision(ROOT, ['src', 'proto']);
   const machine =
     `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} logical cores (nproc ${availableParallelism()}), cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores for the server, ` +
     `${(totalmem() / 2 ** 30).toFixed(1)} GiB memory; a shared VM whose speed drifts (other tenants), so figures vary from run to run`;
@@ -769,8 +750,8 @@ async function main(): Promise<void> {
       command,
       machine,
       versions:
-        `node ${process.version}, onnxruntime-node ${versionOf('onnxruntime-node')}, @grpc/grpc-js ${versionOf('@grpc/grpc-js')} (server and client), ` +
-        `@grpc/proto-loader ${versionOf('@grpc/proto-loader')}, fastify ${versionOf('fastify')}, sharp ${versions.sharp} (libvips ${versions.libvips})`,
+        `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, @grpc/grpc-js ${versionOf(ROOT, '@grpc/grpc-js')} (server and client), ` +
+        `@grpc/proto-loader ${versionOf(ROOT, '@grpc/proto-loader')}, fastify ${versionOf(ROOT, 'fastify')}, sharp ${versions.sharp} (libvips ${versions.libvips})`,
       revision: revisionAtStart,
       settings: describeSettings(config),
       benchSettings: Object.keys(benchEnv).length === 0 ? 'nothing (the environment set them all)' : Object.entries(benchEnv).map(([k, v]) => `${k} ${v}`).join(', '),

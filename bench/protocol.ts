@@ -45,7 +45,6 @@
  * - REQUEST_TIMEOUT_MS 120 s: 32 clients of JSON FP32 wait 10–20 s here, near the default 30 s,
  *   and a request past its deadline would spend CPU on no answer.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -61,7 +60,7 @@ import { ensureModel, photoBatch, prepareRepository, readModelInput } from './li
 import { commandLine, positive } from './lib/cli.js';
 import { ownCpuSeconds, readMachineTimes, readThreadTimes, threadGroupDelta, type MachineTimes, type ThreadTimes } from './lib/cpu-usage.js';
 import { httpGet } from './lib/http-get.js';
-import { findRepoRoot } from './lib/repo-root.js';
+import { findRepoRoot, revision, versionOf } from './lib/repo-root.js';
 import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { startServer } from './lib/server-process.js';
@@ -490,25 +489,6 @@ function renderMarkdown(r: Report): string {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The commit the server was built from, and whether src/ differed from it. */
-function revision(): string {
-  try {
-    const git = (...a: string[]) => execFileSync('git', a, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const changed = git('status', '--porcelain', '--', 'src').length > 0;
-    return `${git('rev-parse', '--short', 'HEAD')}${changed ? ' with uncommitted changes in src/' : ''}`;
-  } catch {
-    return 'unknown (no git)';
-  }
-}
-
-function versionOf(pkg: string): string {
-  try {
-    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
 function describeSettings(config: Config): string {
   return [
     `BATCH_MAX_SIZE ${config.batchMaxSize ?? `${DEFAULT_BATCH_MAX_SIZE.cpu} (default)`}`,
@@ -566,7 +546,7 @@ async function main(): Promise<void> {
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
   const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:protocol', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
-  const revisionAtStart = revision();
+  const revisionAtStart = revision(ROOT, ['src']);
   const machine =
     `${cpuModel}, ${cpus().length} logical cores (nproc ${availableParallelism()}), cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores for the server, ` +
     `${(totalmem() / 2 ** 30).toFixed(1)} GiB memory; a shared VM whose speed drifts (other tenants), so figures vary from run to run`;
@@ -627,7 +607,7 @@ async function main(): Promise<void> {
       date,
       command,
       machine,
-      versions: `node ${process.version}, onnxruntime-node ${versionOf('onnxruntime-node')}, fastify ${versionOf('fastify')}, sharp ${versions.sharp} (libvips ${versions.libvips})`,
+      versions: `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, fastify ${versionOf(ROOT, 'fastify')}, sharp ${versions.sharp} (libvips ${versions.libvips})`,
       revision: revisionAtStart,
       settings: describeSettings(config),
       loadBefore,

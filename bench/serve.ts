@@ -51,7 +51,7 @@ import { commandLine, positive } from './lib/cli.js';
 import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
 import { measurePairedLatency, type PairedLatency } from './lib/paired-latency.js';
 import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
-import { findRepoRoot } from './lib/repo-root.js';
+import { findRepoRoot, versionOf } from './lib/repo-root.js';
 import { startServer } from './lib/server-process.js';
 import { median, quantile } from './lib/stats.js';
 import { measurePreprocessCost } from './preprocess.js';
@@ -652,14 +652,6 @@ function pairedSection(p: PairedLatency | undefined): string[] {
 
 // ---------------------------------------------------------------------------------------------
 
-function versionOf(pkg: string): string {
-  try {
-    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
 function describeSettings(config: Config, maxBatchSize: number): string {
   return [
     `BATCH_MAX_SIZE ${maxBatchSize}${config.batchMaxSize === undefined ? ' (default)' : ''}`,
@@ -792,7 +784,7 @@ async function main(): Promise<void> {
     date,
     command,
     machine: `${cpuModel}, ${cpus().length} logical cores, cgroup CPU limit ${cgroup ?? 'none'}, ${cores} cores available to the server`,
-    versions: `node ${process.version}, onnxruntime-node ${versionOf('onnxruntime-node')}, sharp ${versions.sharp} (libvips ${versions.libvips}), fastify ${versionOf('fastify')}, autocannon ${versionOf('autocannon')}`,
+    versions: `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, sharp ${versions.sharp} (libvips ${versions.libvips}), fastify ${versionOf(ROOT, 'fastify')}, autocannon ${versionOf(ROOT, 'autocannon')}`,
     settings: describeSettings(config, maxBatchSize),
     model: model.dir === DEFAULT_MODEL_DIR ? 'resnet50 from the model builder' : model.dir,
     images: `${images.length} from ../shared/images (${photos} photos, ${images.length - photos} CIFAR-10 32×32 JPEGs), raw bodies, each client rotating through all of them; ${args.warmupSeconds} s warm-up then ${args.durationSeconds} s measured per level`,
