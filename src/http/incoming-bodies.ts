@@ -15,8 +15,6 @@ import { errors } from '../errors.js';
 import { RETRY_AFTER_SECONDS } from '../serving/inference-service.js';
 
 export interface IncomingBodies {
-  /** Requests whose bodies are still arriving. */
-  readonly size: number;
   /** Tracks `request` until the returned function is called. */
   add(request: FastifyRequest, reply: FastifyReply): () => void;
   /** Answers each of them 503 SHUTTING_DOWN with `Connection: close`; returns how many. */
@@ -26,9 +24,6 @@ export interface IncomingBodies {
 export function createIncomingBodies(): IncomingBodies {
   const receiving = new Map<FastifyRequest, FastifyReply>();
   return {
-    get size() {
-      return receiving.size;
-    },
     add(request, reply) {
       receiving.set(request, reply);
       return () => receiving.delete(request);

@@ -38,8 +38,6 @@ export interface DecodeBudget {
   readonly capacityBytes: number;
   readonly maxImageBytes: number;
   /** Bytes reserved by decodes running now. */
-  readonly reservedBytes: number;
-  /** The same as `reservedBytes`, under the name every memory budget here shares. */
   readonly usedBytes: number;
   /** Decodes waiting for room. */
   readonly waiting: number;
@@ -90,9 +88,6 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
   return {
     capacityBytes,
     maxImageBytes,
-    get reservedBytes() {
-      return reserved;
-    },
     get usedBytes() {
       return reserved;
     },

@@ -29,12 +29,12 @@ describe('createDecodeBudget', () => {
   it('refuses an image over maxImageBytes with IMAGE_TOO_LARGE, reserving nothing', async () => {
     const budget = createDecodeBudget({ capacityBytes: 100 * 2 ** 20, maxImageBytes: 50 * 2 ** 20 });
     assert.equal(await codeOf(budget.reserve(50 * 2 ** 20 + 1)), 'IMAGE_TOO_LARGE');
-    assert.equal(budget.reservedBytes, 0);
+    assert.equal(budget.usedBytes, 0);
     const release = await budget.reserve(50 * 2 ** 20);
-    assert.equal(budget.reservedBytes, 50 * 2 ** 20);
+    assert.equal(budget.usedBytes, 50 * 2 ** 20);
     release();
     release();
-    assert.equal(budget.reservedBytes, 0, 'returning twice returns once');
+    assert.equal(budget.usedBytes, 0, 'returning twice returns once');
   });
 
   it('makes decodes past the capacity wait, first come first served, and grants them as room returns', async () => {
@@ -54,7 +54,7 @@ describe('createDecodeBudget', () => {
     releaseBig();
     (await small)();
     assert.deepEqual(order, ['big', 'small']);
-    assert.equal(budget.reservedBytes, 0);
+    assert.equal(budget.usedBytes, 0);
     assert.equal(budget.waiting, 0);
   });
 
@@ -79,7 +79,7 @@ describe('createDecodeBudget', () => {
     (await small)();
     assert.equal(budget.waiting, 0);
     held();
-    assert.equal(budget.reservedBytes, 0);
+    assert.equal(budget.usedBytes, 0);
     // Already past its deadline or aborted: refused at once, nothing reserved.
     assert.equal(await codeOf(budget.reserve(10, { deadline: 999 })), 'DEADLINE_EXCEEDED');
     assert.equal(await codeOf(budget.reserve(10, { signal: AbortSignal.abort() })), 'CANCELLED');
