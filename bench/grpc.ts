@@ -97,7 +97,7 @@ const INFERENCE_THREADS = 'ort-inference';
 /** Set for the server whatever the environment says: no keys, no rate limit (keys are never printed). GRPC_PORT is added. */
 const FORCED_SERVER_ENV: Readonly<Record<string, string>> = { API_KEYS: '', API_KEYS_FILE: '', RATE_LIMIT_MAX: '0' };
 /** Set by the benchmark itself, so not part of the command that reproduces it. */
-const OWN_SERVER_ENV = ['HOST', 'PORT', 'GRPC_PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL'];
+const OWN_SERVER_ENV = ['HOST', 'PORT', 'GRPC_PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL'];
 const BENCH_JSON_BODY_MAX_BYTES = 32 * 1024 * 1024;
 /** The server's BODY_MEMORY_BUDGET_BYTES default (src/config.ts). */
 const DEFAULT_BODY_BUDGET_BYTES = 256 * 1024 * 1024;
@@ -666,7 +666,7 @@ async function main(): Promise<void> {
   process.stdout.write(`Starting ${relative(ROOT, SERVER_ENTRY)} with GRPC_PORT ${grpcPort} (log: ${SERVER_LOG}) ...\n`);
   const server = await startServer({
     entry: SERVER_ENTRY,
-    env: { ...serverEnv, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, BUILD_DEFAULT_MODEL: 'false' },
+    env: { ...serverEnv, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, SEED_DEFAULT_MODEL: 'false' },
     logPath: SERVER_LOG,
   });
   const grpc = createV2GrpcClient(`127.0.0.1:${grpcPort}`, PROTO);

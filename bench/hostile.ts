@@ -29,7 +29,7 @@
  * if it has not exited 5 s after SIGTERM).
  *
  * `--server` runs another build of the server (e.g. a worktree of an older commit) with the same
- * settings: the model repository, BUILD_DEFAULT_MODEL=false, LOG_LEVEL=warn, and the rest from
+ * settings: the model repository, SEED_DEFAULT_MODEL=false, LOG_LEVEL=warn, and the rest from
  * the environment (each server's defaults otherwise).
  */
 import { execFileSync } from 'node:child_process';
@@ -206,7 +206,7 @@ async function runPhase(name: PhaseName, settings: Settings): Promise<PhaseResul
   const image = settings.workload.images.find((i) => i.name === NORMAL_IMAGE)!.body;
   const server = await startServer({
     entry: settings.entry,
-    env: { MODEL_REPOSITORY: settings.workload.repository, BUILD_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn' },
+    env: { MODEL_REPOSITORY: settings.workload.repository, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn' },
     logPath: join(settings.workload.repository, `server-${name}.log`),
   });
   let measured: Omit<PhaseResult, 'exitCode'>;
@@ -383,7 +383,7 @@ async function main(): Promise<void> {
     probeTimeoutMs: num('probe-timeout-ms'),
     sampleMs: num('sample-ms'),
   };
-  console.log(machineBanner('Hostile input benchmark', `server ${entry}; model ${MODEL} (shared, trained); phases ${phases.join(', ')}, ${settings.seconds} s each on a fresh server process; BUILD_DEFAULT_MODEL=false LOG_LEVEL=warn, other settings from the environment (the server's defaults otherwise)`));
+  console.log(machineBanner('Hostile input benchmark', `server ${entry}; model ${MODEL} (shared, trained); phases ${phases.join(', ')}, ${settings.seconds} s each on a fresh server process; SEED_DEFAULT_MODEL=false LOG_LEVEL=warn, other settings from the environment (the server's defaults otherwise)`));
   console.log(`# server build: ${describeBuild(entry)}`);
   console.log(`# command: node ${process.argv.slice(1).map((a) => a.replace(REPO + '/', '')).join(' ')}`);
   console.log(`# Deployment memory limit (deploy/base/deployment.yaml, container server): ${limit.quantity} = ${mb(limit.bytes)}`);

@@ -228,7 +228,7 @@ async function main(): Promise<void> {
   const connections = num('connections');
 
   const workload = await prepareWorkload(model, resolve(values['model-dir']!));
-  const env = { MODEL_REPOSITORY: workload.repository, BUILD_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn', REQUEST_TIMEOUT_MS: String(deadlineMs) };
+  const env = { MODEL_REPOSITORY: workload.repository, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn', REQUEST_TIMEOUT_MS: String(deadlineMs) };
   console.log(machineBanner('Overload benchmark', `model ${model}; REQUEST_TIMEOUT_MS=${deadlineMs}; other settings from the environment (defaults otherwise)`));
   let server: ServerProcess | undefined;
   try {

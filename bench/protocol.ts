@@ -86,7 +86,7 @@ const INFERENCE_THREADS = 'ort-inference';
  */
 const FORCED_SERVER_ENV: Readonly<Record<string, string>> = { API_KEYS: '', API_KEYS_FILE: '', RATE_LIMIT_MAX: '0', GRPC_PORT: '0' };
 /** Set by the benchmark itself, so not part of the command that reproduces it. */
-const OWN_SERVER_ENV = ['HOST', 'PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL'];
+const OWN_SERVER_ENV = ['HOST', 'PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL'];
 /** JSON_BODY_MAX_BYTES unless set: room for the JSON FP32 body (23.5 MB at batch 8). */
 const BENCH_JSON_BODY_MAX_BYTES = 32 * 1024 * 1024;
 /** The server's BODY_MEMORY_BUDGET_BYTES default (src/config.ts). */
@@ -557,7 +557,7 @@ async function main(): Promise<void> {
   process.stdout.write(`Starting ${relative(ROOT, SERVER_ENTRY)} (log: ${SERVER_LOG}) ...\n`);
   const server = await startServer({
     entry: SERVER_ENTRY,
-    env: { ...serverEnv, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, BUILD_DEFAULT_MODEL: 'false' },
+    env: { ...serverEnv, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, SEED_DEFAULT_MODEL: 'false' },
     logPath: SERVER_LOG,
   });
   const runs: Run[] = [];

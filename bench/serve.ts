@@ -77,7 +77,7 @@ const LOOP_SAMPLE_INTERVAL_MS = 10;
  */
 const FORCED_SERVER_ENV: Readonly<Record<string, string>> = { API_KEYS: '', API_KEYS_FILE: '', RATE_LIMIT_MAX: '0' };
 /** Set by the benchmark itself, so not part of the command that reproduces it. */
-const OWN_SERVER_ENV = ['HOST', 'PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL'];
+const OWN_SERVER_ENV = ['HOST', 'PORT', 'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL'];
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -725,7 +725,7 @@ async function main(): Promise<void> {
   process.stdout.write(`Starting the server (log: ${SERVER_LOG}) ...\n`);
   const server = await startServer({
     entry: join(ROOT, 'dist', 'src', 'server.js'),
-    env: { ...FORCED_SERVER_ENV, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, BUILD_DEFAULT_MODEL: 'false' },
+    env: { ...FORCED_SERVER_ENV, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, SEED_DEFAULT_MODEL: 'false' },
     logPath: SERVER_LOG,
     nodeArgs: args.serverNodeArgs,
   });

@@ -129,7 +129,7 @@ async function main(): Promise<void> {
   try {
     server = await startServer({
       entry: join(REPO, 'dist', 'src', 'server.js'),
-      env: { MODEL_REPOSITORY: workload.repository, BUILD_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn' },
+      env: { MODEL_REPOSITORY: workload.repository, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn' },
       logPath: join(workload.repository, 'server.log'),
     });
     const running = server;

@@ -26,8 +26,12 @@ export interface Config {
   readonly modelRepository: string;
   /** Model served by the short routes (`/v1/predict`); with a single model it is that one. */
   readonly defaultModel: string | undefined;
-  /** Build an (untrained) resnet50 into an empty repository at startup. @default true */
-  readonly buildDefaultModel: boolean;
+  /**
+   * Copy the shipped trained ResNet-20 (assets/models/resnet20-cifar10) into an empty
+   * repository at startup. `SEED_DEFAULT_MODEL`; `BUILD_DEFAULT_MODEL` is its former name,
+   * still read. @default true
+   */
+  readonly seedDefaultModel: boolean;
 
   /**
    * Largest batch a worker takes from the queue at once; `undefined` leaves it to the provider
@@ -131,7 +135,7 @@ export class ConfigError extends Error {
 /** Every environment variable the server reads, with its meaning; README's table mirrors it. */
 export const ENV_VARS = [
   'HOST', 'PORT', 'METRICS_PORT', 'GRPC_PORT', 'LOG_LEVEL',
-  'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
+  'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
   'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
   'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES', 'BODY_MEMORY_BUDGET_BYTES',
@@ -175,6 +179,19 @@ function readBool(env: Env, name: string, fallback: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(value)) return true;
   if (['0', 'false', 'no', 'off'].includes(value)) return false;
   throw new ConfigError(`Expected \`${name}\` to be true or false, got \`${raw}\``);
+}
+
+/**
+ * `SEED_DEFAULT_MODEL`, or its former name `BUILD_DEFAULT_MODEL` (which built an untrained
+ * resnet50 before a trained model shipped); both set and disagreeing is refused.
+ */
+function readSeedDefaultModel(env: Env): boolean {
+  const seed = readBool(env, 'SEED_DEFAULT_MODEL', true);
+  const former = readBool(env, 'BUILD_DEFAULT_MODEL', seed);
+  if (env.SEED_DEFAULT_MODEL?.trim() && env.BUILD_DEFAULT_MODEL?.trim() && seed !== former) {
+    throw new ConfigError('`SEED_DEFAULT_MODEL` and its former name `BUILD_DEFAULT_MODEL` are both set and disagree; set only `SEED_DEFAULT_MODEL`');
+  }
+  return env.SEED_DEFAULT_MODEL?.trim() ? seed : former;
 }
 
 function readString(env: Env, name: string, fallback: string): string {
@@ -231,7 +248,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     logLevel: readEnum<LogLevel>(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     modelRepository: readString(env, 'MODEL_REPOSITORY', './models'),
     defaultModel: env.DEFAULT_MODEL?.trim() || undefined,
-    buildDefaultModel: readBool(env, 'BUILD_DEFAULT_MODEL', true),
+    seedDefaultModel: readSeedDefaultModel(env),
     batchMaxSize: readOptionalInt(env, 'BATCH_MAX_SIZE', 1, 1024),
     batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),

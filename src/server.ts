@@ -32,7 +32,7 @@ try {
 
 const cfg = config;
 const app = await buildApp(cfg, {
-  ...(cfg.buildDefaultModel
+  ...(cfg.seedDefaultModel
     ? {
         prepareRepository: async (log) => {
           await ensureDefaultModel(cfg.modelRepository, log);

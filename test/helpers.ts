@@ -51,7 +51,7 @@ export async function tempRepository(t: TestContext, models: readonly TempModel[
 export function testConfig(repository: string, env: Record<string, string> = {}): Config {
   return loadConfig(
     // GRPC_PORT 0: apps built here serve HTTP only, unless a test starts a gRPC server itself.
-    { LOG_LEVEL: 'silent', MODEL_REPOSITORY: repository, BUILD_DEFAULT_MODEL: 'false', INTRA_OP_THREADS: '1', BATCH_MAX_SIZE: '4', GRPC_PORT: '0', ...env },
+    { LOG_LEVEL: 'silent', MODEL_REPOSITORY: repository, SEED_DEFAULT_MODEL: 'false', INTRA_OP_THREADS: '1', BATCH_MAX_SIZE: '4', GRPC_PORT: '0', ...env },
     { availableCpus: 1 },
   );
 }

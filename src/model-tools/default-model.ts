@@ -1,19 +1,28 @@
 /**
- * The model a fresh clone serves: when the model repository holds no model, an untrained
- * resnet50 is built into `<repository>/resnet50` once, so `npm start` works with no network.
- * Later starts find it and build nothing.
+ * The model a fresh clone serves: when the model repository holds no model, the trained
+ * ResNet-20 for CIFAR-10 shipped in `assets/models/resnet20-cifar10` is copied into
+ * `<repository>/resnet20-cifar10` once, so `npm start` classifies photos with no network.
+ * Later starts find it and copy nothing.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MODEL_FILE, buildModelFiles } from './build.js';
+import { MODEL_FILE } from './build.js';
+import { findProjectRoot } from '../system/project-root.js';
 
-export const DEFAULT_MODEL_NAME = 'resnet50';
+export const DEFAULT_MODEL_NAME = 'resnet20-cifar10';
 
-/** Folders being built are hidden (dot-prefixed) so a repository scan never takes one for a model. */
-const STAGING_PREFIX = '.building-';
-/** A staging folder this old was left by an interrupted start, not by a build still running. */
+/** Where the shipped default model lives in the project (and in the container image). */
+export function shippedDefaultModelDir(): string {
+  return join(findProjectRoot(), 'assets', 'models', DEFAULT_MODEL_NAME);
+}
+
+/** Folders being written are hidden (dot-prefixed) so a repository scan never takes one for a model. */
+const STAGING_PREFIX = '.seeding-';
+/** Staging folders of earlier releases, which built an untrained resnet50 there. */
+const STAGING_PREFIXES = [STAGING_PREFIX, '.building-'];
+/** A staging folder this old was left by an interrupted start, not by a copy still running. */
 const STALE_STAGING_MS = 60 * 60 * 1000;
 
 export interface DefaultModelLog {
@@ -37,7 +46,7 @@ export async function listModelFolders(repositoryDir: string): Promise<string[]>
 
 async function removeStaleStaging(repositoryDir: string, now: number): Promise<void> {
   for (const entry of await readdir(repositoryDir, { withFileTypes: true })) {
-    if (!entry.isDirectory() || !entry.name.startsWith(STAGING_PREFIX)) continue;
+    if (!entry.isDirectory() || !STAGING_PREFIXES.some((prefix) => entry.name.startsWith(prefix))) continue;
     const path = join(repositoryDir, entry.name);
     const info = await stat(path).catch(() => undefined);
     if (info && now - info.mtimeMs > STALE_STAGING_MS) await rm(path, { recursive: true, force: true });
@@ -45,41 +54,44 @@ async function removeStaleStaging(repositoryDir: string, now: number): Promise<v
 }
 
 /**
- * Builds an untrained resnet50 into `<repositoryDir>/resnet50` when the repository (created if
- * missing) holds no model folder. The model is written to a hidden staging folder and renamed
- * into place, so an interrupted start never leaves half a model. Returns `built: false`, and
- * touches nothing, when a model already exists; `name` is the built model's folder name.
+ * Copies the shipped trained ResNet-20 into `<repositoryDir>/resnet20-cifar10` when the
+ * repository (created if missing) holds no model folder. The copy is written to a hidden
+ * staging folder and renamed into place, so an interrupted start never leaves half a model.
+ * Returns `seeded: false`, and touches nothing, when a model already exists; `name` is the
+ * seeded model's folder name. `sourceDir` is for tests.
  */
-export async function ensureDefaultModel(repositoryDir: string, log: DefaultModelLog): Promise<{ built: boolean; name: string | undefined }> {
+export async function ensureDefaultModel(
+  repositoryDir: string,
+  log: DefaultModelLog,
+  sourceDir: string = shippedDefaultModelDir(),
+): Promise<{ seeded: boolean; name: string | undefined }> {
   await mkdir(repositoryDir, { recursive: true });
-  if ((await listModelFolders(repositoryDir)).length > 0) return { built: false, name: undefined };
+  if ((await listModelFolders(repositoryDir)).length > 0) return { seeded: false, name: undefined };
 
   const target = join(repositoryDir, DEFAULT_MODEL_NAME);
   await removeStaleStaging(repositoryDir, Date.now());
   if (existsSync(target)) {
     // A folder of that name without model.onnx is the user's (or a broken copy): never overwrite it.
-    log.warn({ path: target }, `The model repository holds no model, and ${target} exists without ${MODEL_FILE}; not building the default model there`);
-    return { built: false, name: undefined };
+    log.warn({ path: target }, `The model repository holds no model, and ${target} exists without ${MODEL_FILE}; not copying the default model there`);
+    return { seeded: false, name: undefined };
   }
 
-  log.info({ repository: repositoryDir, model: DEFAULT_MODEL_NAME }, `The model repository holds no model: building an untrained ${DEFAULT_MODEL_NAME} (takes a few seconds, once)`);
   const staging = join(repositoryDir, `${STAGING_PREFIX}${DEFAULT_MODEL_NAME}-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const started = performance.now();
   try {
-    await buildModelFiles({ arch: DEFAULT_MODEL_NAME, outDir: staging });
+    await cp(sourceDir, staging, { recursive: true, errorOnExist: true, force: false });
     await rename(staging, target);
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     // Another process sharing the repository may have put its model in place first.
-    if (existsSync(join(target, MODEL_FILE))) return { built: false, name: undefined };
+    if (existsSync(join(target, MODEL_FILE))) return { seeded: false, name: undefined };
     throw error;
   }
 
-  log.warn(
-    { model: DEFAULT_MODEL_NAME, path: target, trained: false, buildMs: Math.round(performance.now() - started) },
-    `Built ${target} with UNTRAINED (random) weights: it serves, but its predictions mean nothing. ` +
-      'For a trained model run `npm run model:fetch -- resnet50-v1` (downloads the ONNX Model Zoo ResNet-50), ' +
-      'or export your own to ONNX (see docs/models.md), put it in the model repository and delete this folder.',
+  log.info(
+    { model: DEFAULT_MODEL_NAME, path: target, trained: true, classes: 10 },
+    `The model repository held no model: copied the shipped ${DEFAULT_MODEL_NAME} into ${target}. ` +
+      'It is a trained ResNet-20 that knows the 10 CIFAR-10 classes (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck) at 32x32 pixels. ' +
+      'For ImageNet classes, put an ImageNet ResNet in the repository (README.md, "Serve an ImageNet ResNet").',
   );
-  return { built: true, name: DEFAULT_MODEL_NAME };
+  return { seeded: true, name: DEFAULT_MODEL_NAME };
 }

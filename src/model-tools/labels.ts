@@ -2,24 +2,12 @@
  * Class names shipped with the project (`assets/labels/`), found from this module's location
  * so they resolve the same from `src/` and from the compiled `dist/src/`.
  */
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { findProjectRoot } from '../system/project-root.js';
 import type { LabelSet } from './architectures.js';
 
 const EXPECTED_COUNT: Readonly<Record<LabelSet, number>> = { 'imagenet-1k': 1000, cifar10: 10 };
-
-/** The project root: the nearest folder above this module holding `assets/labels/`. */
-export function findProjectRoot(start = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = start;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'assets', 'labels'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`No folder above ${start} holds package.json and assets/labels/`);
-    dir = parent;
-  }
-}
 
 export function labelSetPath(set: LabelSet): string {
   return join(findProjectRoot(), 'assets', 'labels', `${set}.txt`);

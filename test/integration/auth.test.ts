@@ -29,7 +29,7 @@ function logCapture() {
 async function startAuthApp(t: TestContext, env: Record<string, string>) {
   const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
   const config = loadConfig(
-    { MODEL_REPOSITORY: repo, BUILD_DEFAULT_MODEL: 'false', INTRA_OP_THREADS: '1', BATCH_MAX_SIZE: '4', LOG_LEVEL: 'trace', ...env },
+    { MODEL_REPOSITORY: repo, SEED_DEFAULT_MODEL: 'false', INTRA_OP_THREADS: '1', BATCH_MAX_SIZE: '4', LOG_LEVEL: 'trace', ...env },
     { availableCpus: 1, readFile: (path) => readFileSync(path, 'utf8') },
   );
   const log = logCapture();

@@ -34,7 +34,7 @@ async function spawnServer(t: TestContext, env: Record<string, string>): Promise
   const port = await freePort();
   const grpcPort = await freePort();
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'server.js')], {
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), GRPC_PORT: String(grpcPort), MODEL_REPOSITORY: repo, BUILD_DEFAULT_MODEL: 'false', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), GRPC_PORT: String(grpcPort), MODEL_REPOSITORY: repo, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = once(child, 'exit') as Promise<[number | null, string | null]>;

@@ -21,6 +21,15 @@ describe('loadConfig', () => {
     assert.ok(Object.isFrozen(c));
   });
 
+  it('seeds the shipped default model unless SEED_DEFAULT_MODEL (or its former name BUILD_DEFAULT_MODEL) is false', () => {
+    const seed = (env: Record<string, string>) => loadConfig(env, { availableCpus: 2 }).seedDefaultModel;
+    assert.equal(seed({}), true);
+    assert.equal(seed({ SEED_DEFAULT_MODEL: 'false' }), false);
+    assert.equal(seed({ BUILD_DEFAULT_MODEL: 'false' }), false, 'the former name still works');
+    assert.equal(seed({ SEED_DEFAULT_MODEL: 'false', BUILD_DEFAULT_MODEL: 'no' }), false);
+    assert.equal(seed({ SEED_DEFAULT_MODEL: 'true', BUILD_DEFAULT_MODEL: '' }), true);
+  });
+
   it('takes BATCH_MAX_SIZE when set', () => {
     assert.equal(loadConfig({ EXECUTION_PROVIDER: 'cuda', BATCH_MAX_SIZE: '4' }, { availableCpus: 2 }).batchMaxSize, 4);
   });
@@ -31,7 +40,9 @@ describe('loadConfig', () => {
       [{ BATCH_MAX_SIZE: '0' }, /Expected `BATCH_MAX_SIZE` to be an integer from 1 to 1024, got `0`/],
       [{ QUEUE_MAX_SIZE: '1.5' }, /`QUEUE_MAX_SIZE`/],
       [{ EXECUTION_PROVIDER: 'tpu' }, /Expected `EXECUTION_PROVIDER` to be one of `cpu`, `cuda`, `auto`, got `tpu`/],
+      [{ SEED_DEFAULT_MODEL: 'maybe' }, /`SEED_DEFAULT_MODEL` to be true or false/],
       [{ BUILD_DEFAULT_MODEL: 'maybe' }, /`BUILD_DEFAULT_MODEL` to be true or false/],
+      [{ SEED_DEFAULT_MODEL: 'true', BUILD_DEFAULT_MODEL: 'false' }, /both set and disagree/],
       [{ METRICS_PORT: '8080' }, /`METRICS_PORT` to differ from `PORT`/],
       [{ MAX_IMAGES_PER_REQUEST: '200' }, /`MAX_IMAGES_PER_REQUEST` \(200\) to be at most `QUEUE_MAX_SIZE` \(128\)/],
       [{ HTTP_HEADERS_TIMEOUT_MS: '70000' }, /HTTP_HEADERS_TIMEOUT_MS/],

@@ -221,7 +221,7 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
     assert.ok(runtime.spec.protocolVersions.includes(model.protocolVersion));
     const config = serverConfig(containerEnv(runtime.spec.containers[0] as Container, objects));
     assert.equal(config.modelRepository, '/mnt/models', 'KServe mounts the model storage at /mnt/models');
-    assert.equal(config.buildDefaultModel, false, 'the KServe model storage is read-only');
+    assert.equal(config.seedDefaultModel, false, 'the KServe model storage is read-only');
   });
 
   it('the ServingRuntime offers the Open Inference Protocol over HTTP (v2) and gRPC (grpc-v2), on the ports KServe expects', () => {

@@ -100,11 +100,11 @@ describe('server containers in the manifests', { skip: kubectlMissing() }, () =>
       const config = serverConfig(containerEnv(container, objects));
       const mounts = container.volumeMounts ?? [];
       assert.ok(mounts.some((m) => m.mountPath === '/tmp' && m.readOnly !== true), `${id}: /tmp`);
-      if (config.buildDefaultModel) {
+      if (config.seedDefaultModel) {
         const mount = mounts.find((m) => m.mountPath === config.modelRepository);
         assert.ok(mount && mount.readOnly !== true, `${id}: MODEL_REPOSITORY ${config.modelRepository} must be a writable mount to build the default model`);
         const volume = pod.volumes?.find((v) => v.name === mount.name);
-        assert.ok(volume?.emptyDir, `${id}: the model repository should be an emptyDir (or set BUILD_DEFAULT_MODEL=false)`);
+        assert.ok(volume?.emptyDir, `${id}: the model repository should be an emptyDir (or set SEED_DEFAULT_MODEL=false)`);
       }
     }
   });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ensureDefaultModel, listModelFolders } from '../../../src/model-tools/default-model.js';
+import { DEFAULT_MODEL_NAME, ensureDefaultModel, listModelFolders, shippedDefaultModelDir } from '../../../src/model-tools/default-model.js';
 import { REPO_ROOT, tempDir } from './support.js';
 
 interface Entry {
@@ -22,67 +23,85 @@ function recordingLog() {
 }
 
 describe('ensureDefaultModel', () => {
-  test('builds an untrained resnet50 into a missing repository, says so, and reuses it later', async (t) => {
+  test('copies the shipped trained ResNet-20 into a missing repository, says what it knows, and reuses it later', async (t) => {
     const repository = join(await tempDir(t), 'models');
     const log = recordingLog();
-    assert.deepEqual(await ensureDefaultModel(repository, log), { built: true, name: 'resnet50' });
+    assert.deepEqual(await ensureDefaultModel(repository, log), { seeded: true, name: DEFAULT_MODEL_NAME });
 
-    assert.deepEqual((await readdir(repository)).sort(), ['resnet50'], 'no staging folder is left behind');
-    assert.deepEqual((await readdir(join(repository, 'resnet50'))).sort(), ['config.json', 'labels.txt', 'model.onnx']);
-    const config = JSON.parse(await readFile(join(repository, 'resnet50', 'config.json'), 'utf8')) as Record<string, unknown>;
-    assert.equal(config.trained, false);
+    assert.deepEqual((await readdir(repository)).sort(), [DEFAULT_MODEL_NAME], 'no staging folder is left behind');
+    const folder = join(repository, DEFAULT_MODEL_NAME);
+    assert.deepEqual((await readdir(folder)).sort(), ['LICENSE', 'README.md', 'config.json', 'labels.txt', 'model.onnx'], 'the licence and provenance travel with the weights');
+    const model = await readFile(join(folder, 'model.onnx'));
+    assert.equal(createHash('sha256').update(model).digest('hex'), 'ac146e6ebcfc55d69cbab6bdb7d21748f2ac0fcc35378f0fc7a0b1937d488a95');
+    const config = JSON.parse(await readFile(join(folder, 'config.json'), 'utf8')) as { trained?: boolean; preprocess?: { resize?: number; crop?: number } };
+    assert.equal(config.trained, true);
+    assert.deepEqual([config.preprocess?.resize, config.preprocess?.crop], [32, 32]);
+    assert.equal((await readFile(join(folder, 'labels.txt'), 'utf8')).trim().split('\n').length, 10);
 
-    const warning = log.entries.find((e) => e.level === 'warn');
-    assert.ok(warning, 'a warning is logged');
-    assert.match(warning.msg, /UNTRAINED/);
-    assert.match(warning.msg, /predictions mean nothing/);
-    assert.match(warning.msg, /npm run model:fetch -- resnet50-v1/);
-    assert.match(warning.msg, /export your own/);
-    assert.equal((warning.obj as { trained?: boolean }).trained, false);
+    const said = log.entries.find((e) => e.level === 'info');
+    assert.ok(said, 'the copy is logged');
+    assert.match(said.msg, /10 CIFAR-10 classes/);
+    assert.match(said.msg, /ImageNet ResNet/);
 
-    const before = await stat(join(repository, 'resnet50', 'model.onnx'));
+    const before = await stat(join(folder, 'model.onnx'));
     const again = recordingLog();
-    assert.deepEqual(await ensureDefaultModel(repository, again), { built: false, name: undefined });
+    assert.deepEqual(await ensureDefaultModel(repository, again), { seeded: false, name: undefined });
     assert.equal(again.entries.length, 0);
-    assert.equal((await stat(join(repository, 'resnet50', 'model.onnx'))).mtimeMs, before.mtimeMs);
+    assert.equal((await stat(join(folder, 'model.onnx'))).mtimeMs, before.mtimeMs);
   });
 
-  test('builds nothing when the repository already holds a model', async (t) => {
+  test('copies nothing when the repository already holds a model', async (t) => {
     const repository = await tempDir(t);
     await mkdir(join(repository, 'mine'));
     await writeFile(join(repository, 'mine', 'model.onnx'), 'not really a model');
     const log = recordingLog();
-    assert.deepEqual(await ensureDefaultModel(repository, log), { built: false, name: undefined });
+    assert.deepEqual(await ensureDefaultModel(repository, log), { seeded: false, name: undefined });
     assert.deepEqual(await readdir(repository), ['mine']);
     assert.equal(log.entries.length, 0);
   });
 
-  test('never overwrites a resnet50 folder that has no model.onnx', async (t) => {
+  test('never overwrites a folder of the default model\'s name that has no model.onnx', async (t) => {
     const repository = await tempDir(t);
-    await mkdir(join(repository, 'resnet50'));
-    await writeFile(join(repository, 'resnet50', 'notes.txt'), 'mine');
+    await mkdir(join(repository, DEFAULT_MODEL_NAME));
+    await writeFile(join(repository, DEFAULT_MODEL_NAME, 'notes.txt'), 'mine');
     const log = recordingLog();
-    assert.deepEqual(await ensureDefaultModel(repository, log), { built: false, name: undefined });
-    assert.deepEqual(await readdir(join(repository, 'resnet50')), ['notes.txt']);
+    assert.deepEqual(await ensureDefaultModel(repository, log), { seeded: false, name: undefined });
+    assert.deepEqual(await readdir(join(repository, DEFAULT_MODEL_NAME)), ['notes.txt']);
     assert.match(log.entries[0]?.msg ?? '', /without model\.onnx/);
   });
 
-  test('hidden and stale staging folders are not models; stale ones are cleaned up', async (t) => {
+  test('a copy that fails leaves no model folder and no staging folder', async (t) => {
+    const repository = await tempDir(t);
+    const missing = join(await tempDir(t), 'no-such-model');
+    await assert.rejects(ensureDefaultModel(repository, recordingLog(), missing));
+    assert.deepEqual(await readdir(repository), []);
+  });
+
+  test('hidden and stale staging folders (of this and earlier releases) are not models; stale ones are cleaned up', async (t) => {
     const repository = await tempDir(t);
     const stale = join(repository, '.building-resnet50-1-dead');
-    const fresh = join(repository, '.building-resnet50-2-live');
-    for (const dir of [stale, fresh]) {
+    const staleCopy = join(repository, `.seeding-${DEFAULT_MODEL_NAME}-1-dead`);
+    const fresh = join(repository, `.seeding-${DEFAULT_MODEL_NAME}-2-live`);
+    for (const dir of [stale, staleCopy, fresh]) {
       await mkdir(dir);
       await writeFile(join(dir, 'model.onnx'), 'half a model');
     }
     const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
-    await utimes(stale, twoHoursAgo, twoHoursAgo);
+    for (const dir of [stale, staleCopy]) await utimes(dir, twoHoursAgo, twoHoursAgo);
     assert.deepEqual(await listModelFolders(repository), []);
 
-    assert.equal((await ensureDefaultModel(repository, recordingLog())).built, true);
+    assert.equal((await ensureDefaultModel(repository, recordingLog())).seeded, true);
     assert.equal(existsSync(stale), false, 'the stale staging folder is removed');
-    assert.equal(existsSync(fresh), true, 'a recent one may belong to a build in progress');
-    assert.deepEqual(await listModelFolders(repository), ['resnet50']);
+    assert.equal(existsSync(staleCopy), false, 'the stale staging folder is removed');
+    assert.equal(existsSync(fresh), true, 'a recent one may belong to a copy in progress');
+    assert.deepEqual(await listModelFolders(repository), [DEFAULT_MODEL_NAME]);
+  });
+
+  test('the shipped model is the one in ../shared that the tests use', async () => {
+    const shipped = await readFile(join(shippedDefaultModelDir(), 'model.onnx'));
+    const shared = await readFile(join(REPO_ROOT, '..', 'shared', 'models', 'resnet20-cifar10', 'model.onnx'));
+    assert.ok(shipped.equals(shared));
+    assert.equal(await readFile(join(shippedDefaultModelDir(), 'LICENSE'), 'utf8'), await readFile(join(REPO_ROOT, '..', 'shared', 'models', 'resnet20-cifar10', 'LICENSE'), 'utf8'));
   });
 });
 
