@@ -2,12 +2,12 @@
 #
 #   docker build -t resnet-serve:0.1.0 .                         # models mounted at /models
 #   docker build --target baked -t resnet-serve:0.1.0-models .   # bakes ./models (MODEL_REPOSITORY_DIR)
-#   docker build --target baked-default -t resnet-serve:0.1.0-resnet50 .
+#   docker build --target baked-default -t resnet-serve:0.1.0-resnet20 .
 #
 # Stages: build (npm ci + tsc) -> app (production dependencies, compiled code, tini, non-root
 # user) -> runtime (default), baked, baked-default. The CUDA variant is Dockerfile.cuda.
 
-ARG NODE_IMAGE=docker.io/library/node:20-bookworm-slim
+ARG NODE_IMAGE=docker.io/library/node:26-trixie-slim
 
 # ---------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
@@ -15,13 +15,14 @@ FROM ${NODE_IMAGE} AS build
 # volume mounted by scripts/container-check.sh). Build arguments are not kept in the image.
 ARG NODE_EXTRA_CA_CERTS=
 WORKDIR /src
-# onnxruntime-node's CPU build ships inside its npm package; "skip" stops its install script
-# from downloading the CUDA libraries from outside the npm registry (.npmrc says the same).
+# onnxruntime-node's CPU build ships inside its npm package; package.json's allowScripts
+# denies its install script (which would download the CUDA libraries from outside the npm
+# registry), and "skip" says the same to an npm that does not read allowScripts.
 ENV ONNXRUNTIME_NODE_INSTALL=skip \
     npm_config_audit=false \
     npm_config_fund=false \
     npm_config_update_notifier=false
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm,sharing=locked npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
@@ -44,7 +45,7 @@ LABEL org.opencontainers.image.title="resnet-serve" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/node:20-bookworm-slim"
+      org.opencontainers.image.base.name="docker.io/library/node:26-trixie-slim"
 
 # tini is PID 1: it forwards SIGTERM to node, which drains and exits 0 on its own, and it reaps
 # zombies. Node as PID 1 would also ignore a SIGTERM that arrives before its handlers exist
@@ -59,7 +60,7 @@ ENV NODE_ENV=production \
     npm_config_audit=false \
     npm_config_fund=false \
     npm_config_update_notifier=false
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 # onnxruntime-node ships its native binaries for every OS and CPU (about 220 MB for Windows and
 # macOS alone): keep this platform's only.
 RUN --mount=type=cache,target=/root/.npm,sharing=locked npm ci --omit=dev --no-audit --no-fund \
@@ -68,11 +69,12 @@ RUN --mount=type=cache,target=/root/.npm,sharing=locked npm ci --omit=dev --no-a
  && find "$ort/linux" -mindepth 1 -maxdepth 1 ! -name "$(node -p process.arch)" -exec rm -rf {} + \
  && test -f "$ort/linux/$(node -p process.arch)/onnxruntime_binding.node"
 COPY --from=build /src/dist/src ./dist/src
-# Class names that the default-model builder writes next to the model it builds.
+# The trained default model (copied into an empty /models at startup) and the class names the
+# model builder writes next to the models it builds.
 COPY assets ./assets
 
 # The model repository. It belongs to the runtime user so that, when it is empty and writable
-# (an emptyDir in Kubernetes), the server can build its default model into it; mount a volume
+# (an emptyDir in Kubernetes), the server can copy its default model into it; mount a volume
 # here to serve your own models. Everything else stays root-owned, so a read-only root
 # filesystem costs nothing: the server writes nowhere but here (and /tmp, if it is mounted).
 RUN mkdir -p /models && chown 1000:1000 /models
@@ -95,16 +97,19 @@ CMD ["node", "dist/src/server.js"]
 FROM app AS baked
 ARG MODEL_REPOSITORY_DIR=models
 COPY --chown=0:0 ${MODEL_REPOSITORY_DIR}/ /models/
-# The baked repository is what this image serves; never build a default model over it.
-ENV BUILD_DEFAULT_MODEL=false
+# The baked repository is what this image serves; never copy the default model beside it.
+ENV SEED_DEFAULT_MODEL=false
 
 # ---------------------------------------------------------------------------------------------
-# The untrained default resnet50 (random, seeded weights) built at image build time: for demos
-# and smoke tests that want a ready model without a volume. Not for real predictions.
+# The trained default model (ResNet-20, CIFAR-10) baked into a read-only, root-owned /models:
+# for demos and smoke tests that want a ready model without a writable volume.
 FROM app AS baked-default
-ARG DEFAULT_MODEL_ARCH=resnet50
-RUN node dist/src/model-tools/build-cli.js --arch "${DEFAULT_MODEL_ARCH}" --out "/models/${DEFAULT_MODEL_ARCH}"
-ENV BUILD_DEFAULT_MODEL=false
+USER 0:0
+RUN cp -r assets/models/resnet20-cifar10 /models/resnet20-cifar10 \
+ && chown -R 0:0 /models \
+ && chmod 0755 /models
+USER 1000:1000
+ENV SEED_DEFAULT_MODEL=false
 
 # ---------------------------------------------------------------------------------------------
 # Default target: models come from a volume mounted at /models.

@@ -170,7 +170,7 @@ run_env=("${image_env[@]}" "HOST=127.0.0.1" "PORT=$port" "LOG_LEVEL=info"
 model_name=
 if [[ -n $model_dir ]]; then
   model_name=$(basename "$model_dir")
-  run_env+=("BUILD_DEFAULT_MODEL=false")
+  run_env+=("SEED_DEFAULT_MODEL=false")
 fi
 
 # Drop to the image's user the way a restricted pod does: no capabilities, no new privileges,

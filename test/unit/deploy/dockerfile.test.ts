@@ -10,7 +10,8 @@ const NOT_FOR_THE_SERVER = /^(NODE_ENV|ONNXRUNTIME_NODE_INSTALL|PATH|NVIDIA_VISI
 
 const runs = (stage: Stage) => stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
 const packageJson = JSON.parse(readRepoText('package.json')) as { engines: { node: string }; license: string };
-const nodeMajor = /\d+/.exec(packageJson.engines.node)?.[0];
+/** The newest Node line `engines` supports: the image runs it, and CI tests on it (.ci/run). */
+const nodeMajor = String(Math.max(...[...packageJson.engines.node.matchAll(/\^(\d+)/g)].map((m) => Number(m[1]))));
 
 function assertServesTheApp(stage: Stage, file: string): void {
   const { uid } = imageUser(file);
@@ -42,8 +43,9 @@ function assertEnvNamesKnown(file: string): void {
 describe('Dockerfile (CPU)', () => {
   const dockerfile = readDockerfile('Dockerfile');
 
-  it(`builds on the Node ${nodeMajor} bookworm slim image`, () => {
-    assert.equal(dockerfile.globalArgs.get('NODE_IMAGE'), `docker.io/library/node:${nodeMajor}-bookworm-slim`);
+  it(`builds on the Node ${nodeMajor} (newest supported LTS) trixie slim image, the line CI also tests on`, () => {
+    assert.equal(dockerfile.globalArgs.get('NODE_IMAGE'), `docker.io/library/node:${nodeMajor}-trixie-slim`);
+    assert.match(readRepoText('.ci/run'), new RegExp(`^NODE_LTS=${nodeMajor}$`, 'm'), '.ci/run runs the suite on the image\'s Node line');
     for (const stage of dockerfile.stages) {
       assert.ok(stage.from === dockerfile.globalArgs.get('NODE_IMAGE') || dockerfile.stages.some((s) => s.name === stage.from), `stage ${stage.name} FROM ${stage.from}`);
     }
@@ -76,11 +78,12 @@ describe('Dockerfile (CPU)', () => {
   it('can bake a model repository in, and then never builds a default model over it', () => {
     const baked = stageNamed(dockerfile, 'baked');
     assert.ok(baked.instructions.some((i) => i.keyword === 'COPY' && /\$\{MODEL_REPOSITORY_DIR\}\/?\s+\/models\/?$/.test(i.args)));
-    assert.equal(baked.env.get('BUILD_DEFAULT_MODEL'), 'false');
+    assert.equal(baked.env.get('SEED_DEFAULT_MODEL'), 'false');
     assertServesTheApp(baked, 'Dockerfile');
     const bakedDefault = stageNamed(dockerfile, 'baked-default');
-    assert.ok(runs(bakedDefault).some((r) => r.includes('dist/src/model-tools/build-cli.js') && r.includes('/models/')));
-    assert.equal(bakedDefault.env.get('BUILD_DEFAULT_MODEL'), 'false');
+    assert.ok(runs(bakedDefault).some((r) => r.includes('assets/models/resnet20-cifar10') && r.includes('/models/')), 'bakes the shipped trained model');
+    assert.equal(bakedDefault.user, stageNamed(dockerfile, 'app').user, 'baked-default runs as the image user again, not root');
+    assert.equal(bakedDefault.env.get('SEED_DEFAULT_MODEL'), 'false');
   });
 
   it('sets no environment variable that the server does not read, apart from those of node, npm and onnxruntime', () => {
@@ -123,7 +126,7 @@ describe('.dockerignore', () => {
   });
 
   it('keeps what the Dockerfiles COPY', () => {
-    const copied = ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'src', 'assets', 'models'];
+    const copied = ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'assets', 'models'];
     for (const path of copied) assert.ok(!patterns.includes(path) && !patterns.includes(`${path}/`) && !patterns.includes('*'), path);
   });
 });
