@@ -10,11 +10,13 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors, isServingError, type ServingError } from '../errors.js';
+import { unsupportedContentType } from './accepted-bodies.js';
 
-const FASTIFY_CODES: Record<string, (message: string) => ServingError> = {
+const FASTIFY_CODES: Record<string, (message: string, request: FastifyRequest | undefined) => ServingError> = {
   FST_ERR_CTP_BODY_TOO_LARGE: () => errors.PAYLOAD_TOO_LARGE(),
   FST_REQ_FILE_TOO_LARGE: () => errors.PAYLOAD_TOO_LARGE('An uploaded file is too large'),
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: () => errors.UNSUPPORTED_MEDIA_TYPE('Unsupported Content-Type: send an image, multipart/form-data or application/json'),
+  // A Content-Type no parser of the route takes, or none can parse: the route says what it takes.
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: (_message, request) => (request === undefined ? errors.UNSUPPORTED_MEDIA_TYPE() : unsupportedContentType(request)),
   FST_ERR_CTP_EMPTY_JSON_BODY: () => errors.INVALID_JSON('The JSON body is empty'),
   FST_ERR_CTP_INVALID_JSON_BODY: () => errors.INVALID_JSON(),
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => errors.INVALID_REQUEST('Content-Length does not match the body'),
@@ -35,12 +37,12 @@ const FASTIFY_CODES: Record<string, (message: string) => ServingError> = {
   FST_ERR_MAX_PARAM_LENGTH: () => errors.NOT_FOUND('No route: a path segment is too long'),
 };
 
-/** Maps anything thrown to a catalog error. */
-export function toServingError(err: unknown): ServingError {
+/** Maps anything thrown (while answering `request`, when there is one) to a catalog error. */
+export function toServingError(err: unknown, request?: FastifyRequest): ServingError {
   if (isServingError(err)) return err;
   const e = err as Partial<FastifyError> & { name?: string };
   const mapped = e.code === undefined ? undefined : FASTIFY_CODES[e.code];
-  if (mapped) return mapped(e.message ?? '');
+  if (mapped) return mapped(e.message ?? '', request);
   if (e.name === 'SyntaxError' && e.statusCode === 400) return errors.INVALID_JSON(`The request body is not valid JSON`);
   if (e.statusCode === 413) return errors.PAYLOAD_TOO_LARGE();
   if (e.statusCode === 415) return errors.UNSUPPORTED_MEDIA_TYPE();
@@ -86,7 +88,7 @@ function mustClose(request: FastifyRequest, e: ServingError, options: ErrorHandl
 }
 
 function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, options: ErrorHandlerOptions = {}) {
-  const e = toServingError(err);
+  const e = toServingError(err, request);
   if (e.statusCode >= 500 && !EXPECTED_5XX.has(e.code)) {
     request.log.error({ err, code: e.code, ...(options.logRequest ? { req: request } : {}) }, 'request failed');
   } else {

@@ -3,13 +3,15 @@
  * predictions, every input form, both protocols, every error status.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import request from 'supertest';
 import { buildApp } from '../../src/app.js';
 import { openSession } from '../../src/inference/onnx-binding.js';
-import { CIFAR_DIR, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, tempRepository, testConfig } from '../helpers.js';
+import { CIFAR_DIR, PHOTOS_DIR, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, tempRepository, testConfig } from '../helpers.js';
+import { listen, send } from './hostile-support.js';
 
 interface ClassScore { label: string; index: number; score: number }
 interface Prediction extends ClassScore { top_k: ClassScore[] }
@@ -122,6 +124,106 @@ describe('v1 predict with the trained ResNet-20', () => {
     assert.equal(server.status, 200);
     assert.equal(server.body.name, 'resnet-serve');
     assert.deepEqual((await request(app.server).get('/v2/models/resnet20/ready')).body, { name: 'resnet20', ready: true });
+  });
+});
+
+describe('raw images under a Content-Type that says nothing of the format', () => {
+  const topLabel = (text: string) => (JSON.parse(text) as { predictions: Prediction[] }).predictions[0]!.label;
+
+  it('takes chelsea.png as application/x-www-form-urlencoded (curl\'s default), application/octet-stream, or with no Content-Type', async (t) => {
+    const app = await resnet20App(t);
+    const port = await listen(app);
+    const png = await photo('chelsea.png');
+    for (const type of ['application/x-www-form-urlencoded', 'application/octet-stream', undefined]) {
+      for (const path of ['/v1/predict', '/v1/models/resnet20:predict']) {
+        const answer = await send(port, { method: 'POST', path, headers: { 'Content-Length': png.length, ...(type === undefined ? {} : { 'Content-Type': type }) }, body: png });
+        assert.equal(answer.status, 200, `${type ?? 'no Content-Type'} to ${path}: ${answer.text}`);
+        assert.equal(topLabel(answer.text), 'cat', `${type ?? 'no Content-Type'} to ${path}`);
+      }
+    }
+  });
+
+  it('answers `curl --data-binary @chelsea.png URL`, with no -H, with the cat', async (t) => {
+    const curl = await new Promise<string | undefined>((resolve) => execFile('curl', ['--version'], (error, stdout) => resolve(error ? undefined : stdout)));
+    if (curl === undefined) {
+      t.skip('curl is not installed');
+      return;
+    }
+    const app = await resnet20App(t);
+    const port = await listen(app);
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('curl', ['--silent', '--show-error', '--data-binary', `@${join(PHOTOS_DIR, 'chelsea.png')}`, '--write-out', '\n%{http_code}', `http://127.0.0.1:${port}/v1/predict`], (error, stdout) =>
+        error ? reject(error) : resolve(stdout),
+      ),
+    );
+    const [body = '', status] = [out.slice(0, out.lastIndexOf('\n')), out.slice(out.lastIndexOf('\n') + 1)];
+    assert.equal(status, '200', body);
+    assert.equal(topLabel(body), 'cat');
+  });
+
+  it('keeps the declared type when it says something else: image/* is an image, JSON is JSON, text is refused', async (t) => {
+    const app = await resnet20App(t);
+    const port = await listen(app);
+    const jpeg = await readFile(join(CIFAR_DIR, 'cat_0000.jpg'));
+    const post = async (type: string) => {
+      const answer = await send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': type, 'Content-Length': jpeg.length }, body: jpeg });
+      return { status: answer.status, ...(JSON.parse(answer.text) as { code?: string; error?: string }) };
+    };
+    // The format is read from the bytes, as it always was: a JPEG declared as PNG is a JPEG.
+    assert.equal((await post('image/png')).status, 200);
+    const asJson = await post('application/json');
+    assert.deepEqual([asJson.status, asJson.code], [400, 'INVALID_JSON']);
+    const asText = await post('text/plain');
+    assert.deepEqual([asText.status, asText.code], [415, 'UNSUPPORTED_MEDIA_TYPE']);
+    assert.match(asText.error ?? '', /^Unsupported Content-Type "text\/plain"; POST \/v1\/predict takes /);
+    const multipart = await post('multipart/form-data; boundary=x');
+    assert.deepEqual([multipart.status, multipart.code], [400, 'INVALID_REQUEST'], 'read as multipart, and malformed');
+  });
+
+  it('refuses a body of such a type that is no image with 415, naming what the route takes', async (t) => {
+    const app = await resnet20App(t, { UPLOAD_MAX_BYTES: '200000' });
+    const port = await listen(app);
+    const post = (path: string, body: string | Buffer, type?: string) =>
+      send(port, { method: 'POST', path, headers: { 'Content-Length': Buffer.byteLength(body), ...(type === undefined ? {} : { 'Content-Type': type }) }, body });
+    const v1Inputs = /takes a JPEG, PNG, WebP, GIF, TIFF or AVIF image as the body \(Content-Type image\/\*, application\/octet-stream, application\/x-www-form-urlencoded or none; .*\), multipart\/form-data with image files, or application\/json \{"instances": \[\{"b64"/;
+    const refusals: Array<[string, string, string | undefined, RegExp]> = [
+      ['/v1/predict', 'a=b&c=d', 'application/x-www-form-urlencoded', /^The body \(Content-Type "application\/x-www-form-urlencoded"\) is not an image; POST \/v1\/predict takes /],
+      ['/v1/models/resnet20:predict', 'a=b&c=d', 'application/x-www-form-urlencoded', /^The body \(Content-Type "application\/x-www-form-urlencoded"\) is not an image; POST \/v1\/models\/\{name\}:predict takes /],
+      ['/v1/predict', 'a=b&c=d', undefined, /^The body \(no Content-Type\) is not an image; /],
+      ['/v1/predict', 'a=b&c=d', 'application/octet-stream', /^The body \(Content-Type "application\/octet-stream"\) is not an image; /],
+      ['/v1/predict', '{"instances": []}', 'application/x-www-form-urlencoded', /is not an image: it looks like JSON \(send it with Content-Type: application\/json\); /],
+      ['/v1/predict', '%PDF-1.7\n', undefined, /is not an image: it looks like PDF; /],
+    ];
+    for (const [path, body, type, message] of refusals) {
+      const answer = await post(path, body, type);
+      const what = `${body} as ${type ?? 'no Content-Type'} to ${path}`;
+      assert.equal(answer.status, 415, `${what}: ${answer.text}`);
+      const { code, error } = JSON.parse(answer.text) as { code: string; error: string };
+      assert.equal(code, 'UNSUPPORTED_MEDIA_TYPE', what);
+      assert.match(error, message, what);
+      assert.match(error, v1Inputs, what);
+    }
+    // Within the same limits as any raw image: too large is 413, empty is "no image".
+    for (const type of ['application/x-www-form-urlencoded', undefined]) {
+      const large = await post('/v1/predict', Buffer.alloc(300_000, 1), type);
+      assert.deepEqual([large.status, (JSON.parse(large.text) as { code: string }).code], [413, 'PAYLOAD_TOO_LARGE'], type);
+    }
+    const empty = await post('/v1/predict', '', 'application/x-www-form-urlencoded');
+    assert.deepEqual([empty.status, (JSON.parse(empty.text) as { code: string }).code], [400, 'NO_IMAGES']);
+  });
+
+  it('has v2 infer refuse what it does not take naming v2\'s inputs, raw images included', async (t) => {
+    const app = await resnet20App(t);
+    const png = await photo('chelsea.png');
+    for (const [type, body] of [['image/png', png], ['application/x-www-form-urlencoded', png], ['text/plain', 'hello'], ['multipart/form-data; boundary=x', 'hello'], ['not a type', 'hello']] as const) {
+      const res = await request(app.server).post('/v2/models/resnet20/infer').set('Content-Type', type).send(body);
+      assert.deepEqual([res.status, res.body.code], [415, 'UNSUPPORTED_MEDIA_TYPE'], `${type}: ${res.text}`);
+      assert.match(
+        res.body.error,
+        /^Unsupported Content-Type ".*"; POST \/v2\/models\/\{name\}\/infer takes an inference request as application\/json, application\/octet-stream \(JSON header then binary tensors, with Inference-Header-Content-Length\) or no Content-Type; images go in BYTES inputs, or as raw bodies to POST \/v1\/models\/\{name\}:predict$/,
+        type,
+      );
+    }
   });
 });
 

@@ -116,6 +116,26 @@ describe('body budget', () => {
     }
   });
 
+  it('counts raw images sent as application/x-www-form-urlencoded or with no Content-Type like any other body', async (t) => {
+    const app = await resnet20App(t, { UPLOAD_MAX_BYTES: String(BUDGET), JSON_BODY_MAX_BYTES: String(BUDGET), BODY_MEMORY_BUDGET_BYTES: String(BUDGET) });
+    const port = await listen(app);
+    for (const type of ['application/x-www-form-urlencoded', undefined]) {
+      const socket = connect(port, '127.0.0.1');
+      try {
+        await once(socket, 'connect');
+        socket.write(`POST /v1/predict HTTP/1.1\r\nHost: localhost\r\n${type === undefined ? '' : `Content-Type: ${type}\r\n`}Content-Length: 90000\r\n\r\n`);
+        socket.write(randomBytes(60_000));
+        await until(async () => (await arrivingBytes(app)) === 60_000, `60,000 bytes counted (${type ?? 'no Content-Type'})`);
+        const refused = await exchange(port, [head(90_000), randomBytes(60_000)], { untilAnswer: true });
+        assert.ok(refused.answer, 'no answer');
+        assertCatalogError(refused.answer, { status: 503, code: 'QUEUE_FULL' }, `beside ${type ?? 'no Content-Type'}`);
+      } finally {
+        socket.destroy();
+      }
+      await until(async () => (await arrivingBytes(app)) === 0, `bytes given back (${type ?? 'no Content-Type'})`);
+    }
+  });
+
   it('counts multipart file bytes too, and gives them back once the body is read', async (t) => {
     const app = await resnet20App(t, { UPLOAD_MAX_BYTES: String(BUDGET), JSON_BODY_MAX_BYTES: String(BUDGET), BODY_MEMORY_BUDGET_BYTES: String(BUDGET) });
     const port = await listen(app);

@@ -5,12 +5,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../../errors.js';
 import type { ServedModel } from '../../serving/model.js';
+import { installRawImageParsers, RAW_IMAGE_BODY_TEXT } from '../accepted-bodies.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { LoadShedder } from '../load-shedding.js';
 import type { RouteContext } from '../context.js';
 import { readImages, readTopK, requestControl } from '../request-inputs.js';
 import { setServerTiming } from '../server-timing.js';
 import { v1Metadata } from './model-metadata.js';
+
+/** What the predict routes take as a body, for their 415 answers. */
+const ACCEPTED_BODIES = `${RAW_IMAGE_BODY_TEXT}, multipart/form-data with image files, or application/json {"instances": [{"b64": "<base64 image>"}]}`;
 
 /** Splits `resnet50:predict` into its model name and verb (the router cannot, see below). */
 export function parseModelTarget(target: string): { name: string; verb: string | undefined } {
@@ -34,7 +38,11 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
   };
 
   return async (app: FastifyInstance) => {
-    app.post('/v1/predict', shed(() => ctx.registry.getDefault()), (request, reply) => predict(ctx.registry.getDefault(), request, reply));
+    installRawImageParsers(app, limits.uploadMaxBytes);
+
+    app.post('/v1/predict', { ...shed(() => ctx.registry.getDefault()), config: { acceptedBodies: ACCEPTED_BODIES } }, (request, reply) =>
+      predict(ctx.registry.getDefault(), request, reply),
+    );
 
     // find-my-way cannot match a parameter followed by a literal ":predict" (a colon starts a
     // parameter), so the whole last segment is one parameter and is split here.
@@ -42,7 +50,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       const { name, verb } = parseModelTarget((request.params as { target: string }).target);
       return verb === 'predict' ? ctx.registry.get(name) : undefined;
     };
-    app.post<{ Params: { target: string } }>('/v1/models/:target', { ...shed(predictTarget), config: { routeTemplate: '/v1/models/{name}:predict' } }, (request, reply) => {
+    app.post<{ Params: { target: string } }>('/v1/models/:target', { ...shed(predictTarget), config: { routeTemplate: '/v1/models/{name}:predict', acceptedBodies: ACCEPTED_BODIES } }, (request, reply) => {
       const { name, verb } = parseModelTarget(request.params.target);
       if (verb !== 'predict') throw errors.NOT_FOUND(`No route POST /v1/models/{name}${verb === undefined ? '' : ':' + verb.slice(0, 32)}; use /v1/models/{name}:predict`);
       return predict(ctx.registry.get(name), request, reply);

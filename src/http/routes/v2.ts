@@ -6,10 +6,10 @@
  * https://github.com/kserve/kserve/blob/master/docs/predict-api/v2/required_api.md
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errors } from '../../errors.js';
 import { runInfer } from '../../protocol/v2-infer.js';
 import { decodeInferRequest, parseHeaderLength, type DecodeLimits } from '../../protocol/v2-request.js';
 import { encodeInferResponse } from '../../protocol/v2-response.js';
+import { unsupportedContentType } from '../accepted-bodies.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { RouteContext } from '../context.js';
 import { decodeBody, encodeBody, responseEncoding } from '../content-encoding.js';
@@ -22,7 +22,10 @@ import { modelAt, v2Metadata, type ModelParams } from './model-metadata.js';
 /** What this server implements beyond the required API, as server metadata lists it. */
 export const V2_EXTENSIONS = ['binary_tensor_data', 'classification', 'statistics'] as const;
 
-const ACCEPTED_BODIES = 'application/json, application/octet-stream (JSON header then binary tensors, with Inference-Header-Content-Length), or no Content-Type';
+/** What the infer route takes as a body, for its 415 answers. */
+const ACCEPTED_BODIES =
+  'an inference request as application/json, application/octet-stream (JSON header then binary tensors, with Inference-Header-Content-Length) ' +
+  'or no Content-Type; images go in BYTES inputs, or as raw bodies to POST /v1/models/{name}:predict';
 
 export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedLoad: LoadShedder) {
   const hooks = guarded(guard);
@@ -65,7 +68,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
     app.addContentTypeParser(['application/json', 'application/octet-stream'], asBytes, (_request, body, done) => done(null, body));
     app.addContentTypeParser('*', asBytes, (request, body, done) => {
       if (request.headers['content-type'] === undefined) done(null, body);
-      else done(errors.UNSUPPORTED_MEDIA_TYPE(`An inference request is ${ACCEPTED_BODIES}`));
+      else done(unsupportedContentType(request));
     });
 
     app.get('/v2', hooks, async () => ({ name: 'resnet-serve', version: ctx.version, extensions: [...V2_EXTENSIONS] }));
@@ -79,7 +82,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
         return reply.code(isReady ? 200 : 503).send({ name: model.name, ready: isReady });
       });
       const shed = guarded(guard, shedLoad((request) => modelAt(ctx, request.params as ModelParams)));
-      app.post<{ Params: ModelParams }>(`${prefix}/infer`, { ...shed, config: { routeTemplate: `${template}/infer` } }, infer);
+      app.post<{ Params: ModelParams }>(`${prefix}/infer`, { ...shed, config: { routeTemplate: `${template}/infer`, acceptedBodies: ACCEPTED_BODIES } }, infer);
     }
   };
 }
