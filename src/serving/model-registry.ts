@@ -91,6 +91,20 @@ function describeSkipped(skipped: readonly SkippedEntry[]): string {
   return visible.length === 0 ? '' : `; skipped: ${visible.map((s) => `${s.name} (${s.reason})`).join(', ')}`;
 }
 
+/** Model names listed in a message before the rest are only counted. */
+const MAX_NAMES_LISTED = 8;
+
+/** Why the short routes have no model among several, and the two ways to give them one. */
+export function noDefaultModelMessage(names: readonly string[]): string {
+  const listed = names.slice(0, MAX_NAMES_LISTED).join(', ') + (names.length > MAX_NAMES_LISTED ? ` and ${names.length - MAX_NAMES_LISTED} more` : '');
+  const example = names[0] ?? '<name>';
+  return (
+    `Several models are loaded (${listed}) and DEFAULT_MODEL is not set, so this route cannot tell which to use: ` +
+    `set DEFAULT_MODEL=<one of them> and restart (e.g. DEFAULT_MODEL=${example}), ` +
+    `or send the request to /v1/models/<name>:predict (e.g. /v1/models/${example}:predict)`
+  );
+}
+
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
   const models = new Map<string, ServedModel>();
   let state: RegistryState = 'idle';
@@ -165,7 +179,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       if (options.defaultModel !== undefined) return this.get(options.defaultModel);
       if (models.size === 1) return models.values().next().value as ServedModel;
       if (models.size === 0) throw errors.MODEL_NOT_READY('No model is loaded yet');
-      throw errors.MODEL_NOT_FOUND('Several models are loaded and DEFAULT_MODEL is not set: use /v1/models/{name}:predict');
+      throw errors.MODEL_NOT_FOUND(noDefaultModelMessage([...models.keys()]));
     },
     list() {
       return [...models.values()];

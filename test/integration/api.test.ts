@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import request from 'supertest';
 import { buildApp } from '../../src/app.js';
 import { openSession } from '../../src/inference/onnx-binding.js';
-import { CIFAR_DIR, PHOTOS_DIR, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, tempRepository, testConfig } from '../helpers.js';
+import { CIFAR_DIR, PHOTOS_DIR, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, startApp, tempRepository, testConfig } from '../helpers.js';
 import { listen, send } from './hostile-support.js';
 
 interface ClassScore { label: string; index: number; score: number }
@@ -224,6 +224,31 @@ describe('raw images under a Content-Type that says nothing of the format', () =
         type,
       );
     }
+  });
+});
+
+describe('several models', () => {
+  it('answers /v1/predict without DEFAULT_MODEL with a 404 that names the models and both ways out, which both work', async (t) => {
+    const repo = await tempRepository(t, [
+      { name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG },
+      { name: 'r18', from: RESNET20_DIR, config: RESNET20_CONFIG },
+    ]);
+    const png = await photo('chelsea.png');
+    const app = await startApp(t, repo);
+    const res = await request(app.server).post('/v1/predict').set('Content-Type', 'image/png').send(png);
+    assert.deepEqual([res.status, res.body.code], [404, 'MODEL_NOT_FOUND'], res.text);
+    assert.equal(
+      res.body.error,
+      'Several models are loaded (r18, resnet20) and DEFAULT_MODEL is not set, so this route cannot tell which to use: ' +
+        'set DEFAULT_MODEL=<one of them> and restart (e.g. DEFAULT_MODEL=r18), or send the request to /v1/models/<name>:predict (e.g. /v1/models/r18:predict)',
+    );
+    const named = await request(app.server).post('/v1/models/r18:predict').set('Content-Type', 'image/png').send(png);
+    assert.equal(named.status, 200, named.text);
+    assert.equal(named.body.model_name, 'r18');
+    const withDefault = await startApp(t, repo, { DEFAULT_MODEL: 'r18' });
+    const short = await request(withDefault.server).post('/v1/predict').set('Content-Type', 'image/png').send(png);
+    assert.equal(short.status, 200, short.text);
+    assert.equal(short.body.model_name, 'r18');
   });
 });
 

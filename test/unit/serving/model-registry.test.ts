@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createModelRegistry, scanRepository } from '../../../src/serving/model-registry.js';
+import { createModelRegistry, noDefaultModelMessage, scanRepository } from '../../../src/serving/model-registry.js';
 import { RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../../helpers.js';
 import { makeFifo, tempDir, testLoadOptions, type LogLine } from './support.js';
 
@@ -79,6 +79,16 @@ describe('createModelRegistry', () => {
     await assert.rejects(load('resnet20'), {
       message: `DEFAULT_MODEL is "resnet20", but ${repo} has no such folder (it has: other; skipped: resnet20 (dangling symlink: its target does not exist))`,
     });
+  });
+
+  it('says, when several models leave the short routes without one, which are loaded and how to pick one', () => {
+    assert.equal(
+      noDefaultModelMessage(['r18', 'resnet20']),
+      'Several models are loaded (r18, resnet20) and DEFAULT_MODEL is not set, so this route cannot tell which to use: ' +
+        'set DEFAULT_MODEL=<one of them> and restart (e.g. DEFAULT_MODEL=r18), or send the request to /v1/models/<name>:predict (e.g. /v1/models/r18:predict)',
+    );
+    const many = Array.from({ length: 11 }, (_, i) => `m${i}`);
+    assert.match(noDefaultModelMessage(many), /^Several models are loaded \(m0, m1, m2, m3, m4, m5, m6, m7 and 3 more\) /);
   });
 
   it('fails the load, naming the file, when a model has a FIFO labels.txt', { timeout: 10_000 }, async (t) => {
