@@ -2,18 +2,20 @@
  * `npm run model:fetch -- <name> [--repository dir] [--base-url url] [--force]`, `--list`.
  * An entry point: the only model-tools file besides build-cli.ts that reads the environment.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CATALOG } from './catalog.js';
+import { CATALOG, findCatalogEntry } from './catalog.js';
 import type { DownloadProgress } from './download.js';
 import { DownloadError } from './download.js';
-import { FetchError, fetchModel, resolveModelUrl } from './fetch.js';
+import { FetchError, fetchModel, fetchStagingDir, resolveModelUrl } from './fetch.js';
 
 const USAGE = `Usage: npm run model:fetch -- <name> [options]
        npm run model:fetch -- --list
 
 Downloads a pretrained ONNX ResNet into the model repository as <repository>/<name>/
-(model.onnx, config.json, labels.txt), checking its size and sha256. An interrupted
-download resumes when run again.
+(model.onnx, config.json, labels.txt), checking its size and sha256. The model folder
+appears only once the model is complete and verified; an interrupted download is kept in
+<repository>/.fetch-<name>/ (which the server ignores) and resumes when run again.
 
 Models:
 ${CATALOG.map((e) => `  ${e.name.padEnd(14)} ${e.description}`).join('\n')}
@@ -115,6 +117,11 @@ async function main(): Promise<number> {
     progress.finish();
     if (error instanceof FetchError || error instanceof DownloadError) {
       process.stderr.write(`model:fetch: ${error.message}\n`);
+      const entry = findCatalogEntry(name);
+      const staging = entry === undefined ? undefined : fetchStagingDir(repositoryDir, entry.name);
+      if (staging !== undefined && existsSync(staging)) {
+        process.stderr.write(`  What was downloaded is kept in ${staging} (the server ignores it): run the same command again to resume, or delete that folder.\n`);
+      }
       return 1;
     }
     throw error;

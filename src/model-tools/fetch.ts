@@ -1,11 +1,14 @@
 /**
  * Fetches a pretrained model from the catalog into the model repository as a model folder
- * (`model.onnx`, `config.json`, `labels.txt`). The download is staged in a hidden folder that
- * survives an interruption, so the next run resumes it; the model folder appears in one rename.
+ * (`model.onnx`, `config.json`, `labels.txt`). Until the model is complete and its checksum
+ * verified, everything lives in a hidden staging folder, `<repository>/.fetch-<name>`, which the
+ * model registry never takes for a model; the model folder appears in one rename. A failed
+ * fetch leaves behind only what the next run resumes from (the part downloaded so far), and
+ * nothing at all when there is nothing to resume: not even a repository folder it created.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from './build.js';
 import type { CatalogEntry } from './catalog.js';
 import { CATALOG, findCatalogEntry } from './catalog.js';
@@ -88,13 +91,31 @@ function configFor(entry: CatalogEntry, url: string, sha256: string): ModelConfi
   };
 }
 
-/** Downloads into the staging folder; on failure keeps it only if it holds bytes to resume. */
-async function downloadStaged(staging: string, options: DownloadOptions): Promise<{ bytes: number; sha256: string; resumed: boolean }> {
-  try {
-    return await downloadFile(options);
-  } catch (error) {
-    if (!existsSync(`${options.destination}.part`)) await rm(staging, { recursive: true, force: true });
-    throw error;
+/**
+ * The hidden folder where `<repositoryDir>/<name>` is put together, and where an interrupted
+ * fetch keeps what the next run resumes from.
+ */
+export function fetchStagingDir(repositoryDir: string, name: string): string {
+  return join(repositoryDir, `.fetch-${name}`);
+}
+
+async function holdsBytes(path: string): Promise<boolean> {
+  return ((await stat(path).catch(() => undefined))?.size ?? 0) > 0;
+}
+
+/**
+ * After a failure: keeps the staging folder if a next run can resume from it (a verified model,
+ * or part of one), else removes it, and with it the repository folders this run created, if
+ * they hold nothing else.
+ */
+async function discardUnresumable(staging: string, modelPath: string, repositoryDir: string, createdFrom: string | undefined): Promise<void> {
+  if ((await holdsBytes(modelPath)) || (await holdsBytes(`${modelPath}.part`))) return;
+  await rm(staging, { recursive: true, force: true });
+  if (createdFrom === undefined) return;
+  const top = resolve(createdFrom);
+  for (let dir = resolve(repositoryDir); ; dir = dirname(dir)) {
+    // rmdir removes only an empty folder: one that something else wrote into stays.
+    if (!(await rmdir(dir).then(() => true, () => false)) || dir === top || dir === dirname(dir)) return;
   }
 }
 
@@ -111,17 +132,32 @@ export async function fetchModel(options: FetchModelOptions): Promise<FetchModel
     throw new FetchError('ALREADY_EXISTS', `${target} already exists; pass --force to replace it`);
   }
 
+  // The first folder this run creates, if the repository is new: removed again on failure.
+  const createdFrom = await mkdir(options.repositoryDir, { recursive: true });
   // Stable name, so an interrupted fetch resumes from its `.part` file on the next run.
-  const staging = join(options.repositoryDir, `.fetch-${entry.name}`);
-  await mkdir(staging, { recursive: true });
+  const staging = fetchStagingDir(options.repositoryDir, entry.name);
   const modelPath = join(staging, MODEL_FILE);
+  try {
+    await mkdir(staging, { recursive: true });
+    const result = await stage(entry, url, staging, modelPath, options);
+    await moveIntoPlace(staging, target, options.repositoryDir, entry.name);
+    return { name: entry.name, modelDir: target, url, ...result };
+  } catch (error) {
+    // The fetch's own error is the one to report, even if cleaning up fails too.
+    await discardUnresumable(staging, modelPath, options.repositoryDir, createdFrom).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Puts the complete model folder together in `staging`: the verified model, labels, config. */
+async function stage(entry: CatalogEntry, url: string, staging: string, modelPath: string, options: FetchModelOptions): Promise<{ bytes: number; sha256: string; resumed: boolean }> {
   let result: { bytes: number; sha256: string; resumed: boolean };
   if (existsSync(modelPath) && (await sha256File(modelPath)) === entry.sha256) {
     // Downloaded and verified by a run that stopped before moving it into place.
     result = { bytes: entry.sizeBytes, sha256: entry.sha256, resumed: true };
   } else {
     await rm(modelPath, { force: true });
-    result = await downloadStaged(staging, {
+    result = await downloadFile({
       url,
       destination: modelPath,
       expectedBytes: entry.sizeBytes,
@@ -138,15 +174,18 @@ export async function fetchModel(options: FetchModelOptions): Promise<FetchModel
   const labels = await readLabelSet(entry.labels);
   await writeFile(join(staging, LABELS_FILE), formatLabels(labels));
   await writeFile(join(staging, CONFIG_FILE), `${JSON.stringify(configFor(entry, url, result.sha256), null, 2)}\n`);
+  return result;
+}
 
+/** Renames the staged folder to `target` (one rename: the registry sees all of it or none). */
+async function moveIntoPlace(staging: string, target: string, repositoryDir: string, name: string): Promise<void> {
   if (existsSync(target)) {
     // --force: move the old folder aside first, so a failure leaves one complete model in place.
-    const aside = join(options.repositoryDir, `.replaced-${entry.name}-${process.pid}`);
+    const aside = join(repositoryDir, `.replaced-${name}-${process.pid}`);
     await rename(target, aside);
     await rename(staging, target);
     await rm(aside, { recursive: true, force: true });
   } else {
     await rename(staging, target);
   }
-  return { name: entry.name, modelDir: target, url, ...result };
 }

@@ -91,6 +91,12 @@ function describeSkipped(skipped: readonly SkippedEntry[]): string {
   return visible.length === 0 ? '' : `; skipped: ${visible.map((s) => `${s.name} (${s.reason})`).join(', ')}`;
 }
 
+/** The hidden entries, for the message of a repository with no model (say, only an unfinished fetch). */
+function describeHidden(skipped: readonly SkippedEntry[]): string {
+  const hidden = skipped.filter((s) => s.hidden);
+  return hidden.length === 0 ? '' : `; ignored, being dot-prefixed (work in progress, never served): ${hidden.map((s) => s.name).join(', ')}`;
+}
+
 /** Model names listed in a message before the rest are only counted. */
 const MAX_NAMES_LISTED = 8;
 
@@ -134,7 +140,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         }
         const names = scan.models;
         const skippedText = describeSkipped(scan.skipped);
-        if (names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}`);
+        if (names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}${describeHidden(scan.skipped)}`);
         if (options.defaultModel !== undefined && !names.includes(options.defaultModel)) {
           throw new Error(`DEFAULT_MODEL is ${JSON.stringify(options.defaultModel)}, but ${options.repository} has no such folder (it has: ${names.join(', ')}${skippedText})`);
         }

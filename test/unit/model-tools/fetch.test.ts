@@ -1,22 +1,26 @@
 /**
  * model:fetch against a local HTTP server on 127.0.0.1 serving a small fixture: a good file,
  * a wrong checksum, a connection dropped half-way (resumed with a Range request), a missing
- * file, a server that cannot be reached, and one that ignores Range.
+ * file, a server that cannot be reached, and one that ignores Range. A fetch that fails leaves
+ * no model folder: only the hidden part a next run resumes from, or nothing at all.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import type { CatalogEntry } from '../../../src/model-tools/catalog.js';
 import { CATALOG } from '../../../src/model-tools/catalog.js';
 import { DownloadError } from '../../../src/model-tools/download.js';
-import { FetchError, fetchModel, resolveModelUrl } from '../../../src/model-tools/fetch.js';
+import { FetchError, fetchModel, fetchStagingDir, resolveModelUrl } from '../../../src/model-tools/fetch.js';
 import { IMAGENET_PREPROCESS } from '../../../src/model-tools/model-config.js';
+import { scanRepository } from '../../../src/serving/model-registry.js';
 import { FETCH_FIXTURES, tempDir } from './support.js';
 
 const FIXTURE = join(FETCH_FIXTURES, 'tiny-classifier.onnx');
@@ -41,7 +45,7 @@ const ENTRY: CatalogEntry = {
   labels: 'imagenet-1k',
 };
 
-type Behaviour = 'good' | 'drop' | 'ignore-range' | 'missing' | 'flaky';
+type Behaviour = 'good' | 'drop' | 'ignore-range' | 'missing' | 'flaky' | 'gone';
 
 interface Served {
   readonly baseUrl: (behaviour: Behaviour) => string;
@@ -79,13 +83,16 @@ async function serveFixture(t: TestContext): Promise<Served> {
     counts.set(behaviour, count);
     if (file !== ENTRY.file || behaviour === 'missing') {
       res.writeHead(404).end('not found');
-    } else if (behaviour === 'drop' && count === 1) {
+    } else if ((behaviour === 'drop' || behaviour === 'gone') && count === 1) {
       // Promise the whole file and send half; the test cuts the connection once the client has
       // read that half (cutting earlier races the client: a stream that errors drops what it
       // had buffered but not yet handed on).
       res.writeHead(200, { 'content-length': bytes.length });
       res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
       dropping = res;
+    } else if (behaviour === 'gone') {
+      // After the dropped half, every later request has its connection closed unanswered.
+      req.socket.destroy();
     } else if (behaviour === 'flaky' && count === 1) {
       res.writeHead(503).end('try later');
     } else if (behaviour === 'ignore-range') {
@@ -247,6 +254,73 @@ describe('fetchModel', () => {
     );
     assert.equal(attempts, 2, 'an unreachable host is retried twice, not five times');
     assert.deepEqual(await readdir(repository), []);
+  });
+
+  test('a fetch that fails part-way leaves no model folder, only the hidden part; the next run resumes it', async (t) => {
+    const served = await serveFixture(t);
+    const repository = join(await tempDir(t), 'models');
+    await assert.rejects(
+      fetchModel({
+        ...options(repository, served.baseUrl('gone')),
+        retries: 0,
+        onProgress: ({ receivedBytes }) => {
+          if (receivedBytes >= Math.floor(FIXTURE_BYTES / 2)) served.cut();
+        },
+      }),
+      isDownloadError('INTERRUPTED', /run again to resume/),
+    );
+    const staging = fetchStagingDir(repository, 'tiny');
+    assert.deepEqual(await readdir(repository), ['.fetch-tiny'], 'no model folder');
+    assert.deepEqual(await readdir(staging), ['model.onnx.part']);
+    const kept = (await stat(join(staging, 'model.onnx.part'))).size;
+    assert.ok(kept > 0 && kept < FIXTURE_BYTES, `kept ${kept} bytes`);
+    // What the server would find there: no model, the staging folder ignored as hidden.
+    const scan = await scanRepository(repository);
+    assert.deepEqual(scan.models, []);
+    assert.deepEqual(scan.skipped.map((s) => [s.name, s.hidden]), [['.fetch-tiny', true]]);
+
+    const result = await fetchModel(options(repository, served.baseUrl('good')));
+    assert.equal(result.resumed, true);
+    assert.deepEqual(served.requests.slice(-1), [`good bytes=${kept}-`]);
+    await assertFetched(repository);
+  });
+
+  test('a fetch that fails with nothing to resume leaves no folder, not even the repository it created', async (t) => {
+    const served = await serveFixture(t);
+    const parent = await tempDir(t);
+    const repository = join(parent, 'models', 'nested');
+    await assert.rejects(fetchModel(options(repository, served.baseUrl('missing'))), isDownloadError('NOT_FOUND', /HTTP 404/));
+    assert.deepEqual(await readdir(parent), [], 'after a 404');
+
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    await assert.rejects(fetchModel(options(repository, `http://127.0.0.1:${port}/models/`)), isDownloadError('UNREACHABLE', /offline/));
+    assert.deepEqual(await readdir(parent), [], 'after an unreachable server');
+
+    // A repository that was there before stays, with whatever else it holds.
+    await mkdir(repository, { recursive: true });
+    await assert.rejects(fetchModel(options(repository, served.baseUrl('missing'))), isDownloadError('NOT_FOUND', /HTTP 404/));
+    assert.deepEqual(await readdir(repository), []);
+
+    await fetchModel(options(repository, served.baseUrl('good')));
+    await assertFetched(repository);
+  });
+
+  test('the model:fetch command, failing, creates no folder and exits 1 with the reason', async (t) => {
+    const served = await serveFixture(t);
+    const parent = await tempDir(t);
+    const repository = join(parent, 'models');
+    const cli = fileURLToPath(new URL('../../../src/model-tools/fetch-cli.js', import.meta.url));
+    const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFile(process.execPath, [cli, 'resnet18-v1', '--repository', repository, '--base-url', served.baseUrl('missing')], (error, _stdout, stderr) =>
+        resolve({ code: error === null ? 0 : (child.exitCode ?? null), stderr }),
+      );
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /resnet18-v1-7\.onnx was not found \(HTTP 404\)/);
+    assert.deepEqual(await readdir(parent), []);
   });
 
   test('an existing model folder is kept unless --force', async (t) => {

@@ -81,6 +81,15 @@ describe('createModelRegistry', () => {
     });
   });
 
+  it('names the hidden entries when the repository holds no model, such as an unfinished fetch', async (t) => {
+    const repo = await tempDir(t);
+    await mkdir(join(repo, '.fetch-resnet18-v1'));
+    await writeFile(join(repo, '.fetch-resnet18-v1', 'model.onnx.part'), 'part');
+    await assert.rejects(createModelRegistry({ repository: repo, defaultModel: undefined, load: testLoadOptions() }).load(), {
+      message: `MODEL_REPOSITORY ${repo} holds no model folder; ignored, being dot-prefixed (work in progress, never served): .fetch-resnet18-v1`,
+    });
+  });
+
   it('says, when several models leave the short routes without one, which are loaded and how to pick one', () => {
     assert.equal(
       noDefaultModelMessage(['r18', 'resnet20']),
