@@ -24,6 +24,7 @@ import { createLoadShedder } from './http/load-shedding.js';
 import { multipartLimits } from './http/request-inputs.js';
 import { healthRoutes } from './http/routes/health.js';
 import { metricsRoutes } from './http/routes/metrics.js';
+import { pageRoutes } from './http/routes/page.js';
 import { statisticsRoutes } from './http/routes/statistics.js';
 import { v1Routes } from './http/routes/v1.js';
 import { v2Routes } from './http/routes/v2.js';
@@ -256,6 +257,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Requests for a model with no room are refused before their bodies are read.
   const shedLoad = createLoadShedder({ service, observer });
   await app.register(healthRoutes(ctx));
+  await app.register(pageRoutes());
   if (config.metricsPort === undefined) await app.register(metricsRoutes(metrics, auth));
   await app.register(v1Routes(ctx, auth, shedLoad));
   await app.register(statisticsRoutes(ctx, auth, statistics));

@@ -16,8 +16,7 @@ export function healthRoutes(ctx: RouteContext) {
   };
   return async (app: FastifyInstance) => {
     app.get('/v2/health/live', POLLED_ROUTE, async () => ({ live: true }));
-    // KServe v1's server liveness (its Python client's is_server_live asks GET /).
-    app.get('/', POLLED_ROUTE, async () => ({ status: 'alive' }));
+    // KServe v1's server liveness, GET /, is in page.ts: the same URL serves the page to browsers.
     app.get('/v2/health/ready', POLLED_ROUTE, async (_request, reply) =>
       ready() ? { ready: true } : reply.code(503).send({ ready: false, ...notReady() }),
     );
