@@ -22,6 +22,7 @@ import { installRequestBodies } from './http/request-body.js';
 import { createJsonBodyParser, defaultJsonBodyLimits } from './protocol/json-body.js';
 import { createLoadShedder } from './http/load-shedding.js';
 import { multipartLimits } from './http/request-inputs.js';
+import { docsRoutes } from './http/routes/docs.js';
 import { healthRoutes } from './http/routes/health.js';
 import { metricsRoutes } from './http/routes/metrics.js';
 import { pageRoutes } from './http/routes/page.js';
@@ -52,6 +53,8 @@ export interface RouteInfo {
   readonly method: string;
   /** The documented path (openapi.yaml's form, e.g. `/v1/models/{name}:predict`). */
   readonly path: string;
+  /** False for the Swagger UI's own pages and assets under `/docs` (`schema.hide`). */
+  readonly documented: boolean;
 }
 
 export interface Serving {
@@ -193,7 +196,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const routes: RouteInfo[] = [];
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) if (method !== 'HEAD') routes.push({ method, path: routeLabel(route.url, route.config?.routeTemplate) });
+    const documented = route.schema?.hide !== true;
+    for (const method of methods) if (method !== 'HEAD') routes.push({ method, path: routeLabel(route.url, route.config?.routeTemplate), documented });
   });
   const incoming = createIncomingBodies();
   app.decorate('serving', {
@@ -262,6 +266,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(v1Routes(ctx, auth, shedLoad));
   await app.register(statisticsRoutes(ctx, auth, statistics));
   await app.register(v2Routes(ctx, auth, shedLoad));
+  await app.register(docsRoutes());
   return app;
 }
 
