@@ -4,7 +4,7 @@
 #   docker build --target baked -t resnet-serve:0.1.0-models .   # bakes ./models (MODEL_REPOSITORY_DIR)
 #   docker build --target baked-default -t resnet-serve:0.1.0-resnet20 .
 #
-# Stages: build (npm ci + tsc) -> app (production dependencies, compiled code, tini, non-root
+# Stages: build (npm ci + tsc, the server and the page) -> app (production dependencies, compiled code, tini, non-root
 # user) -> runtime (default), baked, baked-default. The CUDA variant is Dockerfile.cuda.
 
 ARG NODE_IMAGE=docker.io/library/node:26-trixie-slim
@@ -30,6 +30,13 @@ COPY src ./src
 RUN printf '%s\n' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts"]}' > tsconfig.image.json \
  && npx tsc -p tsconfig.image.json \
  && test -f dist/src/server.js
+# The page at GET / (served from dist/web, beside dist/src): page.ts compiled, the HTML and CSS
+# copied, as `npm run build` does.
+COPY tsconfig.web.json ./
+COPY web ./web
+RUN npx tsc -p tsconfig.web.json \
+ && cp web/*.html web/*.css dist/web/ \
+ && test -f dist/web/index.html
 
 # ---------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS app
@@ -51,7 +58,7 @@ LABEL org.opencontainers.image.title="resnet-serve" \
 # zombies. Node as PID 1 would also ignore a SIGTERM that arrives before its handlers exist
 # (during model load), leaving Kubernetes to wait out the whole grace period.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 WORKDIR /app
@@ -69,9 +76,15 @@ RUN --mount=type=cache,target=/root/.npm,sharing=locked npm ci --omit=dev --no-a
  && find "$ort/linux" -mindepth 1 -maxdepth 1 ! -name "$(node -p process.arch)" -exec rm -rf {} + \
  && test -f "$ort/linux/$(node -p process.arch)/onnxruntime_binding.node"
 COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/dist/web ./dist/web
 # The trained default model (copied into an empty /models at startup) and the class names the
 # model builder writes next to the models it builds.
 COPY assets ./assets
+# The HTTP API's contract, served at /openapi.yaml, /openapi.json and /docs. The server finds it
+# in its project root, the folder holding package.json and assets/: here /app.
+COPY openapi.yaml ./
+# The gRPC service definitions, loaded at startup from /app/proto when GRPC_PORT is not 0.
+COPY proto ./proto
 
 # The model repository. It belongs to the runtime user so that, when it is empty and writable
 # (an emptyDir in Kubernetes), the server can copy its default model into it; mount a volume

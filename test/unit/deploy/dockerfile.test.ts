@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { serverConfig, serverEnvVars } from './helpers/app.js';
-import { imageUser, parseDockerfile, readDockerfile, stageNamed, type Stage } from './helpers/dockerfile.js';
+import { copiesOf, imageUser, parseDockerfile, readDockerfile, stageNamed, workdirOf, type Dockerfile, type Stage } from './helpers/dockerfile.js';
+import { isIgnored, parseDockerignore, readDockerignore } from './helpers/dockerignore.js';
 import { readRepoText, repoPath } from './helpers/repo.js';
 
 /** Variables the images set for tools other than the server (node, npm, onnxruntime's installer, NVIDIA's runtime). */
@@ -33,6 +34,50 @@ function assertServesTheApp(stage: Stage, file: string): void {
   assert.equal(stage.labels.get('org.opencontainers.image.licenses'), packageJson.license);
 }
 
+/** Image path -> build-context path of everything a stage (and the stages it is built from) copies from the context. */
+function placedFromContext(dockerfile: Dockerfile, stage: Stage): Map<string, string> {
+  const placed = new Map<string, string>();
+  for (const copy of copiesOf(dockerfile, stage)) {
+    if (copy.from !== undefined) continue;
+    for (const source of copy.sources) {
+      const name = source.replace(/\/+$/, '');
+      placed.set(copy.intoFolder ? `${copy.destination}/${name.split('/').at(-1)}` : copy.destination, name);
+    }
+  }
+  return placed;
+}
+
+/**
+ * The server finds its project root as the nearest folder above dist/src holding package.json and
+ * assets/ (src/system/project-root.ts) and reads openapi.yaml there (GET /openapi.yaml,
+ * /openapi.json, /docs); the gRPC server loads its protos from dist/src/grpc/../../../proto. All
+ * of them must land in WORKDIR, where dist/src is; the page, in dist/web beside it.
+ */
+function assertProjectRootInWorkdir(dockerfile: Dockerfile, stage: Stage, file: string): void {
+  const workdir = workdirOf(dockerfile, stage);
+  const placed = placedFromContext(dockerfile, stage);
+  for (const name of ['package.json', 'assets', 'openapi.yaml', 'proto']) {
+    assert.equal(placed.get(`${workdir}/${name}`), name, `${file} stage ${stage.name}: COPY ${name} into WORKDIR ${workdir}`);
+  }
+  const compiled = copiesOf(dockerfile, stage).filter((c) => c.from !== undefined).map((c) => c.destination);
+  assert.ok(compiled.includes(`${workdir}/dist/src`), `${file} stage ${stage.name}: the compiled server goes to ${workdir}/dist/src`);
+  // src/http/routes/page.ts serves GET / from dist/web, beside dist/src.
+  assert.ok(compiled.includes(`${workdir}/dist/web`), `${file} stage ${stage.name}: the built page goes to ${workdir}/dist/web`);
+  assert.equal(stage.cmd?.[1], 'dist/src/server.js', `${file} stage ${stage.name}: CMD runs the server relative to WORKDIR`);
+  for (const image of placed.keys()) {
+    assert.ok(!image.startsWith(`${workdir}/dist/`), `${file} stage ${stage.name}: ${image} would stand between dist/src and the project root`);
+  }
+}
+
+/** Every file under a build-context path (the path itself when it is a file). */
+function contextFiles(path: string): string[] {
+  const full = repoPath(path);
+  if (!statSync(full).isDirectory()) return [path];
+  return readdirSync(full, { recursive: true, encoding: 'utf8' })
+    .filter((rel) => statSync(repoPath(path, rel)).isFile())
+    .map((rel) => `${path}/${rel.split('\\').join('/')}`);
+}
+
 function assertEnvNamesKnown(file: string): void {
   for (const stage of readDockerfile(file).stages) {
     const unknown = [...stage.env.keys()].filter((name) => !serverEnvVars.has(name) && !NOT_FOR_THE_SERVER.test(name));
@@ -51,10 +96,12 @@ describe('Dockerfile (CPU)', () => {
     }
   });
 
-  it('compiles in a build stage: npm ci, then tsc', () => {
+  it('compiles in a build stage: npm ci, then tsc, for the server and for the page', () => {
     const build = runs(stageNamed(dockerfile, 'build')).join('\n');
     assert.match(build, /npm ci\b/);
     assert.match(build, /\btsc\b/);
+    assert.match(build, /\btsc -p tsconfig\.web\.json\b/);
+    assert.match(build, /\bcp web\/\*\.html web\/\*\.css dist\/web\//);
   });
 
   it('installs production dependencies only, with the CUDA download skipped, in the image the app runs from', () => {
@@ -89,6 +136,10 @@ describe('Dockerfile (CPU)', () => {
   it('sets no environment variable that the server does not read, apart from those of node, npm and onnxruntime', () => {
     assertEnvNamesKnown('Dockerfile');
   });
+
+  it('puts package.json, assets/, openapi.yaml and proto/ in WORKDIR beside dist/src and the page, where the server looks for them, in every target', () => {
+    for (const name of ['runtime', 'baked', 'baked-default']) assertProjectRootInWorkdir(dockerfile, stageNamed(dockerfile, name), 'Dockerfile');
+  });
 });
 
 describe('Dockerfile.cuda', () => {
@@ -107,6 +158,14 @@ describe('Dockerfile.cuda', () => {
     assert.ok(last.instructions.some((i) => i.keyword === 'COPY' && i.args.includes(`--from=${deps.name}`) && i.args.includes('node_modules')));
   });
 
+  it("gives the node binary copied from the node image the libatomic1 it links (Node 26 on), and runs it once while building", () => {
+    const lines = last.instructions.map((i) => `${i.keyword} ${i.args}`);
+    const copyNode = lines.findIndex((l) => /^COPY --from=\S+ \/usr\/local\/bin\/node /.test(l));
+    assert.ok(copyNode >= 0, 'copies node from the node image');
+    assert.ok(lines.slice(0, copyNode).some((l) => /^RUN .*apt-get install\b.*\blibatomic1\b/.test(l)), 'installs libatomic1 before');
+    assert.ok(lines.slice(copyNode + 1).some((l) => /^RUN node --version$/.test(l)), 'runs node --version after');
+  });
+
   it('serves with EXECUTION_PROVIDER=cuda, the same way as the CPU image', () => {
     assert.equal(last.env.get('EXECUTION_PROVIDER'), 'cuda');
     assert.equal(serverConfig(new Map([...last.env].filter(([n]) => serverEnvVars.has(n)))).executionProvider, 'cuda');
@@ -116,18 +175,48 @@ describe('Dockerfile.cuda', () => {
   it('sets no environment variable that the server does not read, apart from those of node, npm, onnxruntime and NVIDIA', () => {
     assertEnvNamesKnown('Dockerfile.cuda');
   });
+
+  it('puts package.json, assets/, openapi.yaml and proto/ in WORKDIR beside dist/src and the page, as the CPU image does', () => {
+    assertProjectRootInWorkdir(dockerfile, last, 'Dockerfile.cuda');
+  });
 });
 
 describe('.dockerignore', () => {
-  const patterns = readRepoText('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const patterns = readDockerignore();
 
-  it('keeps local builds, dependencies and version control out of the build context', () => {
-    for (const path of ['node_modules', 'dist', '.git']) assert.ok(patterns.includes(path), path);
+  it('keeps local builds, dependencies, version control, secrets and the tests out of the build context', () => {
+    for (const path of ['node_modules/fastify/package.json', 'dist/src/server.js', '.git/HEAD', '.env', 'tls/server.key', 'test/unit/config.test.ts', 'README.md']) {
+      assert.ok(isIgnored(patterns, path), `${path} is sent to the builder`);
+    }
   });
 
-  it('keeps what the Dockerfiles COPY', () => {
-    const copied = ['package.json', 'package-lock.json', 'tsconfig.json', 'src', 'assets', 'models'];
-    for (const path of copied) assert.ok(!patterns.includes(path) && !patterns.includes(`${path}/`) && !patterns.includes('*'), path);
+  it('keeps every file the Dockerfiles COPY from the build context (openapi.yaml and the shipped model\'s README included)', () => {
+    const sources = new Set<string>();
+    for (const file of ['Dockerfile', 'Dockerfile.cuda']) {
+      const dockerfile = readDockerfile(file);
+      for (const stage of dockerfile.stages) {
+        for (const copy of copiesOf(dockerfile, stage)) if (copy.from === undefined) for (const s of copy.sources) sources.add(s.replace(/\/+$/, ''));
+      }
+    }
+    for (const name of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.web.json', 'src', 'web', 'assets', 'openapi.yaml', 'proto', 'models']) {
+      assert.ok(sources.has(name), `the Dockerfiles COPY ${name}`);
+    }
+    for (const source of sources) {
+      // models/ is the user's own repository for the `baked` target; the checkout has none.
+      const files = existsSync(repoPath(source)) ? contextFiles(source) : [`${source}/mymodel/model.onnx`, `${source}/mymodel/README.md`];
+      for (const path of files) assert.ok(!isIgnored(patterns, path), `COPY ${source}: .dockerignore leaves ${path} out`);
+    }
+  });
+});
+
+describe('isIgnored (.dockerignore semantics)', () => {
+  it('matches as the builders do: * within a folder, ** across folders, a folder with its contents, the last match deciding', () => {
+    const patterns = parseDockerignore(['# comment', '*.md', 'docs', '**/*.log', 'build/', '!docs/keep.md', '/secret'].join('\n'));
+    const cases: [string, boolean][] = [
+      ['README.md', true], ['assets/README.md', false], ['docs/a/b.txt', true], ['docs/keep.md', false],
+      ['x.log', true], ['a/b/x.log', true], ['build/out.js', true], ['secret', true], ['src/secret', false], ['openapi.yaml', false],
+    ];
+    for (const [path, ignored] of cases) assert.equal(isIgnored(patterns, path), ignored, path);
   });
 });
 

@@ -119,3 +119,61 @@ export function imageUser(file: string): { uid: number; gid: number } {
   if (!match) throw new Error(`${file}: USER "${user}" is not numeric`);
   return { uid: Number(match[1]), gid: Number(match[2] ?? match[1]) };
 }
+
+/** The stage and the stages it is built FROM, oldest first (an outside image ends the chain). */
+export function stageChain(dockerfile: Dockerfile, stage: Stage): Stage[] {
+  const parent = dockerfile.stages.find((s) => s.name !== undefined && s.name === stage.from && s !== stage);
+  return parent ? [...stageChain(dockerfile, parent), stage] : [stage];
+}
+
+export interface Copy {
+  /** The stage named by `--from=`, or undefined for the build context. */
+  from: string | undefined;
+  /** Sources as written, with the stage's ARG defaults substituted. */
+  sources: string[];
+  /** Absolute path in the image: the destination resolved against WORKDIR. */
+  destination: string;
+  /** True when the destination is a folder that the sources go into (`./`, or several sources). */
+  intoFolder: boolean;
+}
+
+/** Every COPY of a stage and of the stages it is built from, with WORKDIR and ARG applied. */
+export function copiesOf(dockerfile: Dockerfile, stage: Stage): Copy[] {
+  const copies: Copy[] = [];
+  let workdir = '/';
+  for (const s of stageChain(dockerfile, stage)) {
+    const args = new Map<string, string>();
+    for (const { keyword, args: text } of s.instructions) {
+      if (keyword === 'ARG') for (const [k, v] of keyValues(text)) args.set(k, v);
+      else if (keyword === 'WORKDIR') workdir = posixJoin(workdir, text.trim());
+      else if (keyword === 'COPY') {
+        const words = text.split(/\s+/);
+        const from = words.find((w) => w.startsWith('--from='))?.slice('--from='.length);
+        const paths = words.filter((w) => !w.startsWith('--')).map((w) => substitute(w, args));
+        const target = paths.pop() ?? '';
+        copies.push({ from, sources: paths, destination: posixJoin(workdir, target), intoFolder: target.endsWith('/') || paths.length > 1 });
+      }
+    }
+  }
+  return copies;
+}
+
+/** The stage's final WORKDIR. */
+export function workdirOf(dockerfile: Dockerfile, stage: Stage): string {
+  let workdir = '/';
+  for (const s of stageChain(dockerfile, stage)) {
+    for (const { keyword, args } of s.instructions) if (keyword === 'WORKDIR') workdir = posixJoin(workdir, args.trim());
+  }
+  return workdir;
+}
+
+function posixJoin(base: string, path: string): string {
+  const parts = (path.startsWith('/') ? path : `${base}/${path}`).split('/');
+  const out: string[] = [];
+  for (const p of parts) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') out.pop();
+    else out.push(p);
+  }
+  return `/${out.join('/')}`;
+}
