@@ -1,47 +1,63 @@
 #!/usr/bin/env bash
 # Builds the container image with `podman build --isolation chroot`, then runs the image's own
 # entry point (ENTRYPOINT + CMD, as its USER, in its WORKDIR, with its ENV) in the image's root
-# filesystem and checks that it starts, answers /v2/health/ready, classifies a photo, and on
-# SIGTERM turns unready and exits 0.
+# filesystem and checks that it starts, answers /v2/health/ready, serves the page and the API's
+# contract, classifies a photo (samples/chelsea.png: a cat), and on SIGTERM turns unready and
+# exits 0.
 #
 # It does not use `podman run` (it cannot run on the machines this project is developed on):
 # the image is mounted read-only with `podman image mount` and entered with unshare(1) in new
-# mount and PID namespaces, so tini is PID 1 as in a pod; /tmp and the model repository are
-# tmpfs mounts, as emptyDirs would be in Kubernetes; the root filesystem stays read-only, as
-# with readOnlyRootFilesystem: true. The network namespace is the host's: the server listens on
-# 127.0.0.1 only.
+# mount and PID namespaces, so tini is PID 1 as in a pod; /tmp and an empty model repository are
+# tmpfs mounts, as emptyDirs would be in Kubernetes (an image whose /models already holds models,
+# such as the baked-default target, keeps its own, read-only); the root filesystem stays
+# read-only, as with readOnlyRootFilesystem: true. The network namespace is the host's: the
+# server listens on 127.0.0.1 only.
 #
-# When docker.io/library/node:20-bookworm-slim is neither present nor pullable, a LOCAL STAND-IN
-# base is built under that name (scripts/container/build-stand-in-base.sh: Debian bookworm
-# minbase + this host's Node 20); the script says so.
+# The base image is the Dockerfile's NODE_IMAGE, read from it (`--plan` prints it). When it
+# is neither present nor pullable (no Docker Hub), a LOCAL STAND-IN is built under that name by
+# scripts/container/build-stand-in-base.sh: Debian minbase of the tag's suite (debootstrap) + the
+# official Node binary of the tag's line and npm, both from the npm registry. The script says so.
+#
+# Needs: root; podman (apt-get install podman); util-linux's unshare, mount, nsenter; curl; a
+#        host node (reads the image's configuration); network to the npm registry and a Debian
+#        mirror (the image's npm ci and apt-get install tini). For the stand-in base also
+#        debootstrap (apt-get install debootstrap) and npm.
 #
 # Usage: scripts/container-check.sh [options]        (as root: mounts and namespaces need it)
 #   --target NAME      Dockerfile target to build and run (default: runtime)
 #   --image NAME       tag for the built image (default: localhost/resnet-serve:check)
 #   --model DIR        serve this model folder (model.onnx [+ labels.txt, config.json]) mounted
-#                      read-only at /models/<basename>; default: an empty /models, so the server
-#                      builds its default model into it as it does on an emptyDir
+#                      read-only at /models/<basename>; default: the image's own /models, or an
+#                      empty writable one into which the server copies its default model
+#                      (resnet20-cifar10), as it does on an emptyDir
 #   --model-config J   config.json text written beside the --model folder's files
-#   --image-file F     photo to classify (default: ../shared/images/photos/chelsea.png if present)
+#   --image-file F     photo to classify (default: samples/chelsea.png)
+#   --expect-label L   the top label the photo must get (default: cat, for samples/chelsea.png on
+#                      the default model; otherwise none); '' checks only for a 200
 #   --port N           port to listen on (default: a free one)
 #   --skip-build       run an image built before
 #   --build-only       build and inspect the image, do not run it
 #   --no-pull          never try to pull the base image
 #   --startup-timeout S  seconds to wait for readiness (default: 600)
+#   --plan             print the base image, target and tag it would use, and exit
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/container/node-image.sh
+source "$repo/scripts/container/node-image.sh"
 target=runtime
 image=localhost/resnet-serve:check
 model_dir=
 model_config=
-photo=
+default_photo=$repo/samples/chelsea.png
+photo=$default_photo
+expect_label=auto
 port=
 skip_build=false
 build_only=false
+plan_only=false
 pull=true
 startup_timeout=600
-base_image=docker.io/library/node:20-bookworm-slim
 shutdown_delay_ms=2000
 shutdown_timeout_ms=10000
 
@@ -52,11 +68,13 @@ while [[ $# -gt 0 ]]; do
     --model) model_dir=$(cd "$2" && pwd); shift 2 ;;
     --model-config) model_config=$2; shift 2 ;;
     --image-file) photo=$2; shift 2 ;;
+    --expect-label) expect_label=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --skip-build) skip_build=true; shift ;;
     --build-only) build_only=true; shift ;;
     --no-pull) pull=false; shift ;;
     --startup-timeout) startup_timeout=$2; shift 2 ;;
+    --plan) plan_only=true; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
@@ -66,32 +84,53 @@ say() { printf '[container-check] %s\n' "$*"; }
 fail() { printf '[container-check] FAIL: %s\n' "$*" >&2; exit 1; }
 pass() { printf '[container-check] ok: %s\n' "$*"; }
 
-[[ $(id -u) -eq 0 ]] || fail "run as root (podman image mount, mount and unshare need it)"
-for tool in podman unshare mount curl node; do
-  command -v "$tool" >/dev/null || fail "$tool is not installed"
+# The base image is whatever the Dockerfile builds on: never a second copy of its name here.
+base_image=$(dockerfile_node_image "$repo/Dockerfile") || exit 1
+if $plan_only; then
+  printf 'dockerfile=%s\nbase_image=%s\ntarget=%s\nimage=%s\n' "$repo/Dockerfile" "$base_image" "$target" "$image"
+  exit 0
+fi
+
+# --- 0. what this needs, all said at once ------------------------------------------------------
+missing=()
+[[ $(id -u) -eq 0 ]] || missing+=("root: podman image mount, mount(8) and unshare(1) need it (sudo $0)")
+command -v podman >/dev/null || missing+=("podman (builds with --isolation chroot; podman run is not used): apt-get install podman")
+for tool in unshare mount nsenter; do
+  command -v "$tool" >/dev/null || missing+=("$tool (util-linux): apt-get install util-linux mount")
 done
-if [[ -z $photo && -f $repo/../shared/images/photos/chelsea.png ]]; then
-  photo=$repo/../shared/images/photos/chelsea.png
+command -v curl >/dev/null || missing+=("curl: apt-get install curl")
+command -v node >/dev/null || missing+=("node on the host (reads the image's configuration): install Node.js")
+[[ -f $photo ]] || missing+=("the photo to classify: $photo does not exist (--image-file)")
+if ((${#missing[@]})); then
+  say "cannot check the image; missing:"
+  for m in "${missing[@]}"; do say "  - $m"; done
+  say "also needed: network to the npm registry and a Debian mirror (the image's npm ci and apt-get);"
+  say "and, when $base_image cannot be pulled (no Docker Hub), debootstrap (apt-get install debootstrap)"
+  say "and npm for the local stand-in base (scripts/container/build-stand-in-base.sh)."
+  fail "prerequisites missing (see above)"
 fi
 
 # --- 1. base image -------------------------------------------------------------------------
-is_stand_in() {
-  [[ $(podman image inspect --format '{{index .Config.Labels "io.github.resnet-serve.stand-in"}}' "$base_image" 2>/dev/null) == true ]]
-}
+label_of() { podman image inspect --format "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null; }
+is_stand_in() { [[ $(label_of "$base_image" io.github.resnet-serve.stand-in) == true ]]; }
 if ! $skip_build; then
+  work_pull_err=$(mktemp)
   if podman image exists "$base_image"; then
     :
-  elif $pull && podman pull --quiet "$base_image" >/dev/null 2>&1; then
+  elif $pull && timeout 120 podman pull --quiet "$base_image" >/dev/null 2>"$work_pull_err"; then
     say "pulled $base_image"
   else
-    say "cannot pull $base_image: building a LOCAL STAND-IN under that name"
-    "$repo/scripts/container/build-stand-in-base.sh" "$base_image"
+    $pull && say "cannot pull $base_image: $(tail -1 "$work_pull_err")"
+    say "building a LOCAL STAND-IN under the name $base_image"
+    "$repo/scripts/container/build-stand-in-base.sh" "$base_image" || fail "could not build the stand-in for $base_image (above)"
   fi
+  base_size=$(podman image inspect --format '{{.Size}}' "$base_image" | awk '{printf "%.0f MB", $1/1e6}')
   if is_stand_in; then
-    say "NOTE: the base image is a LOCAL STAND-IN ($(podman image inspect --format '{{index .Config.Labels "io.github.resnet-serve.stand-in.description"}}' "$base_image")), not the official image"
+    say "NOTE: the base image is a LOCAL STAND-IN, not the official image: $(label_of "$base_image" io.github.resnet-serve.stand-in.description) ($base_size)"
   else
-    say "base image: $base_image (official)"
+    say "base image: $base_image (official, $base_size)"
   fi
+  rm -f "$work_pull_err"
 fi
 
 # --- 2. build ------------------------------------------------------------------------------
@@ -172,6 +211,16 @@ if [[ -n $model_dir ]]; then
   model_name=$(basename "$model_dir")
   run_env+=("SEED_DEFAULT_MODEL=false")
 fi
+# /models: the --model folder on a tmpfs; else the image's own when it holds models (baked,
+# baked-default: served read-only from the image, as a pod without a volume there would); else an
+# empty tmpfs owned by the image user, as an emptyDir, which the server seeds with its default model.
+if [[ -z $model_dir && -n $(ls -A "$rootfs/models" 2>/dev/null) ]]; then
+  models_mount=image
+  models_note="the image's own /models ($(ls "$rootfs/models" | tr '\n' ' ' | sed 's/ $//'), read-only)"
+else
+  models_mount=tmpfs
+  models_note="a tmpfs at /models${model_dir:+ holding $model_name}"
+fi
 
 # Drop to the image's user the way a restricted pod does: no capabilities, no new privileges,
 # no supplementary groups. setpriv comes from the image (util-linux); else unshare's own switch.
@@ -187,14 +236,16 @@ cat >"$work/enter.sh" <<'EOF'
 #!/usr/bin/env bash
 # Runs as PID 1 of new mount and PID namespaces, then execs into the image (so tini is PID 1).
 set -euo pipefail
-rootfs=$1 newroot=$2 uid=$3 gid=$4 model_dir=$5 model_config=$6 workdir=$7; shift 7
+rootfs=$1 newroot=$2 uid=$3 gid=$4 models_mount=$5 model_dir=$6 model_config=$7 workdir=$8; shift 8
 mount --bind "$rootfs" "$newroot"
 mount -o remount,bind,ro "$newroot"
 mount -t proc -o nosuid,nodev,noexec proc "$newroot/proc"
 mount --rbind /dev "$newroot/dev"
 mount --rbind -o ro /sys "$newroot/sys" 2>/dev/null || mount --bind /sys "$newroot/sys"
 mount -t tmpfs -o nosuid,nodev,size=256m,mode=1777 tmpfs "$newroot/tmp"
-mount -t tmpfs -o "nosuid,nodev,size=2g,mode=0755,uid=$uid,gid=$gid" tmpfs "$newroot/models"
+if [[ $models_mount == tmpfs ]]; then
+  mount -t tmpfs -o "nosuid,nodev,size=2g,mode=0755,uid=$uid,gid=$gid" tmpfs "$newroot/models"
+fi
 if [[ -n $model_dir ]]; then
   name=$(basename "$model_dir")
   mkdir "$newroot/models/$name"
@@ -213,10 +264,10 @@ EOF
 chmod +x "$work/enter.sh"
 mkdir -p "$work/root"
 
-say "starting ${entry[*]} in $rootfs (read-only) as $user_note, port $port"
+say "starting ${entry[*]} in $rootfs (read-only) as $user_note, port $port, models: $models_note"
 log=$work/server.log
 env -i "${run_env[@]}" unshare --mount --pid --fork --kill-child --propagation private \
-  "$work/enter.sh" "$rootfs" "$work/root" "$uid" "$gid" "$model_dir" "$model_config" "${workdir:-/}" \
+  "$work/enter.sh" "$rootfs" "$work/root" "$uid" "$gid" "$models_mount" "$model_dir" "$model_config" "${workdir:-/}" \
   "${as_user[@]}" "${entry[@]}" >"$log" 2>&1 &
 runner_pid=$!
 # The server's log without the per-request lines of the readiness polling.
@@ -269,19 +320,51 @@ for path in /v2/health/live /livez /readyz /v2; do
   [[ $code == 200 ]] || { show_log; fail "GET $path -> $code"; }
   pass "GET $path -> 200 $(head -c 160 "$work/body")"
 done
+# The page (dist/web) for a browser, and the contract wherever the image's openapi.yaml says it
+# is served: both are files the image must carry beside the compiled server.
+read -r code type < <(curl -s -o "$work/body" -w '%{http_code} %{content_type}\n' --max-time 5 -H 'Accept: text/html' "$url/")
+[[ $code == 200 && $type == text/html* ]] || { show_log; fail "GET / (Accept: text/html) -> $code $type: want the page (is dist/web in the image?)"; }
+pass "GET / (Accept: text/html) -> 200 $type, $(wc -c <"$work/body") bytes"
+for path in /openapi.yaml /openapi.json; do
+  grep -q "^  $path:" "$rootfs$workdir/openapi.yaml" 2>/dev/null || continue
+  code=$(curl -s -o "$work/body" -w '%{http_code}' --max-time 5 "$url$path")
+  [[ $code == 200 ]] || { show_log; fail "GET $path -> $code (documented in the image's openapi.yaml)"; }
+  pass "GET $path -> 200, $(wc -c <"$work/body") bytes"
+done
+if [[ -f $rootfs$workdir/dist/src/http/routes/docs.js ]]; then
+  read -r code type < <(curl -s -L -o "$work/body" -w '%{http_code} %{content_type}\n' --max-time 5 "$url/docs")
+  [[ $code == 200 && $type == text/html* ]] || { show_log; fail "GET /docs -> $code $type: want Swagger UI's page"; }
+  pass "GET /docs -> 200 $type (Swagger UI)"
+fi
 if [[ -z $model_name ]]; then
-  model_name=$(curl -s --max-time 5 "$url/v2/models" 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);const m=j.models??j;process.stdout.write(String(m[0]?.name??m[0]??""))}catch{}})' || true)
-  [[ -n $model_name ]] || model_name=$(nsenter --target "$node_pid" --mount --root -- /bin/ls /models 2>/dev/null | head -1)
+  code=$(curl -s -o "$work/body" -w '%{http_code}' --max-time 5 "$url/v1/models")
+  [[ $code == 200 ]] || { show_log; fail "GET /v1/models -> $code"; }
+  model_name=$(node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); process.stdout.write(String(j.models?.[0] ?? ""))' "$work/body")
+  [[ -n $model_name ]] || { show_log; fail "GET /v1/models lists no model: $(head -c 200 "$work/body")"; }
+  pass "GET /v1/models -> 200 $(head -c 160 "$work/body")"
 fi
 code=$(curl -s -o "$work/body" -w '%{http_code}' --max-time 5 "$url/v2/models/$model_name/ready")
 [[ $code == 200 ]] || { show_log; fail "GET /v2/models/$model_name/ready -> $code"; }
 pass "GET /v2/models/$model_name/ready -> 200"
-if [[ -n $photo ]]; then
-  code=$(curl -s -o "$work/body" -w '%{http_code}' --max-time 60 -H 'Content-Type: image/png' \
-    --data-binary "@$photo" "$url/v1/models/$model_name:predict?top_k=3")
-  [[ $code == 200 ]] || { show_log; fail "POST /v1/models/$model_name:predict -> $code $(head -c 300 "$work/body")"; }
-  pass "POST /v1/models/$model_name:predict ($(basename "$photo")) -> 200 $(head -c 200 "$work/body")"
+
+# The default photo on the default model is a known answer: Chelsea is a cat.
+if [[ $expect_label == auto ]]; then
+  expect_label=
+  [[ $photo == "$default_photo" && $model_name == resnet20-cifar10 ]] && expect_label="cat"
 fi
+case ${photo,,} in
+  *.jpg|*.jpeg) photo_type=image/jpeg ;;
+  *) photo_type=image/png ;;
+esac
+code=$(curl -s -o "$work/body" -w '%{http_code}' --max-time 60 -H "Content-Type: $photo_type" \
+  --data-binary "@$photo" "$url/v1/models/$model_name:predict?top_k=3")
+[[ $code == 200 ]] || { show_log; fail "POST /v1/models/$model_name:predict -> $code $(head -c 300 "$work/body")"; }
+top=$(node -e 'const p = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).predictions?.[0]; process.stdout.write(p ? `${p.label} ${p.score.toFixed(4)}` : "")' "$work/body")
+[[ -n $top ]] || fail "POST /v1/models/$model_name:predict -> 200 without a prediction: $(head -c 300 "$work/body")"
+if [[ -n $expect_label && ${top%% *} != "$expect_label" ]]; then
+  fail "POST /v1/models/$model_name:predict ($(basename "$photo")) -> top label '${top%% *}', want '$expect_label': $(head -c 300 "$work/body")"
+fi
+pass "POST /v1/models/$model_name:predict ($(basename "$photo")) -> 200, top-1 $top${expect_label:+ (want $expect_label)}"
 
 # --- 5. SIGTERM: unready at once, exit 0 within SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS -------
 say "SIGTERM to PID 1 ($pid1_comm)"
