@@ -242,10 +242,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // and refused before JSON.parse sees them (json-body.ts: a 16 MiB nested body took 1.6 s).
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.jsonBodyMaxBytes }, createJsonBodyParser(defaultJsonBodyLimits(config.jsonBodyMaxBytes)));
   // Raw image bodies declared image/*, whatever its parameters (the format is detected from the
-  // bytes later; `image/jpeg; charset=binary` is still a JPEG). The generic types a raw image may
+  // bytes later; `image/jpeg; charset=binary` is still a JPEG), and the literal `image/*` that
+  // Swagger UI's "Try it out" sends for openapi.yaml's `image/*` body. The generic types a raw image may
   // also come under (application/octet-stream, curl's urlencoded default, none) are each route
   // plugin's own (accepted-bodies.ts, routes/v2.ts), since what they mean differs by route.
-  app.addContentTypeParser(/^image\/[\w.+-]+\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser(/^image\/(?:[\w.+-]+|\*)\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
   await app.register(multipart, { throwFileSizeLimit: true, limits: multipartLimits(config) });
   if (config.rateLimitMax > 0) {
     await app.register(rateLimit, {

@@ -30,7 +30,7 @@ describe('API documentation', () => {
     const csp = page.headers['content-security-policy'] ?? '';
     assert.match(csp, /default-src 'none'/);
     assert.match(csp, /script-src 'self'(;|$)/);
-    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|https:|\*/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|unsafe-hashes|https:|\*/);
     const assets = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] ?? '');
     assert.ok(assets.length >= 3, 'the page loads its script and styles');
     for (const asset of assets) {

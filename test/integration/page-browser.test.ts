@@ -204,10 +204,26 @@ describe('the page in Chromium', { skip }, () => {
     assert.deepEqual(problems, []);
   });
 
-  it('/docs shows the predict operation', async (t) => {
-    const { page } = await open(t, `${await serve(t)}/docs`);
+  it("/docs shows the predict operation, and its \"Try it out\" classifies a photo sent from the page", async (t) => {
+    const { page, problems } = await open(t, `${await serve(t)}/docs`);
     await page.locator('[data-path="/v1/models/{name}:predict"]').first().waitFor(WAIT);
-    const summary = page.locator('.opblock-post', { has: page.locator('[data-path="/v1/models/{name}:predict"]') }).first();
-    assert.match(await summary.innerText(), /POST/);
+    const operation = page.locator('.opblock-post', { has: page.locator('[data-path="/v1/models/{name}:predict"]') }).first();
+    assert.match(await operation.locator('.opblock-summary').innerText(), /POST/);
+
+    await operation.locator('.opblock-summary').click();
+    await operation.getByRole('button', { name: 'Try it out' }).click();
+    await operation.locator('tr[data-param-name="name"] input').fill('resnet20');
+    await operation.locator('tr[data-param-name="top_k"] input').fill('3');
+    await operation.locator('.body-param-content-type select, .content-type-wrapper select').first().selectOption('image/*');
+    await operation.locator('input[type=file]').first().setInputFiles(chelsea);
+    await operation.getByRole('button', { name: 'Execute' }).click();
+    const answer = operation.locator('.live-responses-table .response-col_description pre, .live-responses-table .response-col_description .microlight').first();
+    await answer.waitFor(WAIT);
+    assert.equal((await operation.locator('.live-responses-table tr.response .response-col_status').first().innerText()).trim(), '200');
+    const body = JSON.parse(await answer.innerText()) as { predictions: Array<{ label: string; top_k: unknown[] }> };
+    assert.equal(body.predictions[0]?.label, 'cat');
+    assert.equal(body.predictions[0]?.top_k.length, 3);
+    await page.screenshot({ path: join(OUTPUT, 'docs-try-it.png') });
+    assert.deepEqual(problems, [], 'no CSP violation or script error on /docs');
   });
 });

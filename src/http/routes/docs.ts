@@ -19,11 +19,14 @@ export const OPENAPI_FILE = 'openapi.yaml';
 /**
  * Swagger UI loads only its own files from this server and calls only this server; it sets
  * element styles from script (CSSOM, which style-src does not govern), so no 'unsafe-inline'.
+ * The one exception is a <style> element its React tree renders, allowed by its content's hash
+ * alone (not by 'unsafe-inline'); a Swagger UI upgrade that changes it shows as a CSP violation
+ * in the browser test (test/integration/page-browser.test.ts).
  */
 const DOCS_CSP = [
   "default-src 'none'",
   "script-src 'self'",
-  "style-src 'self'",
+  "style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='",
   "img-src 'self' data:",
   "connect-src 'self'",
   "font-src 'self'",
