@@ -122,7 +122,7 @@ describe('Dockerfile (CPU)', () => {
     assert.ok(runs(stageNamed(dockerfile, 'app')).some((r) => r.includes(`chown ${uid}:${gid} /models`)));
   });
 
-  it('can bake a model repository in, and then never builds a default model over it', () => {
+  it('can bake a model repository in, and then never copies the default model beside it', () => {
     const baked = stageNamed(dockerfile, 'baked');
     assert.ok(baked.instructions.some((i) => i.keyword === 'COPY' && /\$\{MODEL_REPOSITORY_DIR\}\/?\s+\/models\/?$/.test(i.args)));
     assert.equal(baked.env.get('SEED_DEFAULT_MODEL'), 'false');

@@ -11,11 +11,12 @@ import { containerEnv, cpuQuantity, memoryQuantity, ofKind, oneOfKind, podTempla
 import { imageUser } from './helpers/dockerfile.js';
 
 /**
- * Least time a startup probe must allow for model load + warm-up, building the default model
+ * Least time a startup probe must allow for model load + warm-up, copying the default model in
  * first when the repository is empty. scripts/container-check.sh measured that whole path at
- * 9 s on the 2-CPU development machine (deploy/README.md); the floor leaves room for slow or
- * throttled nodes, bigger models and slow volumes, and costs a healthy pod nothing (the probe
- * passes as soon as the server is ready).
+ * 0.7 s on the 2-CPU development machine (deploy/README.md); the floor leaves room for slow or
+ * throttled nodes, bigger models (ResNet-20's model.onnx is 1 MB, an ImageNet ResNet-50's about
+ * 100 MB) and slow volumes, and costs a healthy pod nothing (the probe passes as soon as the
+ * server is ready).
  */
 const MIN_STARTUP_SECONDS = 180;
 /** Slack between the server's own hard deadline after SIGTERM and the kubelet's SIGKILL. */
@@ -95,14 +96,14 @@ describe('server containers in the manifests', { skip: kubectlMissing() }, () =>
     }
   });
 
-  it('mount writable volumes where the server writes: /tmp, and the model repository when it builds the default model', () => {
+  it('mount writable volumes where the server writes: /tmp, and the model repository when it copies the default model in', () => {
     for (const { id, pod, container, objects } of workloads()) {
       const config = serverConfig(containerEnv(container, objects));
       const mounts = container.volumeMounts ?? [];
       assert.ok(mounts.some((m) => m.mountPath === '/tmp' && m.readOnly !== true), `${id}: /tmp`);
       if (config.seedDefaultModel) {
         const mount = mounts.find((m) => m.mountPath === config.modelRepository);
-        assert.ok(mount && mount.readOnly !== true, `${id}: MODEL_REPOSITORY ${config.modelRepository} must be a writable mount to build the default model`);
+        assert.ok(mount && mount.readOnly !== true, `${id}: MODEL_REPOSITORY ${config.modelRepository} must be a writable mount to receive the default model`);
         const volume = pod.volumes?.find((v) => v.name === mount.name);
         assert.ok(volume?.emptyDir, `${id}: the model repository should be an emptyDir (or set SEED_DEFAULT_MODEL=false)`);
       }
