@@ -119,7 +119,7 @@ export interface Config {
 export type Env = Readonly<Record<string, string | undefined>>;
 
 export interface LoadConfigOptions {
-  /** CPUs this process may use; supplied by the entry point (see serving/cpu-quota.ts). */
+  /** CPUs this process may use; supplied by the entry point (see system/cpu-quota.ts). */
   availableCpus: number;
   /** Reads `API_KEYS_FILE`; injected so that loading stays testable. */
   readFile?: (path: string) => string;
@@ -132,7 +132,11 @@ export class ConfigError extends Error {
   }
 }
 
-/** Every environment variable the server reads, with its meaning; README's table mirrors it. */
+/**
+ * The name of every environment variable the server reads; a test checks that config.ts reads
+ * none that is missing here and that README's configuration table lists each. Their meanings
+ * are documented on the fields of `Config` above.
+ */
 export const ENV_VARS = [
   'HOST', 'PORT', 'METRICS_PORT', 'GRPC_PORT', 'LOG_LEVEL',
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',

@@ -1,7 +1,8 @@
 /**
  * The error catalog: every error the service answers with comes from here, so its stable
  * `code` and its HTTP `statusCode` travel together. Handlers never invent statuses; the
- * catalog is checked against openapi.yaml by test/unit/errors.test.ts.
+ * catalog is checked against openapi.yaml's `x-error-codes` by
+ * test/integration/openapi-contract.test.ts.
  */
 
 export interface ServingErrorOptions {

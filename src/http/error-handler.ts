@@ -118,8 +118,9 @@ export function installErrorHandler(app: FastifyInstance, options: ErrorHandlerO
 }
 
 /**
- * Requests Node's HTTP parser refuses before Fastify sees them. The catalog has no entry for
- * 408 or 431, so these are INVALID_REQUEST (400) with a precise message.
+ * Requests Node's HTTP parser refuses before Fastify sees them: a request not received in time
+ * is REQUEST_TIMEOUT (408), headers over the limit HEADERS_TOO_LARGE (431), anything else the
+ * parser refuses INVALID_REQUEST (400).
  */
 function clientErrorFor(err: NodeJS.ErrnoException): ServingError {
   switch (err.code) {
