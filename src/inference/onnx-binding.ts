@@ -78,6 +78,12 @@ export function executionProviders(options: OpenSessionOptions): ort.InferenceSe
   return [provider as unknown as ort.InferenceSession.ExecutionProviderConfig];
 }
 
+/**
+ * `InferenceSession.create` on a path or on bytes: one implementation, which TypeScript sees as
+ * separate overloads that a union argument matches none of.
+ */
+const createSession = ort.InferenceSession.create as (model: string | Uint8Array, options: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
+
 /** Opens an inference session on a model file path or its bytes. */
 export async function openSession(model: string | Uint8Array, options: OpenSessionOptions = {}): Promise<OnnxSession> {
   const sessionOptions: ort.InferenceSession.SessionOptions = {
@@ -94,10 +100,7 @@ export async function openSession(model: string | Uint8Array, options: OpenSessi
     extra: { session: { force_spinning_stop: '1' } },
   };
   if (options.intraOpThreads !== undefined) sessionOptions.intraOpNumThreads = options.intraOpThreads;
-  const session =
-    typeof model === 'string'
-      ? await ort.InferenceSession.create(model, sessionOptions)
-      : await ort.InferenceSession.create(model, sessionOptions);
+  const session = await createSession(model, sessionOptions);
   const provider: ExecutionProvider = options.executionProvider ?? 'cpu';
   return {
     inputs: session.inputMetadata.map(describe),

@@ -28,7 +28,6 @@ export interface BatchRunner<I, O> {
 export interface BatcherObserver {
   queueDepth?(depth: number): void;
   inflightBatches?(count: number): void;
-  batchStarted?(size: number): void;
 }
 
 export interface BatcherOptions<I, O> {
@@ -141,8 +140,8 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
     const t = now();
     const batch: Array<Entry<I, O>> = [];
     while (batch.length < maxBatchSize && queue.length > 0) {
+      // A settled request has no entry left in the queue (`fail` removes them).
       const entry = queue.shift()!;
-      if (entry.request.settled) continue;
       if (entry.deadline !== undefined && entry.deadline <= t) {
         fail(entry.request, errors.DEADLINE_EXCEEDED());
         continue;
@@ -157,7 +156,6 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
     const startedAt = now();
     inflight++;
     observer.inflightBatches?.(inflight);
-    observer.batchStarted?.(batch.length);
     let outputs: Promise<readonly O[]>;
     try {
       outputs = runner.run(batch.map((e) => e.item));
