@@ -13,6 +13,8 @@
  *   open); the rate limit counts per peer address, as HTTP's does per client.
  * - Message sizes: at most the largest body the HTTP routes take (RESOURCE_EXHAUSTED beyond,
  *   from grpc-js itself, before the message is parsed).
+ * - HTTP/2 receive windows of 8 MiB instead of Node's 64 KiB (receive-window.ts, standing in
+ *   for grpc/grpc-node#3058): a large tensor is not held up by a WINDOW_UPDATE every 64 KiB.
  * - Health: the empty service name and `inference.GRPCInferenceService` answer SERVING once
  *   every model is ready and NOT_SERVING from the start of shutdown (Kubernetes' readiness);
  *   `liveness` answers SERVING while the process runs.
@@ -38,6 +40,7 @@ import type { DecodeLimits } from '../protocol/v2-request.js';
 import type { InferenceService } from '../serving/inference-service.js';
 import type { ModelRegistry } from '../serving/model-registry.js';
 import type { InferenceStatistics } from '../serving/statistics.js';
+import { applyReceiveWindow, FLOW_CONTROL_WINDOW_OPTION, RECEIVE_WINDOW_BYTES } from './receive-window.js';
 import { decodeGrpcInferRequest, encodeGrpcInferResponse, grpcCodeOf, type GrpcInferRequest } from './codec.js';
 
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
@@ -117,7 +120,14 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
   const { config, registry, service, lifecycle, log } = deps;
   const definitions = loadDefinitions();
   const maxMessage = Math.max(config.uploadMaxBytes, config.jsonBodyMaxBytes) + MESSAGE_OVERHEAD_BYTES;
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': maxMessage, 'grpc.max_send_message_length': maxMessage });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': maxMessage,
+    'grpc.max_send_message_length': maxMessage,
+    [FLOW_CONTROL_WINDOW_OPTION]: RECEIVE_WINDOW_BYTES,
+  });
+  if (applyReceiveWindow(server, RECEIVE_WINDOW_BYTES) === 'unavailable') {
+    log.info({ windowBytes: RECEIVE_WINDOW_BYTES }, 'gRPC: this @grpc/grpc-js neither honours grpc-node.flow_control_window on the server nor has the internals src/grpc/receive-window.ts reaches; HTTP/2 receive windows stay at 64 KiB (large messages arrive slower)');
+  }
   const verifyKey = createKeyVerifier(config.apiKeys);
   const rateLimit = createRateLimit(config.rateLimitMax, config.rateLimitWindowMs);
   const limits: DecodeLimits = {
