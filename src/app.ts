@@ -35,8 +35,10 @@ import { createInferenceService, type InferenceService } from './serving/inferen
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
 import { combineObservers } from './serving/observer.js';
 import { createInferenceStatistics, type InferenceStatistics } from './serving/statistics.js';
+import { projectVersion } from './system/project-root.js';
 
-export const SERVER_VERSION = '0.1.0';
+/** What `/v2` and gRPC's ServerMetadata report: package.json's version. */
+export const SERVER_VERSION = projectVersion();
 
 export interface AppDeps {
   /** Runs before the repository is scanned (the entry point builds the default model here). */

@@ -3,7 +3,7 @@
  * location so that it resolves the same from `src/`, from the compiled `dist/src/` and in the
  * container image (/app).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,4 +16,15 @@ export function findProjectRoot(start = dirname(fileURLToPath(import.meta.url)))
     if (parent === dir) throw new Error(`No folder above ${start} holds package.json and assets/`);
     dir = parent;
   }
+}
+
+/**
+ * The server's version: package.json's `version`, so the release number has one owner.
+ * Throws naming the file when it holds none.
+ */
+export function projectVersion(root = findProjectRoot()): string {
+  const file = join(root, 'package.json');
+  const { version } = JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown };
+  if (typeof version !== 'string' || version === '') throw new Error(`${file} has no \`version\``);
+  return version;
 }

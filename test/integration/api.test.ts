@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import request from 'supertest';
 import { buildApp } from '../../src/app.js';
 import { openSession } from '../../src/inference/onnx-binding.js';
-import { CIFAR_DIR, PHOTOS_DIR, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, startApp, tempRepository, testConfig } from '../helpers.js';
+import { CIFAR_DIR, PHOTOS_DIR, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, startApp, tempRepository, testConfig } from '../helpers.js';
 import { listen, send } from './hostile-support.js';
 
 interface ClassScore { label: string; index: number; score: number }
@@ -123,6 +123,7 @@ describe('v1 predict with the trained ResNet-20', () => {
     const server = await request(app.server).get('/v2');
     assert.equal(server.status, 200);
     assert.equal(server.body.name, 'resnet-serve');
+    assert.equal(server.body.version, JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')).version, "package.json's version");
     assert.deepEqual((await request(app.server).get('/v2/models/resnet20/ready')).body, { name: 'resnet20', ready: true });
   });
 });
