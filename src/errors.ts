@@ -13,6 +13,12 @@ export interface ServingErrorOptions {
   cause?: unknown;
 }
 
+/**
+ * `Retry-After` of every refusal for load (QUEUE_FULL, SHUTTING_DOWN), in seconds: the one value
+ * the batcher, the data plane and the HTTP edge's early refusals all send.
+ */
+export const RETRY_AFTER_SECONDS = 1;
+
 export class ServingError extends Error {
   readonly code: string;
   readonly statusCode: number;

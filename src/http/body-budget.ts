@@ -13,8 +13,7 @@
  *   and sending little.
  */
 import type { FastifyRequest } from 'fastify';
-import { errors } from '../errors.js';
-import { RETRY_AFTER_SECONDS } from '../serving/inference-service.js';
+import { errors, RETRY_AFTER_SECONDS } from '../errors.js';
 
 export interface BodyBudget {
   readonly capacityBytes: number;

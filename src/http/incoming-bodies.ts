@@ -11,8 +11,7 @@
  * its request here.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errors } from '../errors.js';
-import { RETRY_AFTER_SECONDS } from '../serving/inference-service.js';
+import { errors, RETRY_AFTER_SECONDS } from '../errors.js';
 
 export interface IncomingBodies {
   /** Tracks `request` until the returned function is called. */

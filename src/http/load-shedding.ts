@@ -12,8 +12,8 @@
  * pipelined answers still queued behind an unsent one).
  */
 import type { FastifyRequest } from 'fastify';
-import { errors } from '../errors.js';
-import { RETRY_AFTER_SECONDS, type InferenceService } from '../serving/inference-service.js';
+import { errors, RETRY_AFTER_SECONDS } from '../errors.js';
+import type { InferenceService } from '../serving/inference-service.js';
 import type { ServedModel } from '../serving/model.js';
 import type { ServingObserver } from '../serving/observer.js';
 import type { RouteGuard } from './auth.js';

@@ -16,7 +16,7 @@
  * Single-threaded ownership: all state is touched only from the main thread's event loop.
  */
 import { performance } from 'node:perf_hooks';
-import { errors, type ServingError } from '../errors.js';
+import { errors, RETRY_AFTER_SECONDS, type ServingError } from '../errors.js';
 
 export interface BatchRunner<I, O> {
   /** How many batches may run at once (the number of inference workers). */
@@ -41,7 +41,7 @@ export interface BatcherOptions<I, O> {
   /** Clock in ms; injected so tests drive time. @default performance.now */
   readonly now?: () => number;
   readonly observer?: BatcherObserver;
-  /** `Retry-After` sent with `QUEUE_FULL` and `SHUTTING_DOWN`, in seconds. @default 1 */
+  /** `Retry-After` sent with `QUEUE_FULL` and `SHUTTING_DOWN`, in seconds. @default RETRY_AFTER_SECONDS (1) */
   readonly retryAfterSeconds?: number;
 }
 
@@ -102,7 +102,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
   const { maxBatchSize, queueMaxSize, runner, observer = {} } = options;
   const maxDelayMs = options.maxDelayMs ?? 0;
   const now = options.now ?? (() => performance.now());
-  const retryAfterSeconds = options.retryAfterSeconds ?? 1;
+  const retryAfterSeconds = options.retryAfterSeconds ?? RETRY_AFTER_SECONDS;
 
   let queue: Array<Entry<I, O>> = [];
   let inflight = 0;

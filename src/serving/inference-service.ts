@@ -4,7 +4,7 @@
  * results; everything measurable about a request is measured here.
  */
 import { performance } from 'node:perf_hooks';
-import { errors, isServingError } from '../errors.js';
+import { errors, isServingError, RETRY_AFTER_SECONDS } from '../errors.js';
 import { mainThreadTurns } from '../preprocess/index.js';
 import type { ItemResult } from './batcher.js';
 import type { ItemOutput, ServedModel } from './model.js';
@@ -77,9 +77,6 @@ export interface InferenceServiceOptions {
    */
   readonly maxInflightPerModel: number;
 }
-
-/** `Retry-After` of every refusal for load, in seconds (the batcher's default too). */
-export const RETRY_AFTER_SECONDS = 1;
 
 function emptyTimings(): StageTimings {
   return { preprocessMs: 0, queueMs: 0, inferMs: 0, postprocessMs: 0, batchSize: 0 };
