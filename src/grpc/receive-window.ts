@@ -22,13 +22,15 @@ import type { Server } from '@grpc/grpc-js';
 /**
  * The receive window this server gives each stream and each connection, in bytes: more than
  * one FP32 [8,3,224,224] tensor (4.8 MB), so such a request is sent in one go however busy our
- * event loop is. Measured (.bench probe, 2026-12-01, a 4.8 MB ModelInfer answered at once with
- * NOT_FOUND, so only the upload counts; median of 40, machine shared): 16.0 ms with 64 KiB
- * windows, 5–8 ms with 1, 4, 8 or 16 MiB (HTTP/1.1 with the same body: 5–11 ms), and the
- * server's CPU per request about halved. The cost: a client may leave up to this much unread
- * per connection (the connection window) where it could leave 64 KiB, e.g. while grpc-js holds
- * a stream paused between two messages until the handler reads the next; about what a TCP
- * receive buffer of Linux's defaults (tcp_rmem, up to 6 MiB) lets an HTTP/1.1 client leave.
+ * event loop is. Measured (2026-12-01, a throwaway probe in its own process sending a 4.8 MB
+ * ModelInfer for an unknown model, so that only the upload and a NOT_FOUND count; median of 40,
+ * the machine shared): from a plain HTTP/2 client 16.0 ms with 64 KiB windows, 4.8–7.5 ms with
+ * 1, 4, 8 or 16 MiB (none clearly better; HTTP/1.1 with the same body 4–12 ms in the same
+ * runs), and the server's CPU outside inference per request down from ~16 ms to 8–12 ms.
+ * The cost: a client may leave up to this much unread per connection (the connection window)
+ * where it could leave 64 KiB, e.g. while grpc-js holds a stream paused between two messages
+ * until the handler reads the next; about what a TCP receive buffer of Linux's defaults
+ * (tcp_rmem, up to 6 MiB) lets an HTTP/1.1 client leave.
  */
 export const RECEIVE_WINDOW_BYTES = 8 * 1024 * 1024;
 
