@@ -12,14 +12,10 @@ import { encodeModel } from './onnx-proto.js';
 import type { OnnxModel } from './onnx-graph.js';
 import { MAX_SEED } from './prng.js';
 import { OPSET_VERSION, buildResNetGraph, wrapGraph } from './resnet.js';
+import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from '../serving/model-repository.js';
 
 /** Seed used when none is given. */
 export const DEFAULT_SEED = 0;
-
-/** File names inside a model folder. */
-export const MODEL_FILE = 'model.onnx';
-export const CONFIG_FILE = 'config.json';
-export const LABELS_FILE = 'labels.txt';
 
 export interface BuildOptions {
   /** One of `ARCHITECTURE_NAMES`, e.g. `resnet50`. */

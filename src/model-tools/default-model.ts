@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MODEL_FILE } from './build.js';
+import { MODEL_FILE, scanRepository } from '../serving/model-repository.js';
 import { findProjectRoot } from '../system/project-root.js';
 
 export const DEFAULT_MODEL_NAME = 'resnet20-cifar10';
@@ -30,20 +30,6 @@ export interface DefaultModelLog {
   warn(obj: object, msg: string): void;
 }
 
-/** Names of the model folders (visible folders holding `model.onnx`) in a repository. */
-export async function listModelFolders(repositoryDir: string): Promise<string[]> {
-  const entries = await readdir(repositoryDir, { withFileTypes: true });
-  const names: string[] = [];
-  for (const entry of entries) {
-    if (entry.name.startsWith('.')) continue;
-    const folder = join(repositoryDir, entry.name);
-    // stat follows symlinks, so a linked model folder counts too.
-    const info = await stat(folder).catch(() => undefined);
-    if (info?.isDirectory() && existsSync(join(folder, MODEL_FILE))) names.push(entry.name);
-  }
-  return names.sort();
-}
-
 async function removeStaleStaging(repositoryDir: string, now: number): Promise<void> {
   for (const entry of await readdir(repositoryDir, { withFileTypes: true })) {
     if (!entry.isDirectory() || !STAGING_PREFIXES.some((prefix) => entry.name.startsWith(prefix))) continue;
@@ -55,7 +41,9 @@ async function removeStaleStaging(repositoryDir: string, now: number): Promise<v
 
 /**
  * Copies the shipped trained ResNet-20 into `<repositoryDir>/resnet20-cifar10` when the
- * repository (created if missing) holds no model folder. The copy is written to a hidden
+ * repository (created if missing) holds no model folder, by the rule the server loads models
+ * by (serving/model-repository.ts): a folder without model.onnx counts, and fails the load
+ * naming the missing file rather than being served beside a copy. The copy is written to a hidden
  * staging folder and renamed into place, so an interrupted start never leaves half a model.
  * Returns `seeded: false`, and touches nothing, when a model already exists; `name` is the
  * seeded model's folder name. `sourceDir` is for tests.
@@ -66,13 +54,15 @@ export async function ensureDefaultModel(
   sourceDir: string = shippedDefaultModelDir(),
 ): Promise<{ seeded: boolean; name: string | undefined }> {
   await mkdir(repositoryDir, { recursive: true });
-  if ((await listModelFolders(repositoryDir)).length > 0) return { seeded: false, name: undefined };
+  const scan = await scanRepository(repositoryDir);
+  if (scan.models.length > 0) return { seeded: false, name: undefined };
 
   const target = join(repositoryDir, DEFAULT_MODEL_NAME);
   await removeStaleStaging(repositoryDir, Date.now());
-  if (existsSync(target)) {
-    // A folder of that name without model.onnx is the user's (or a broken copy): never overwrite it.
-    log.warn({ path: target }, `The model repository holds no model, and ${target} exists without ${MODEL_FILE}; not copying the default model there`);
+  const inTheWay = scan.skipped.find((s) => s.name === DEFAULT_MODEL_NAME);
+  if (inTheWay) {
+    // Something of that name that is not a model folder (a file, a dangling symlink) is the user's: never replace it.
+    log.warn({ path: target, reason: inTheWay.reason }, `The model repository holds no model, and ${target} is in the way (${inTheWay.reason}); not copying the default model there`);
     return { seeded: false, name: undefined };
   }
 

@@ -9,13 +9,13 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from './build.js';
 import type { CatalogEntry } from './catalog.js';
 import { CATALOG, findCatalogEntry } from './catalog.js';
 import type { DownloadOptions } from './download.js';
 import { downloadFile, sha256File } from './download.js';
 import { formatLabels, readLabelSet } from './labels.js';
 import type { ModelConfigFile } from './model-config.js';
+import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from '../serving/model-repository.js';
 
 export type FetchErrorCode = 'UNKNOWN_MODEL' | 'ALREADY_EXISTS' | 'INVALID_BASE_URL';
 

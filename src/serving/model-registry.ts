@@ -1,13 +1,12 @@
 /**
- * The model repository: one folder per model under `repository`, the folder name being the
- * model name. Request data only ever selects among loaded models (a Map lookup): no path is
- * built from it.
+ * The models served: every model folder of the repository (model-repository.ts says which
+ * entries those are), loaded at startup. Request data only ever selects among loaded models
+ * (a Map lookup): no path is built from it.
  */
-import type { Dirent } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadModel, type ModelLoadOptions, type ServedModel } from './model.js';
+import { scanRepository, type RepositoryScan, type SkippedEntry } from './model-repository.js';
 
 export interface ModelRegistryOptions {
   readonly repository: string;
@@ -33,56 +32,6 @@ export interface ModelRegistry {
   list(): readonly ServedModel[];
   /** Stops intake everywhere and drains every model's queued and running work. */
   stop(): Promise<void>;
-}
-
-/** A repository entry that is not taken for a model, and why. */
-export interface SkippedEntry {
-  readonly name: string;
-  readonly reason: string;
-  /** Hidden entries are skipped by design; the others are likely mistakes, worth a warning. */
-  readonly hidden: boolean;
-}
-
-export interface RepositoryScan {
-  /** Model folder names, sorted. */
-  readonly models: readonly string[];
-  readonly skipped: readonly SkippedEntry[];
-}
-
-/** Why the visible `entry` is not a model folder, or `undefined` if it is one. */
-async function skipReason(repository: string, entry: Dirent): Promise<string | undefined> {
-  if (entry.isDirectory()) return undefined;
-  // stat follows symlinks: Kubernetes volumes (ConfigMaps, projected volumes, some CSI
-  // drivers) present folders as symlinks, and Triton follows them too.
-  const info = await stat(join(repository, entry.name)).catch((err: NodeJS.ErrnoException) => err);
-  const link = entry.isSymbolicLink();
-  if (info instanceof Error) {
-    if (link && info.code === 'ENOENT') return 'dangling symlink: its target does not exist';
-    return `${link ? 'symlink that ' : ''}cannot be followed: ${info.message}`;
-  }
-  if (info.isDirectory()) return undefined;
-  return link ? 'symlink to something other than a directory' : 'not a directory';
-}
-
-/**
- * The entries of the repository that are model folders: folders, and symlinks to folders,
- * whose names do not start with a dot. Everything else is returned as skipped, with the reason.
- */
-export async function scanRepository(repository: string): Promise<RepositoryScan> {
-  const models: string[] = [];
-  const skipped: SkippedEntry[] = [];
-  for (const entry of await readdir(repository, { withFileTypes: true })) {
-    if (entry.name.startsWith('.')) {
-      skipped.push({ name: entry.name, reason: 'hidden: dot-prefixed entries are work in progress, never models', hidden: true });
-      continue;
-    }
-    const reason = await skipReason(repository, entry);
-    if (reason === undefined) models.push(entry.name);
-    else skipped.push({ name: entry.name, reason, hidden: false });
-  }
-  models.sort();
-  skipped.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { models, skipped };
 }
 
 /** The visible skipped entries, for messages that say why a model is not there. */

@@ -3,18 +3,15 @@
  * Loading validates everything that could make the model answer wrongly (config fields,
  * graph input, labels count against the output) and fails with the file and field named.
  */
-import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
-import { join, resolve, sep } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type ExecutionProviderChoice } from '../inference/execution-provider.js';
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
 import { createImagePreprocessor, type DecodeBudget, type DecodeWait, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
 import { createBufferPool, type BufferPool } from './buffer-pool.js';
-import { ModelConfigError, parseModelConfigFile, resolveModelInput, type ModelConfigFile, type OutputKind, type ResolvedModelInput } from './model-config.js';
+import { ModelConfigError, resolveModelInput, type OutputKind, type ResolvedModelInput } from './model-config.js';
+import { readModelFolder } from './model-repository.js';
 import type { ServingObserver } from './observer.js';
-import { openRegularFile, readRegularFile } from './repository-files.js';
 import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
 
 export interface ModelLogger extends PoolLogger {
@@ -77,76 +74,6 @@ export interface ServedModel {
   stop(): Promise<void>;
 }
 
-const MODEL_FILE = 'model.onnx';
-const CONFIG_FILE = 'config.json';
-/** A config.json is a few hundred bytes; 1 MiB leaves room for a long `description` or `source`. */
-const CONFIG_MAX_BYTES = 1024 * 1024;
-/** ImageNet-21k's ~21,800 class names take about 500 KB; 16 MiB is 30 times that, and little to hold. */
-const LABELS_MAX_BYTES = 16 * 1024 * 1024;
-
-const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
-
-async function sha256Of(file: FileHandle): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of file.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-/**
- * model.onnx, open, once it is known to be a regular file (see repository-files.ts). It has no
- * size cap: a regular file's size is finite, and onnxruntime refuses what it cannot load.
- */
-async function openModelFile(modelPath: string): Promise<FileHandle> {
-  try {
-    return await openRegularFile(modelPath);
-  } catch (err) {
-    if (err instanceof ModelConfigError) throw err;
-    if (isMissing(err)) throw new ModelConfigError(modelPath, undefined, 'is missing: every model folder needs a model.onnx');
-    throw new ModelConfigError(modelPath, undefined, `cannot be read: ${(err as Error).message}`);
-  }
-}
-
-async function readConfig(dir: string): Promise<ModelConfigFile> {
-  const file = join(dir, CONFIG_FILE);
-  let text: string;
-  try {
-    text = (await readRegularFile(file, CONFIG_MAX_BYTES)).toString('utf8');
-  } catch (err) {
-    if (err instanceof ModelConfigError) throw err;
-    if (isMissing(err)) return {};
-    throw new ModelConfigError(file, undefined, `cannot be read: ${(err as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ModelConfigError(file, undefined, `is not valid JSON: ${(err as Error).message}`);
-  }
-  return parseModelConfigFile(raw, file);
-}
-
-async function readLabels(dir: string, config: ModelConfigFile): Promise<string[] | undefined> {
-  const name = config.labels ?? 'labels.txt';
-  const path = resolve(dir, name);
-  if (!path.startsWith(resolve(dir) + sep)) {
-    throw new ModelConfigError(join(dir, CONFIG_FILE), 'labels', `must name a file inside the model folder, got ${JSON.stringify(name)}`);
-  }
-  let text: string;
-  try {
-    text = (await readRegularFile(path, LABELS_MAX_BYTES)).toString('utf8');
-  } catch (err) {
-    if (err instanceof ModelConfigError) throw err;
-    if (config.labels === undefined) {
-      if (isMissing(err)) return undefined;
-      throw new ModelConfigError(path, undefined, `cannot be read: ${(err as Error).message}`);
-    }
-    throw new ModelConfigError(join(dir, CONFIG_FILE), 'labels', `names ${path}, which cannot be read: ${(err as Error).message}`);
-  }
-  const lines = text.split(/\r?\n/);
-  while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
-  return lines.map((l) => l.trim());
-}
-
 /** Sizes to warm up: every size the batcher can form, largest first so memory grows once. */
 export function warmupBatchSizes(maxBatchSize: number, fixedBatchSize: number | undefined): number[] {
   if (fixedBatchSize !== undefined) return [fixedBatchSize];
@@ -181,21 +108,8 @@ async function openPool(modelPath: string, options: ModelLoadOptions): Promise<W
 /** Loads, validates and warms up the model in `dir`; `name` is the folder name. */
 export async function loadModel(dir: string, name: string, options: ModelLoadOptions): Promise<ServedModel> {
   const started = performance.now();
-  const modelPath = join(dir, MODEL_FILE);
-  // onnxruntime opens model.onnx again by path, in the worker; the check here is what keeps a
-  // FIFO or a device from reaching it.
-  const modelFile = await openModelFile(modelPath);
-  let config: ModelConfigFile;
-  let labels: string[] | undefined;
-  let sha256: string;
-  try {
-    config = await readConfig(dir);
-    labels = await readLabels(dir, config);
-    sha256 = await sha256Of(modelFile);
-  } finally {
-    await modelFile.close();
-  }
-  const files = { config: join(dir, CONFIG_FILE), model: modelPath };
+  const { modelPath, configPath, labelsPath, config, labels, sha256 } = await readModelFolder(dir);
+  const files = { config: configPath, model: modelPath };
 
   const pool = await openPool(modelPath, options).catch((err: Error) => {
     if (err instanceof ExecutionProviderError) throw err;
@@ -259,7 +173,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       classes = rows[0]!.row.length;
     }
     if (labels !== undefined && labels.length !== classes) {
-      throw new ModelConfigError(join(dir, config.labels ?? 'labels.txt'), undefined, `has ${labels.length} labels, but the model outputs ${classes} classes`);
+      throw new ModelConfigError(labelsPath, undefined, `has ${labels.length} labels, but the model outputs ${classes} classes`);
     }
 
     const batcher = createBatcher<Float32Array, ItemOutput>({

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { DEFAULT_MODEL_NAME, ensureDefaultModel, listModelFolders, shippedDefaultModelDir } from '../../../src/model-tools/default-model.js';
+import { DEFAULT_MODEL_NAME, ensureDefaultModel, shippedDefaultModelDir } from '../../../src/model-tools/default-model.js';
+import { scanRepository } from '../../../src/serving/model-repository.js';
 import { REPO_ROOT, tempDir } from './support.js';
 
 interface Entry {
@@ -60,15 +61,45 @@ describe('ensureDefaultModel', () => {
     assert.equal(log.entries.length, 0);
   });
 
-  test('never overwrites a folder of the default model\'s name that has no model.onnx', async (t) => {
+  test('never overwrites a folder of the default model\'s name that has no model.onnx: it is a model folder, whose load fails', async (t) => {
     const repository = await tempDir(t);
     await mkdir(join(repository, DEFAULT_MODEL_NAME));
     await writeFile(join(repository, DEFAULT_MODEL_NAME, 'notes.txt'), 'mine');
+    assert.deepEqual(await ensureDefaultModel(repository, recordingLog()), { seeded: false, name: undefined });
+    assert.deepEqual(await readdir(join(repository, DEFAULT_MODEL_NAME)), ['notes.txt']);
+  });
+
+  test('never replaces a file of the default model\'s name, and says why', async (t) => {
+    const repository = await tempDir(t);
+    await writeFile(join(repository, DEFAULT_MODEL_NAME), 'mine');
     const log = recordingLog();
     assert.deepEqual(await ensureDefaultModel(repository, log), { seeded: false, name: undefined });
-    assert.deepEqual(await readdir(join(repository, DEFAULT_MODEL_NAME)), ['notes.txt']);
-    assert.match(log.entries[0]?.msg ?? '', /without model\.onnx/);
+    assert.equal(await readFile(join(repository, DEFAULT_MODEL_NAME), 'utf8'), 'mine');
+    assert.match(log.entries[0]?.msg ?? '', /is in the way \(not a directory\)/);
   });
+
+  // The server's rule for what a model folder is, and the copy's, are one (model-repository.ts):
+  // the copy is made exactly when the server would find no model to load.
+  const layouts: Array<[string, (repository: string, elsewhere: string) => Promise<void>, boolean]> = [
+    ['an empty repository', async () => {}, true],
+    ['a folder with model.onnx', async (r) => { await mkdir(join(r, 'm')); await writeFile(join(r, 'm', 'model.onnx'), ''); }, false],
+    ['a folder without model.onnx', async (r) => { await mkdir(join(r, 'm')); }, false],
+    ['a symlink to a folder', async (r, e) => { await mkdir(join(e, 'm')); await symlink(join(e, 'm'), join(r, 'm')); }, false],
+    ['a dangling symlink', async (r, e) => { await symlink(join(e, 'gone'), join(r, 'm')); }, true],
+    ['a symlink to a file', async (r, e) => { await writeFile(join(e, 'f'), ''); await symlink(join(e, 'f'), join(r, 'm')); }, true],
+    ['a hidden folder with model.onnx', async (r) => { await mkdir(join(r, '.m')); await writeFile(join(r, '.m', 'model.onnx'), ''); }, true],
+    ['a file', async (r) => { await writeFile(join(r, 'README.md'), ''); }, true],
+  ];
+  for (const [layout, make, seeds] of layouts) {
+    test(`${seeds ? 'copies' : 'copies nothing'} into a repository holding ${layout}, as the server ${seeds ? 'finds no model' : 'finds a model'} there`, async (t) => {
+      const repository = await tempDir(t);
+      await make(repository, await tempDir(t));
+      const before = await scanRepository(repository);
+      assert.equal(before.models.length === 0, seeds, `the server's scan: ${JSON.stringify(before)}`);
+      assert.equal((await ensureDefaultModel(repository, recordingLog())).seeded, seeds);
+      if (seeds) assert.deepEqual((await scanRepository(repository)).models, [DEFAULT_MODEL_NAME]);
+    });
+  }
 
   test('a copy that fails leaves no model folder and no staging folder', async (t) => {
     const repository = await tempDir(t);
@@ -88,13 +119,13 @@ describe('ensureDefaultModel', () => {
     }
     const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
     for (const dir of [stale, staleCopy]) await utimes(dir, twoHoursAgo, twoHoursAgo);
-    assert.deepEqual(await listModelFolders(repository), []);
+    assert.deepEqual((await scanRepository(repository)).models, []);
 
     assert.equal((await ensureDefaultModel(repository, recordingLog())).seeded, true);
     assert.equal(existsSync(stale), false, 'the stale staging folder is removed');
     assert.equal(existsSync(staleCopy), false, 'the stale staging folder is removed');
     assert.equal(existsSync(fresh), true, 'a recent one may belong to a copy in progress');
-    assert.deepEqual(await listModelFolders(repository), [DEFAULT_MODEL_NAME]);
+    assert.deepEqual((await scanRepository(repository)).models, [DEFAULT_MODEL_NAME]);
   });
 
   test('the shipped model is the one in ../shared that the tests use', async () => {

@@ -20,7 +20,7 @@ import { CATALOG } from '../../../src/model-tools/catalog.js';
 import { DownloadError } from '../../../src/model-tools/download.js';
 import { FetchError, fetchModel, fetchStagingDir, resolveModelUrl } from '../../../src/model-tools/fetch.js';
 import { IMAGENET_PREPROCESS } from '../../../src/model-tools/model-config.js';
-import { scanRepository } from '../../../src/serving/model-registry.js';
+import { scanRepository } from '../../../src/serving/model-repository.js';
 import { FETCH_FIXTURES, tempDir } from './support.js';
 
 const FIXTURE = join(FETCH_FIXTURES, 'tiny-classifier.onnx');

@@ -1,46 +1,16 @@
 /**
- * The repository scan: folders and symlinks to folders are models (Kubernetes volumes present
- * folders as symlinks); every other entry is skipped with its reason, and logged: a warning,
- * or an info line for hidden entries, which are skipped by design. A model whose files are
- * refused fails the load naming the file, as any bad model does.
+ * The registry over the repository scan (model-repository.ts): each skipped entry is logged, a
+ * warning, or an info line for hidden entries, which are skipped by design. A model whose files
+ * are refused fails the load naming the file, as any bad model does.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createModelRegistry, noDefaultModelMessage, scanRepository } from '../../../src/serving/model-registry.js';
+import { createModelRegistry, noDefaultModelMessage } from '../../../src/serving/model-registry.js';
 import { RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../../helpers.js';
 import { makeFifo, tempDir, testLoadOptions, type LogLine } from './support.js';
-
-describe('scanRepository', () => {
-  it('takes folders and symlinks to folders, and says why it skips everything else', async (t) => {
-    const repo = await tempDir(t);
-    const elsewhere = await tempDir(t);
-    await mkdir(join(repo, 'plain'));
-    await mkdir(join(elsewhere, 'target'));
-    await symlink(join(elsewhere, 'target'), join(repo, 'linked'));
-    await symlink(join(elsewhere, 'gone'), join(repo, 'dangling'));
-    await writeFile(join(elsewhere, 'file'), '');
-    await symlink(join(elsewhere, 'file'), join(repo, 'to-file'));
-    await writeFile(join(repo, 'README.md'), '');
-    await symlink(join(repo, 'loop'), join(repo, 'loop'));
-    await mkdir(join(repo, '.building-x'));
-
-    const scan = await scanRepository(repo);
-    assert.deepEqual(scan.models, ['linked', 'plain']);
-    assert.deepEqual(
-      scan.skipped.map(({ name, reason, hidden }) => [name, reason.replace(/: ELOOP.*/, ': ELOOP'), hidden]),
-      [
-        ['.building-x', 'hidden: dot-prefixed entries are work in progress, never models', true],
-        ['README.md', 'not a directory', false],
-        ['dangling', 'dangling symlink: its target does not exist', false],
-        ['loop', 'symlink that cannot be followed: ELOOP', false],
-        ['to-file', 'symlink to something other than a directory', false],
-      ],
-    );
-  });
-});
 
 describe('createModelRegistry', () => {
   it('serves a symlinked model folder and logs each skipped entry', async (t) => {
