@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { ArchitectureSpec, ShortcutKind } from './architectures.js';
 import { getArchitecture } from './architectures.js';
 import { formatLabels, genericLabels, readLabelSet } from './labels.js';
-import type { ModelConfigFile } from './model-config.js';
+import type { WrittenModelConfig } from './model-config.js';
 import { encodeModel } from './onnx-proto.js';
 import type { OnnxModel } from './onnx-graph.js';
 import { MAX_SEED } from './prng.js';
@@ -100,7 +100,7 @@ export async function buildModelFiles(
   const { spec, classes, shortcut, seed } = build;
   const bytes = encodeModel(buildModel(build));
   const labels = classes === spec.defaultClasses ? await readLabelSet(spec.labels) : genericLabels(classes);
-  const config: ModelConfigFile = {
+  const config: WrittenModelConfig = {
     version: '1',
     labels: LABELS_FILE,
     preprocess: spec.preprocess,

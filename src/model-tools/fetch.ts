@@ -14,7 +14,7 @@ import { CATALOG, findCatalogEntry } from './catalog.js';
 import type { DownloadOptions } from './download.js';
 import { downloadFile, sha256File } from './download.js';
 import { formatLabels, readLabelSet } from './labels.js';
-import type { ModelConfigFile } from './model-config.js';
+import type { WrittenModelConfig } from './model-config.js';
 import { CONFIG_FILE, LABELS_FILE, MODEL_FILE } from '../serving/model-repository.js';
 
 export type FetchErrorCode = 'UNKNOWN_MODEL' | 'ALREADY_EXISTS' | 'INVALID_BASE_URL';
@@ -69,7 +69,7 @@ export function resolveModelUrl(entry: CatalogEntry, baseUrl?: string): string {
   return url.href;
 }
 
-function configFor(entry: CatalogEntry, url: string, sha256: string): ModelConfigFile {
+function configFor(entry: CatalogEntry, url: string, sha256: string): WrittenModelConfig {
   return {
     version: '1',
     labels: LABELS_FILE,

@@ -38,46 +38,69 @@ export const IMAGENET_PREPROCESS: PreprocessSpec = Object.freeze({
 });
 
 /**
- * Largest `resize` accepted. The resized image is never materialised whole (only the crop is
- * computed), but a crop of this size is already a 256 MB float tensor.
+ * Largest `resize` (and `crop`) accepted. The resized image is never materialised whole (only
+ * the crop is computed), but a crop of this size is already a 256 MB float tensor.
  */
 const MAX_SIDE = 8192;
 
-function fail(field: string, expected: string, got: unknown): never {
-  throw new RangeError(`Expected preprocess \`${field}\` to be ${expected}, got \`${JSON.stringify(got) ?? String(got)}\``);
+/** What one field of a spec must be: `expected` completes "must be …" in messages. */
+export interface PreprocessFieldRule {
+  readonly expected: string;
+  valid(value: unknown): boolean;
 }
 
 function isIntegerIn(value: unknown, min: number, max: number): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max;
 }
 
-function checkTriple(field: string, value: unknown, positive: boolean): readonly [number, number, number] {
-  const expected = positive ? 'an array of 3 finite numbers above 0' : 'an array of 3 finite numbers';
-  if (!Array.isArray(value) || value.length !== 3) fail(field, expected, value);
-  for (const v of value as unknown[]) {
-    if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) fail(field, expected, value);
-  }
-  const [a, b, c] = value as number[];
-  return Object.freeze([a as number, b as number, c as number]) as unknown as readonly [number, number, number];
+const isPositiveNumber = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0;
+
+function tripleRule(positive: boolean): PreprocessFieldRule {
+  return {
+    expected: positive ? 'an array of 3 finite numbers above 0' : 'an array of 3 finite numbers',
+    valid: (value) =>
+      Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v) && (!positive || v > 0)),
+  };
+}
+
+const sideRule: PreprocessFieldRule = { expected: `an integer from 1 to ${MAX_SIDE}`, valid: (value) => isIntegerIn(value, 1, MAX_SIDE) };
+
+/**
+ * The rule of each field, on its own: the one place a preprocessing field is validated, for a
+ * whole spec here and for a model's `config.json` (serving/model-config.ts), which names the
+ * file. Between fields, only `crop ≤ resize` is checked, by each once the spec is complete.
+ */
+export const PREPROCESS_FIELD_RULES: { readonly [K in keyof PreprocessSpec]: PreprocessFieldRule } = Object.freeze({
+  resize: sideRule,
+  crop: sideRule,
+  mean: tripleRule(false),
+  std: tripleRule(true),
+  scale: { expected: 'a finite number above 0', valid: isPositiveNumber },
+  channels: { expected: '"RGB" or "BGR"', valid: (value: unknown) => value === 'RGB' || value === 'BGR' },
+  layout: { expected: '"NCHW" or "NHWC"', valid: (value: unknown) => value === 'NCHW' || value === 'NHWC' },
+});
+
+function fail(field: string, expected: string, got: unknown): never {
+  throw new RangeError(`Expected preprocess \`${field}\` to be ${expected}, got \`${JSON.stringify(got) ?? String(got)}\``);
+}
+
+function frozenTriple(value: readonly number[]): readonly [number, number, number] {
+  return Object.freeze([value[0]!, value[1]!, value[2]!]) as unknown as readonly [number, number, number];
 }
 
 /** Returns a frozen copy of `spec`, or throws a RangeError naming the first bad field. */
 export function validatePreprocessSpec(spec: PreprocessSpec): PreprocessSpec {
   if (typeof spec !== 'object' || spec === null) throw new TypeError('Expected a preprocess spec object');
-  if (!isIntegerIn(spec.resize, 1, MAX_SIDE)) fail('resize', `an integer from 1 to ${MAX_SIDE}`, spec.resize);
-  if (!isIntegerIn(spec.crop, 1, spec.resize)) fail('crop', `an integer from 1 to resize (${spec.resize})`, spec.crop);
-  const mean = checkTriple('mean', spec.mean, false);
-  const std = checkTriple('std', spec.std, true);
-  if (typeof spec.scale !== 'number' || !Number.isFinite(spec.scale) || spec.scale <= 0) {
-    fail('scale', 'a finite number above 0', spec.scale);
+  for (const [field, rule] of Object.entries(PREPROCESS_FIELD_RULES)) {
+    const value = spec[field as keyof PreprocessSpec];
+    if (!rule.valid(value)) fail(field, rule.expected, value);
   }
-  if (spec.channels !== 'RGB' && spec.channels !== 'BGR') fail('channels', '"RGB" or "BGR"', spec.channels);
-  if (spec.layout !== 'NCHW' && spec.layout !== 'NHWC') fail('layout', '"NCHW" or "NHWC"', spec.layout);
+  if (spec.crop > spec.resize) fail('crop', `an integer from 1 to resize (${spec.resize})`, spec.crop);
   return Object.freeze({
     resize: spec.resize,
     crop: spec.crop,
-    mean,
-    std,
+    mean: frozenTriple(spec.mean),
+    std: frozenTriple(spec.std),
     scale: spec.scale,
     channels: spec.channels,
     layout: spec.layout,

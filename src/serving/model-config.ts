@@ -4,23 +4,31 @@
  * Every failure names the file and the field, because it stops startup and an operator
  * has to find it.
  */
-import { IMAGENET_PREPROCESS, type PreprocessSpec } from '../preprocess/spec.js';
+import { IMAGENET_PREPROCESS, PREPROCESS_FIELD_RULES, type PreprocessSpec } from '../preprocess/spec.js';
 import type { TensorInfo } from '../inference/onnx-binding.js';
 
 export type OutputKind = 'logits' | 'probabilities';
 
-/** `config.json` as written by a user; every field optional. */
+/**
+ * A model folder's `config.json`: the one type of it, read here and written by the model tools
+ * (src/model-tools/model-config.ts). Every field is optional for the server.
+ */
 export interface ModelConfigFile {
-  version?: string;
-  labels?: string;
-  preprocess?: Partial<{ -readonly [K in keyof PreprocessSpec]: PreprocessSpec[K] }>;
-  output?: OutputKind;
+  readonly version?: string;
+  /** Labels file, relative to the model folder, one class name a line in output order. @default "labels.txt" */
+  readonly labels?: string;
+  /** Fields left out are derived from the graph's input, else torchvision's ImageNet values. */
+  readonly preprocess?: Partial<PreprocessSpec>;
+  /** What the graph's (first) output holds: raw scores that need a softmax, or probabilities. @default "logits" */
+  readonly output?: OutputKind;
   /** `false` marks a model whose weights are random (the built default model). */
-  trained?: boolean;
-  description?: string;
-  /** Where the model came from (written by `model:fetch`); informational. */
-  source?: Record<string, unknown>;
+  readonly trained?: boolean;
+  readonly description?: string;
+  /** Where the model came from (builder options, or the download `model:fetch` made); informational. */
+  readonly source?: Readonly<Record<string, unknown>>;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 const DEFAULT_CROP = IMAGENET_PREPROCESS.crop;
 /** torchvision's evaluation ratio between crop and resize (224 / 256). */
@@ -34,27 +42,10 @@ export class ModelConfigError extends Error {
 }
 
 const TOP_FIELDS = new Set(['version', 'labels', 'preprocess', 'output', 'trained', 'description', 'source']);
-const PREPROCESS_FIELDS = new Set(['resize', 'crop', 'mean', 'std', 'scale', 'channels', 'layout']);
+const PREPROCESS_FIELDS = new Set(Object.keys(PREPROCESS_FIELD_RULES));
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function positiveInt(file: string, field: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 8192) {
-    throw new ModelConfigError(file, field, `must be an integer from 1 to 8192, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function triple(file: string, field: string, value: unknown, positive: boolean): [number, number, number] {
-  if (!Array.isArray(value) || value.length !== 3 || !value.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-    throw new ModelConfigError(file, field, `must be an array of 3 numbers, got ${JSON.stringify(value)}`);
-  }
-  if (positive && value.some((v: number) => v <= 0)) {
-    throw new ModelConfigError(file, field, `must hold numbers above 0, got ${JSON.stringify(value)}`);
-  }
-  return [value[0], value[1], value[2]];
 }
 
 function oneOf<T extends string>(file: string, field: string, value: unknown, allowed: readonly T[]): T {
@@ -70,7 +61,7 @@ export function parseModelConfigFile(raw: unknown, file: string): ModelConfigFil
   for (const key of Object.keys(raw)) {
     if (!TOP_FIELDS.has(key)) throw new ModelConfigError(file, key, `is not a known field (known: ${[...TOP_FIELDS].join(', ')})`);
   }
-  const out: ModelConfigFile = {};
+  const out: Mutable<ModelConfigFile> = {};
   if (raw.version !== undefined) {
     if (typeof raw.version !== 'string' && typeof raw.version !== 'number') {
       throw new ModelConfigError(file, 'version', `must be a string, got ${JSON.stringify(raw.version)}`);
@@ -107,19 +98,13 @@ export function parseModelConfigFile(raw: unknown, file: string): ModelConfigFil
         throw new ModelConfigError(file, `preprocess.${key}`, `is not a known field (known: ${[...PREPROCESS_FIELDS].join(', ')})`);
       }
     }
-    const pre: NonNullable<ModelConfigFile['preprocess']> = {};
-    if (p.resize !== undefined) pre.resize = positiveInt(file, 'preprocess.resize', p.resize);
-    if (p.crop !== undefined) pre.crop = positiveInt(file, 'preprocess.crop', p.crop);
-    if (p.mean !== undefined) pre.mean = triple(file, 'preprocess.mean', p.mean, false);
-    if (p.std !== undefined) pre.std = triple(file, 'preprocess.std', p.std, true);
-    if (p.scale !== undefined) {
-      if (typeof p.scale !== 'number' || !Number.isFinite(p.scale) || p.scale <= 0) {
-        throw new ModelConfigError(file, 'preprocess.scale', `must be a number above 0, got ${JSON.stringify(p.scale)}`);
-      }
-      pre.scale = p.scale;
+    const pre: Mutable<Partial<PreprocessSpec>> = {};
+    for (const [key, value] of Object.entries(p)) {
+      if (value === undefined) continue;
+      const rule = PREPROCESS_FIELD_RULES[key as keyof PreprocessSpec];
+      if (!rule.valid(value)) throw new ModelConfigError(file, `preprocess.${key}`, `must be ${rule.expected}, got ${JSON.stringify(value)}`);
+      Object.assign(pre, { [key]: Array.isArray(value) ? [...(value as number[])] : value });
     }
-    if (p.channels !== undefined) pre.channels = oneOf(file, 'preprocess.channels', p.channels, ['RGB', 'BGR'] as const);
-    if (p.layout !== undefined) pre.layout = oneOf(file, 'preprocess.layout', p.layout, ['NCHW', 'NHWC'] as const);
     out.preprocess = pre;
   }
   return out;

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { buildModelFiles, resolveBuildOptions } from '../../../src/model-tools/build.js';
 import { readLabelSet } from '../../../src/model-tools/labels.js';
 import { createRandom } from '../../../src/model-tools/prng.js';
+import { parseModelConfigFile } from '../../../src/serving/model-config.js';
 import { REPO_ROOT, SHARED_RESNET20_DIR, tempDir } from './support.js';
 
 const run = promisify(execFile);
@@ -54,6 +55,16 @@ describe('build options', () => {
     const dir = await tempDir(t);
     const { labelsPath } = await buildModelFiles({ arch: 'resnet20', outDir: dir, classes: 3 });
     assert.equal(await readFile(labelsPath, 'utf8'), 'class_0\nclass_1\nclass_2\n');
+  });
+});
+
+describe('the written config.json', () => {
+  test("is the server's config type, every field filled in, and the server reads it back unchanged", async (t) => {
+    const dir = await tempDir(t);
+    const { configPath } = await buildModelFiles({ arch: 'resnet20', outDir: dir, classes: 3 });
+    const written = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(written).sort(), ['description', 'labels', 'output', 'preprocess', 'source', 'trained', 'version']);
+    assert.deepEqual(parseModelConfigFile(written, configPath), written);
   });
 });
 

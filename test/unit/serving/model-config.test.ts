@@ -25,16 +25,16 @@ describe('parseModelConfigFile', () => {
     assert.equal(config.trained, false);
   });
 
-  it('names the file and the field at fault', () => {
+  it('names the file and the field at fault; a preprocessing field by the rule a preprocessor checks it by', () => {
     const cases: Array<[unknown, RegExp]> = [
       [[], /config\.json: must hold a JSON object/],
       [{ resise: 1 }, /config\.json: field `resise` is not a known field/],
       [{ preprocess: { crop: 0 } }, /field `preprocess\.crop` must be an integer from 1 to 8192, got 0/],
-      [{ preprocess: { mean: [1, 2] } }, /field `preprocess\.mean` must be an array of 3 numbers/],
-      [{ preprocess: { std: [1, 0, 1] } }, /field `preprocess\.std` must hold numbers above 0/],
-      [{ preprocess: { channels: 'RGBA' } }, /field `preprocess\.channels` must be one of "RGB", "BGR"/],
-      [{ preprocess: { layout: 'CHW' } }, /field `preprocess\.layout`/],
-      [{ preprocess: { scale: -1 } }, /field `preprocess\.scale` must be a number above 0/],
+      [{ preprocess: { mean: [1, 2] } }, /field `preprocess\.mean` must be an array of 3 finite numbers, got \[1,2\]/],
+      [{ preprocess: { std: [1, 0, 1] } }, /field `preprocess\.std` must be an array of 3 finite numbers above 0, got \[1,0,1\]/],
+      [{ preprocess: { channels: 'RGBA' } }, /field `preprocess\.channels` must be "RGB" or "BGR", got "RGBA"/],
+      [{ preprocess: { layout: 'CHW' } }, /field `preprocess\.layout` must be "NCHW" or "NHWC", got "CHW"/],
+      [{ preprocess: { scale: -1 } }, /field `preprocess\.scale` must be a finite number above 0, got -1/],
       [{ preprocess: { size: 3 } }, /field `preprocess\.size` is not a known field/],
       [{ output: 'softmax' }, /field `output` must be one of "logits", "probabilities"/],
       [{ trained: 'no' }, /field `trained` must be true or false/],
