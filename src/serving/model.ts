@@ -1,14 +1,15 @@
 /**
- * One served model: its files, resolved configuration, inference workers and batcher.
- * Loading validates everything that could make the model answer wrongly (config fields,
- * graph input, labels count against the output) and fails with the file and field named.
+ * One served model: its folder read (model-repository.ts), its inference workers, batch
+ * assembly (batch-assembly.ts) and batcher, wired together and warmed up. Loading validates
+ * everything that could make the model answer wrongly (config fields, graph input, labels count
+ * against the output) and fails with the file and field named.
  */
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type ExecutionProviderChoice } from '../inference/execution-provider.js';
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
 import { createImagePreprocessor, type DecodeBudget, type DecodeWait, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
-import { createBufferPool, type BufferPool } from './buffer-pool.js';
+import { createBatchAssembly, type BatchAssembly, type ItemOutput } from './batch-assembly.js';
 import { ModelConfigError, resolveModelInput, type OutputKind, type ResolvedModelInput } from './model-config.js';
 import { readModelFolder } from './model-repository.js';
 import type { ServingObserver } from './observer.js';
@@ -38,12 +39,6 @@ export interface ModelLoadOptions {
   readonly inferenceNice?: number;
 }
 
-/** One output row per item, and the batch's compute time. */
-export interface ItemOutput {
-  readonly row: Float32Array;
-  readonly computeMs: number;
-}
-
 export interface ServedModel {
   readonly name: string;
   readonly version: string;
@@ -64,7 +59,7 @@ export interface ServedModel {
   readonly preprocessor: ImagePreprocessor;
   /**
    * Decodes and preprocesses one image into a recycled tensor, which goes back to the pool
-   * once its batch has been assembled (see buffer-pool.ts). Errors as `preprocessor.preprocess`.
+   * once its batch has been assembled (see batch-assembly.ts). Errors as `preprocessor.preprocess`.
    */
   preprocess(bytes: Uint8Array, wait?: DecodeWait): Promise<Float32Array>;
   readonly batcher: Batcher<Float32Array, ItemOutput>;
@@ -83,6 +78,22 @@ export function warmupBatchSizes(maxBatchSize: number, fixedBatchSize: number | 
   const sizes = new Set<number>([maxBatchSize]);
   for (let s = 1; s < maxBatchSize; s *= 2) sizes.add(s);
   return [...sizes].sort((a, b) => b - a);
+}
+
+/**
+ * Warm-up before readiness: a batch of zeros at every size the batcher will form (not reported
+ * as traffic). Returns the classes the graph outputs, which graphs often leave symbolic.
+ */
+async function warmUp(assembly: BatchAssembly, input: ResolvedModelInput, maxBatchSize: number): Promise<number> {
+  let classes = 0;
+  for (const size of warmupBatchSizes(maxBatchSize, input.fixedBatchSize)) {
+    const rows = await assembly.run(
+      Array.from({ length: Math.min(size, maxBatchSize) }, () => new Float32Array(input.itemSize)),
+      false,
+    );
+    classes = rows[0]!.row.length;
+  }
+  return classes;
 }
 
 async function openPool(modelPath: string, options: ModelLoadOptions): Promise<WorkerPool> {
@@ -122,56 +133,16 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       throw new ModelConfigError(modelPath, undefined, 'must have a float32 first output (class scores)');
     }
     const maxBatchSize = input.fixedBatchSize ?? options.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE[pool.executionProvider];
-    const rowsFromDims = (dims: readonly number[]) => dims.slice(1).reduce((a, b) => a * b, 1);
+    const assembly = createBatchAssembly({
+      input,
+      maxBatchSize,
+      concurrency: pool.size,
+      maxFreeItems: Math.min(options.queueMaxSize, 4 * maxBatchSize * pool.size),
+      run: (inputName, data, dims) => pool.run(inputName, data, dims),
+      computed: (items, seconds) => options.observer.computed(name, items, seconds),
+    });
 
-    // Tensors of images waiting to be batched, and whole-batch buffers (one per running
-    // batch); both recycled, since fresh ones cost page faults on the main thread.
-    const itemPool = createBufferPool(input.itemSize, Math.min(options.queueMaxSize, 4 * maxBatchSize * pool.size));
-    const batchRows = input.fixedBatchSize ?? maxBatchSize;
-    const batchPool = createBufferPool(batchRows * input.itemSize, pool.size);
-
-    /** A lone item that owns its whole buffer can go to the worker as it is, without a copy. */
-    const ownsBuffer = (item: Float32Array) => item.byteOffset === 0 && item.byteLength === item.buffer.byteLength;
-
-    /** Runs one batch; `observe: false` for warm-up batches, which are not traffic. */
-    const runBatch = async (items: readonly Float32Array[], observe = true): Promise<ItemOutput[]> => {
-      const batch = input.fixedBatchSize ?? items.length;
-      const dims = [batch, ...input.shape.slice(1)];
-      let data: Float32Array;
-      let bufferPool: BufferPool;
-      if (batch === 1 && ownsBuffer(items[0]!)) {
-        // The common case at low load: the image's own tensor is transferred (the request no
-        // longer reads it) and comes back to the item pool.
-        data = items[0]!;
-        bufferPool = itemPool;
-      } else {
-        // One contiguous buffer, transferred (not copied) to the worker, which hands it back.
-        data = batchPool.acquire().subarray(0, batch * input.itemSize);
-        items.forEach((item, i) => {
-          data.set(item, i * input.itemSize);
-          itemPool.release(item);
-        });
-        // A fixed-size graph gets zero rows as padding (the recycled buffer holds old rows).
-        if (items.length < batch) data.fill(0, items.length * input.itemSize);
-        bufferPool = batchPool;
-      }
-      const { output, dims: outDims, computeMs, input: returned } = await pool.run(input.name, data, dims);
-      if (returned !== undefined) bufferPool.adopt(returned);
-      const rowSize = rowsFromDims(outDims);
-      if (observe) options.observer.computed(name, items.length, computeMs / 1000);
-      return items.map((_, i) => ({ row: output.subarray(i * rowSize, (i + 1) * rowSize), computeMs }));
-    };
-
-    // Warm-up before readiness, at every batch size the batcher will form, and learn the
-    // true output size (graphs often leave it symbolic).
-    let classes = 0;
-    for (const size of warmupBatchSizes(maxBatchSize, input.fixedBatchSize)) {
-      const rows = await runBatch(
-        Array.from({ length: Math.min(size, maxBatchSize) }, () => new Float32Array(input.itemSize)),
-        false,
-      );
-      classes = rows[0]!.row.length;
-    }
+    const classes = await warmUp(assembly, input, maxBatchSize);
     if (labels !== undefined && labels.length !== classes) {
       throw new ModelConfigError(labelsPath, undefined, `has ${labels.length} labels, but the model outputs ${classes} classes`);
     }
@@ -180,7 +151,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       maxBatchSize,
       maxDelayMs: options.batchMaxDelayMs,
       queueMaxSize: options.queueMaxSize,
-      runner: { concurrency: pool.size, run: (items) => runBatch(items) },
+      runner: { concurrency: pool.size, run: (items) => assembly.run(items) },
       observer: {
         queueDepth: (depth) => options.observer.queueDepth(name, depth),
         inflightBatches: (count) => options.observer.inflightBatches(name, count),
@@ -208,11 +179,11 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       loadSeconds,
       preprocessor,
       async preprocess(bytes, wait) {
-        const into = itemPool.acquire();
+        const into = assembly.acquireItem();
         try {
           return (await preprocessor.preprocess(bytes, into, wait)).data;
         } catch (err) {
-          itemPool.release(into);
+          assembly.releaseItem(into);
           throw err;
         }
       },
