@@ -67,7 +67,10 @@ export interface Batcher<I, O> {
   /** Batches running now. */
   readonly inflightBatches: number;
   readonly stopping: boolean;
-  /** Stops intake and resolves once queued and running work is done. */
+  /**
+   * Stops intake and resolves once queued and running work is done. Idempotent: every call
+   * returns the same promise.
+   */
   stop(): Promise<void>;
 }
 

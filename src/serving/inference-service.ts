@@ -60,6 +60,7 @@ export interface InferenceService {
   /**
    * Refuses new requests (`SHUTTING_DOWN`), waits for admitted ones to finish (they may still
    * be preprocessing, so the batchers must stay open meanwhile), then drains every model.
+   * Idempotent: every call returns the same promise.
    */
   stop(): Promise<void>;
   /**
@@ -120,6 +121,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   };
 
   let stopping = false;
+  let stopped: Promise<void> | undefined;
   let admitted = 0;
   let idle: (() => void) | undefined;
 
@@ -164,10 +166,12 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
 
   return {
     registry,
-    async stop() {
+    stop() {
+      if (stopped) return stopped;
       stopping = true;
-      if (admitted > 0) await new Promise<void>((resolve) => (idle = resolve));
-      await registry.stop();
+      const admittedDone = admitted === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve));
+      stopped = admittedDone.then(() => registry.stop());
+      return stopped;
     },
     hasRoom(model) {
       return (inflight.get(model.name) ?? 0) < maxInflightPerModel;

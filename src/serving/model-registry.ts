@@ -30,7 +30,10 @@ export interface ModelRegistry {
   /** The model of the short routes, or `MODEL_NOT_FOUND` when none is set among several. */
   getDefault(): ServedModel;
   list(): readonly ServedModel[];
-  /** Stops intake everywhere and drains every model's queued and running work. */
+  /**
+   * Stops intake everywhere and drains every model's queued and running work. Idempotent:
+   * every call returns the same promise.
+   */
   stop(): Promise<void>;
 }
 
@@ -63,6 +66,7 @@ export function noDefaultModelMessage(names: readonly string[]): string {
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
   const models = new Map<string, ServedModel>();
   let state: RegistryState = 'idle';
+  let stopped: Promise<void> | undefined;
 
   return {
     get state() {
@@ -139,11 +143,13 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     list() {
       return [...models.values()];
     },
-    async stop() {
-      if (state === 'stopping' || state === 'stopped') return;
+    stop() {
+      if (stopped) return stopped;
       state = 'stopping';
-      await Promise.all([...models.values()].map((m) => m.stop()));
-      state = 'stopped';
+      stopped = Promise.all([...models.values()].map((m) => m.stop())).then(() => {
+        state = 'stopped';
+      });
+      return stopped;
     },
   };
 }

@@ -65,7 +65,10 @@ export interface ServedModel {
   readonly batcher: Batcher<Float32Array, ItemOutput>;
   /** Test hook: crash one inference worker. */
   crashWorker(): void;
-  /** Stops intake, drains queued and running work, then ends the workers. */
+  /**
+   * Stops intake, drains queued and running work, then ends the workers. Idempotent: every
+   * call returns the same promise.
+   */
   stop(): Promise<void>;
 }
 
@@ -157,6 +160,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
         inflightBatches: (count) => options.observer.inflightBatches(name, count),
       },
     });
+    let stopped: Promise<void> | undefined;
     const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: options.maxImagePixels }, options.decodeBudget ? { decodeBudget: options.decodeBudget } : {});
     const loadSeconds = (performance.now() - started) / 1000;
     const version = config.version ?? '1';
@@ -189,9 +193,9 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       },
       batcher,
       crashWorker: () => pool.crashOne(),
-      async stop() {
-        await batcher.stop();
-        await pool.close();
+      stop() {
+        stopped ??= batcher.stop().then(() => pool.close());
+        return stopped;
       },
     };
   } catch (err) {

@@ -49,6 +49,10 @@ export interface WorkerPool {
   run(inputName: string, input: Float32Array, dims: readonly number[]): Promise<BatchOutput>;
   /** Test hook: makes one worker exit abruptly. */
   crashOne(): void;
+  /**
+   * Refuses new batches (`SHUTTING_DOWN`), fails those waiting for a worker, and ends the
+   * workers. Idempotent: every call returns the same promise.
+   */
   close(): Promise<void>;
 }
 
@@ -113,6 +117,7 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
   const waiting: Job[] = [];
   let nextId = 1;
   let closed = false;
+  let closing: Promise<void> | undefined;
 
   const dispatch = () => {
     while (waiting.length > 0) {
@@ -198,10 +203,12 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
       const message: ToWorker = { type: 'crash' };
       slots[0]?.worker.postMessage(message);
     },
-    async close() {
+    close() {
+      if (closing) return closing;
       closed = true;
       for (const job of waiting.splice(0)) job.reject(errors.SHUTTING_DOWN());
-      await Promise.all(slots.map((s) => s.worker.terminate()));
+      closing = Promise.all(slots.map((s) => s.worker.terminate())).then(() => undefined);
+      return closing;
     },
   };
 }

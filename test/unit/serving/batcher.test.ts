@@ -226,14 +226,16 @@ describe('createBatcher', () => {
     assert.equal(batcher.queueDepth, 1);
   });
 
-  it('on stop refuses new work, flushes partial batches at once, and resolves when drained', async (t) => {
+  it('on stop refuses new work, flushes partial batches at once, and resolves when drained; every stop() gets the same promise', async (t) => {
     const time = useFakeTime(t);
     const { runner, calls, finish } = manualRunner();
     const batcher = createBatcher({ maxBatchSize: 4, maxDelayMs: 1000, queueMaxSize: 16, runner, now: time.now });
     const queued = batcher.enqueue([1, 2]);
     assert.equal(calls.length, 0, 'held for more items');
     let stopped = false;
-    const stopping = batcher.stop().then(() => (stopped = true));
+    const first = batcher.stop();
+    const stopping = first.then(() => (stopped = true));
+    assert.equal(batcher.stop(), first, 'a second stop() gets the same promise');
     assert.equal(calls.length, 1, 'stop sends the partial batch without waiting out the delay');
     await assert.rejects(batcher.enqueue([3]), (err) => code(err) === 'SHUTTING_DOWN');
     await settle();

@@ -67,6 +67,15 @@ describe('createWorkerPool', () => {
     assert.ok(errors.some((m) => /inference worker died/.test(m)));
   });
 
+  it('close() ends the workers once: every call gets the same promise, and later batches are refused', async () => {
+    const pool = await createWorkerPool({ init, log: quiet });
+    const first = pool.close();
+    assert.equal(pool.close(), first);
+    await first;
+    assert.equal(pool.close(), first, 'a call after the end gets it too');
+    await assert.rejects(pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]), (err) => isServingError(err) && err.code === 'SHUTTING_DOWN');
+  });
+
   it('refuses to start on a file that is not a model, with onnxruntime\'s reason', async () => {
     await assert.rejects(
       createWorkerPool({ init: { modelPath: join(RESNET20_DIR, 'labels.txt'), session: {} }, log: quiet }),
