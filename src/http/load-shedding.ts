@@ -14,7 +14,7 @@
 import type { FastifyRequest } from 'fastify';
 import { errors, RETRY_AFTER_SECONDS } from '../errors.js';
 import type { InferenceService } from '../serving/inference-service.js';
-import type { ServedModel } from '../serving/model.js';
+import type { ModelView } from '../serving/model.js';
 import type { ServingObserver } from '../serving/observer.js';
 import type { RouteGuard } from './auth.js';
 
@@ -24,7 +24,7 @@ export interface LoadShedderOptions {
   readonly observer: Pick<ServingObserver, 'requestStarted' | 'requestFinished'>;
 }
 
-export type LoadShedder = (pick: (request: FastifyRequest) => ServedModel | undefined) => RouteGuard;
+export type LoadShedder = (pick: (request: FastifyRequest) => ModelView | undefined) => RouteGuard;
 
 /**
  * @returns a factory of `preParsing` hooks; `pick` names the model a request is for, or returns
@@ -34,14 +34,14 @@ export type LoadShedder = (pick: (request: FastifyRequest) => ServedModel | unde
 export function createLoadShedder(options: LoadShedderOptions): LoadShedder {
   const { service, observer } = options;
   return (pick) => async (request: FastifyRequest) => {
-    let model: ServedModel | undefined;
+    let model: ModelView | undefined;
     try {
       model = pick(request);
     } catch {
       return;
     }
-    // A stopping batcher answers SHUTTING_DOWN itself; that code matters more than this one.
-    if (model === undefined || model.batcher.stopping || service.hasRoom(model)) return;
+    // A model that no longer accepts work answers SHUTTING_DOWN itself; that code matters more than this one.
+    if (model === undefined || !model.accepting || service.hasRoom(model)) return;
     observer.requestStarted(model.name);
     observer.requestFinished(model.name, 'rejected', 0, 0, 'http');
     throw errors.QUEUE_FULL(`Model ${model.name} has no room for another request now`, { retryAfterSeconds: RETRY_AFTER_SECONDS });

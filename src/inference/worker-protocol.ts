@@ -29,12 +29,7 @@ export interface RunRequest {
   readonly dims: readonly number[];
 }
 
-/** Test-only: makes the worker exit abruptly, to exercise crash recovery. */
-export interface CrashRequest {
-  readonly type: 'crash';
-}
-
-export type ToWorker = RunRequest | CrashRequest;
+export type ToWorker = RunRequest;
 
 export interface ReadyMessage {
   readonly type: 'ready';

@@ -8,7 +8,7 @@ import { errors, isServingError, RETRY_AFTER_SECONDS } from '../errors.js';
 import { mainThreadTurns } from '../preprocess/index.js';
 import type { ItemResult } from './batcher.js';
 import type { ItemOutput } from './batch-assembly.js';
-import type { ServedModel } from './model.js';
+import type { ModelView, ServedModel } from './model.js';
 import type { ModelRegistry } from './model-registry.js';
 import { outcomeOf, type Protocol, type ServingObserver } from './observer.js';
 import { softmax, topK, type ClassScore } from './postprocess.js';
@@ -67,7 +67,7 @@ export interface InferenceService {
    * Whether `model` would admit one more request now. Lets an edge refuse a request before
    * reading its body when the answer would be QUEUE_FULL anyway (see load-shedding.ts).
    */
-  hasRoom(model: ServedModel): boolean;
+  hasRoom(model: ModelView): boolean;
 }
 
 export interface InferenceServiceOptions {
@@ -93,7 +93,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   const inflight = new Map<string, number>();
   const preprocessAll = async (model: ServedModel, images: readonly Uint8Array[], control: RequestControl, timings: StageTimings) => {
     if (images.length === 0) throw errors.NO_IMAGES();
-    if (model.batcher.stopping) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+    if (!model.accepting) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     const started = performance.now();
     // sharp decodes on libuv's thread pool, so these overlap each other and running batches.
     const tensors = await Promise.all(

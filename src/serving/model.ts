@@ -39,7 +39,11 @@ export interface ModelLoadOptions {
   readonly inferenceNice?: number;
 }
 
-export interface ServedModel {
+/**
+ * What an edge may read of a served model: what it renders (name, version, shapes, labels) and
+ * whether it takes work now. The batcher, workers and buffers behind it are the data plane's.
+ */
+export interface ModelView {
   readonly name: string;
   readonly version: string;
   readonly sha256: string;
@@ -56,6 +60,12 @@ export interface ServedModel {
   readonly maxBatchSize: number;
   readonly workers: number;
   readonly loadSeconds: number;
+  /** False from the moment stop() begins; new work is then refused with SHUTTING_DOWN. */
+  readonly accepting: boolean;
+}
+
+/** A loaded model, as the data plane drives it. */
+export interface ServedModel extends ModelView {
   readonly preprocessor: ImagePreprocessor;
   /**
    * Decodes and preprocesses one image into a recycled tensor, which goes back to the pool
@@ -63,8 +73,6 @@ export interface ServedModel {
    */
   preprocess(bytes: Uint8Array, wait?: DecodeWait): Promise<Float32Array>;
   readonly batcher: Batcher<Float32Array, ItemOutput>;
-  /** Test hook: crash one inference worker. */
-  crashWorker(): void;
   /**
    * Stops intake, drains queued and running work, then ends the workers. Idempotent: every
    * call returns the same promise.
@@ -191,8 +199,10 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
           throw err;
         }
       },
+      get accepting() {
+        return !batcher.stopping;
+      },
       batcher,
-      crashWorker: () => pool.crashOne(),
       stop() {
         stopped ??= batcher.stop().then(() => pool.close());
         return stopped;

@@ -47,8 +47,6 @@ export interface WorkerPool {
    * back as `BatchOutput.input`).
    */
   run(inputName: string, input: Float32Array, dims: readonly number[]): Promise<BatchOutput>;
-  /** Test hook: makes one worker exit abruptly. */
-  crashOne(): void;
   /**
    * Refuses new batches (`SHUTTING_DOWN`), fails those waiting for a worker, and ends the
    * workers. Idempotent: every call returns the same promise.
@@ -198,10 +196,6 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
         waiting.push({ id: nextId++, inputName, input, dims, resolve, reject });
         dispatch();
       });
-    },
-    crashOne() {
-      const message: ToWorker = { type: 'crash' };
-      slots[0]?.worker.postMessage(message);
     },
     close() {
       if (closing) return closing;

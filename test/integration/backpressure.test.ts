@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
+import { crashGatedWorkers } from '../fixtures/workers/gated-worker.js';
 import { gatedApp, until } from './gated-app.js';
 import { CIFAR_DIR, resnet20App } from '../helpers.js';
 
@@ -100,7 +101,7 @@ describe('back-pressure through HTTP', () => {
     const img = await image();
     const running = request(app.server).post('/v1/predict').set('Content-Type', 'image/jpeg').send(img).then((r) => r);
     await until(() => model.batcher.inflightBatches === 1, 'the request is running on the worker');
-    model.crashWorker();
+    crashGatedWorkers();
     const failed = await running;
     assert.equal(failed.status, 500);
     assert.equal(failed.body.code, 'INFERENCE_FAILED');

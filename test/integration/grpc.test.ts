@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import { errors } from '../../src/errors.js';
 import { grpcCodeOf } from '../../src/grpc/codec.js';
-import type { GateEvent } from '../fixtures/workers/gated-worker.js';
+import { crashGatedWorkers, type GateEvent } from '../fixtures/workers/gated-worker.js';
 import { CIFAR_DIR, photo } from '../helpers.js';
 import {
   argmax,
@@ -373,7 +373,7 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     await gate('close');
     const running = unary(inference, 'ModelInfer', fp32Request(items(1)));
     await until(() => model.batcher.inflightBatches === 1, 'the call is running on the worker');
-    model.crashWorker();
+    crashGatedWorkers();
     const failed = await expectStatus(running, status.INTERNAL, 'INFERENCE_FAILED');
     assert.doesNotMatch(failed.details, /exit code|worker\.js|\/work\//, 'no internals in the answer');
     // The replacement worker starts with its gate open.

@@ -1,7 +1,7 @@
 /** Model metadata as the v1 and v2 routes render it, and how a route finds its model. */
 import type { TensorInfo } from '../../inference/onnx-binding.js';
 import { errors } from '../../errors.js';
-import type { ServedModel } from '../../serving/model.js';
+import type { ModelView, ServedModel } from '../../serving/model.js';
 import type { RouteContext } from '../context.js';
 
 /** Path parameters of a model route: its name, and the version when the path names one. */
@@ -34,7 +34,7 @@ export function v2Shape(info: TensorInfo): number[] {
   return info.shape.map((d) => (typeof d === 'number' ? d : -1));
 }
 
-export function v1Metadata(model: ServedModel, ready: boolean) {
+export function v1Metadata(model: ModelView, ready: boolean) {
   return {
     name: model.name,
     version: model.version,
@@ -59,7 +59,7 @@ export function v1Metadata(model: ServedModel, ready: boolean) {
   };
 }
 
-export function v2Metadata(model: ServedModel) {
+export function v2Metadata(model: ModelView) {
   const meta = v1Metadata(model, true);
   return {
     name: model.name,

@@ -9,7 +9,7 @@
  * https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_statistics.md
  */
 import type { FastifyInstance } from 'fastify';
-import type { ServedModel } from '../../serving/model.js';
+import type { ModelView } from '../../serving/model.js';
 import type { InferenceStatistics } from '../../serving/statistics.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { RouteContext } from '../context.js';
@@ -17,7 +17,7 @@ import { modelAt, type ModelParams } from './model-metadata.js';
 
 export function statisticsRoutes(ctx: RouteContext, guard: RouteGuard | undefined, statistics: Pick<InferenceStatistics, 'snapshot'>) {
   const hooks = guarded(guard);
-  const statsOf = (models: readonly ServedModel[]) => ({ model_stats: statistics.snapshot(models) });
+  const statsOf = (models: readonly ModelView[]) => ({ model_stats: statistics.snapshot(models) });
 
   return async (app: FastifyInstance) => {
     app.get('/v2/models/stats', hooks, async () => statsOf(ctx.registry.list()));

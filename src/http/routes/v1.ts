@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../../errors.js';
-import type { ServedModel } from '../../serving/model.js';
+import type { ModelView, ServedModel } from '../../serving/model.js';
 import { installRawImageParsers, RAW_IMAGE_BODY_TEXT } from '../accepted-bodies.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { LoadShedder } from '../load-shedding.js';
@@ -25,7 +25,7 @@ export function parseModelTarget(target: string): { name: string; verb: string |
 export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedLoad: LoadShedder) {
   const limits = ctx.config;
   const hooks = guarded(guard);
-  const shed = (pick: (request: FastifyRequest) => ServedModel | undefined) => guarded(guard, shedLoad(pick));
+  const shed = (pick: (request: FastifyRequest) => ModelView | undefined) => guarded(guard, shedLoad(pick));
 
   const predict = async (model: ServedModel, request: FastifyRequest, reply: FastifyReply) => {
     const control = requestControl(request, reply, limits);

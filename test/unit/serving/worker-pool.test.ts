@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isServingError } from '../../../src/errors.js';
 import { createWorkerPool } from '../../../src/serving/worker-pool.js';
+import { gateControl } from '../../fixtures/workers/gated-worker.js';
 import { RESNET20_DIR } from '../../helpers.js';
+
+const GATED_WORKER = new URL('../../fixtures/workers/gated-worker.js', import.meta.url);
 
 const quiet = { warn() {}, error() {} };
 
@@ -57,10 +60,17 @@ describe('createWorkerPool', () => {
 
   it('fails only the batch of a worker that dies, replaces the worker, and carries on', async (t) => {
     const errors: string[] = [];
-    const pool = await createWorkerPool({ init, log: { warn() {}, error: (_o, msg) => errors.push(msg) } });
-    t.after(() => pool.close());
-    pool.crashOne();
+    // The gated stand-in worker holds the batch until the test makes it exit.
+    const control = gateControl();
+    const pool = await createWorkerPool({ init, log: { warn() {}, error: (_o, msg) => errors.push(msg) }, workerUrl: GATED_WORKER });
+    t.after(async () => {
+      control.release();
+      await pool.close();
+      control.close();
+    });
+    await control.gate('close');
     const doomed = pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]);
+    control.crash();
     await assert.rejects(doomed, (err) => isServingError(err) && err.code === 'INFERENCE_FAILED' && err.statusCode === 500);
     const after = await pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]);
     assert.deepEqual(after.dims, [1, 10], 'the replacement worker serves the next batch');
