@@ -13,7 +13,7 @@ import { errors } from './errors.js';
 import { DEFAULT_BATCH_MAX_SIZE } from './inference/execution-provider.js';
 import { AccessLogController, installAccessLog } from './http/access-log.js';
 import { createApiKeyCheck } from './http/auth.js';
-import type { Lifecycle, RouteContext } from './http/context.js';
+import type { RouteContext } from './http/context.js';
 import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
 import { HTTP_EDGE_SERVER_OPTIONS, installHttpEdge } from './http/http-edge.js';
 import { createIncomingBodies } from './http/incoming-bodies.js';
@@ -34,6 +34,7 @@ import { createDecodeBudget } from './preprocess/index.js';
 import { createInferenceService, type InferenceService } from './serving/inference-service.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
 import { combineObservers } from './serving/observer.js';
+import type { Lifecycle } from './serving/readiness.js';
 import { createInferenceStatistics, type InferenceStatistics } from './serving/statistics.js';
 import { projectVersion } from './system/project-root.js';
 

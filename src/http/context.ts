@@ -3,11 +3,9 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { InferenceService } from '../serving/inference-service.js';
 import type { ModelRegistry } from '../serving/model-registry.js';
+import type { Lifecycle } from '../serving/readiness.js';
 
-/** Shared, mutable lifecycle flags; the entry point sets `draining` on SIGTERM. */
-export interface Lifecycle {
-  draining: boolean;
-}
+export type { Lifecycle };
 
 export interface RouteContext {
   readonly config: Config;

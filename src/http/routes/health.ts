@@ -1,17 +1,16 @@
 /**
  * Probes: liveness answers whenever the event loop turns (inference runs on workers, so it
- * stays fast under load); readiness is true once every model is loaded and warmed up, and
- * false again as soon as shutdown begins.
+ * stays fast under load); readiness follows the rule of serving/readiness.ts.
  */
 import type { FastifyInstance } from 'fastify';
-import { errors } from '../../errors.js';
+import { isServerReady, notReadyError } from '../../serving/readiness.js';
 import { POLLED_ROUTE } from '../access-log.js';
 import type { RouteContext } from '../context.js';
 
 export function healthRoutes(ctx: RouteContext) {
-  const ready = () => ctx.registry.ready && !ctx.lifecycle.draining;
+  const ready = () => isServerReady(ctx.registry, ctx.lifecycle);
   const notReady = () => {
-    const e = ctx.lifecycle.draining ? errors.SHUTTING_DOWN() : errors.NOT_READY(`Not ready: models are ${ctx.registry.state}`);
+    const e = notReadyError(ctx.registry, ctx.lifecycle);
     return { error: e.message, code: e.code };
   };
   return async (app: FastifyInstance) => {

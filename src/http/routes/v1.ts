@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errors } from '../../errors.js';
 import type { ModelView, ServedModel } from '../../serving/model.js';
+import { isServerReady } from '../../serving/readiness.js';
 import { installRawImageParsers, RAW_IMAGE_BODY_TEXT } from '../accepted-bodies.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { LoadShedder } from '../load-shedding.js';
@@ -61,7 +62,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
 
     app.get<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}' } }, async (request) => {
       const model = ctx.registry.get(request.params.target);
-      return v1Metadata(model, ctx.registry.ready && !ctx.lifecycle.draining);
+      return v1Metadata(model, isServerReady(ctx.registry, ctx.lifecycle));
     });
   };
 }

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { runInfer } from '../../protocol/v2-infer.js';
 import { decodeInferRequest, parseHeaderLength, type DecodeLimits } from '../../protocol/v2-request.js';
 import { encodeInferResponse } from '../../protocol/v2-response.js';
+import { isServerReady } from '../../serving/readiness.js';
 import { unsupportedContentType } from '../accepted-bodies.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { RouteContext } from '../context.js';
@@ -38,7 +39,6 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
     maxImageBytes: config.uploadMaxBytes,
     json: defaultJsonBodyLimits(config.jsonBodyMaxBytes),
   };
-  const ready = () => ctx.registry.ready && !ctx.lifecycle.draining;
 
   const infer = async (request: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
     const model = modelAt(ctx, request.params);
@@ -78,7 +78,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       app.get<{ Params: ModelParams }>(prefix, { ...hooks, config: { routeTemplate: template } }, async (request) => v2Metadata(modelAt(ctx, request.params)));
       app.get<{ Params: ModelParams }>(`${prefix}/ready`, { ...hooks, config: { routeTemplate: `${template}/ready` } }, async (request, reply) => {
         const model = modelAt(ctx, request.params);
-        const isReady = ready();
+        const isReady = isServerReady(ctx.registry, ctx.lifecycle);
         return reply.code(isReady ? 200 : 503).send({ name: model.name, ready: isReady });
       });
       const shed = guarded(guard, shedLoad((request) => modelAt(ctx, request.params as ModelParams)));
