@@ -39,6 +39,7 @@ import { runInfer } from '../protocol/v2-infer.js';
 import type { DecodeLimits } from '../protocol/v2-request.js';
 import type { InferenceService } from '../serving/inference-service.js';
 import type { ModelRegistry } from '../serving/model-registry.js';
+import { isServerReady } from '../serving/readiness.js';
 import type { InferenceStatistics } from '../serving/statistics.js';
 import { applyReceiveWindow, FLOW_CONTROL_WINDOW_OPTION, RECEIVE_WINDOW_BYTES } from './receive-window.js';
 import { decodeGrpcInferRequest, encodeGrpcInferResponse, grpcCodeOf, type GrpcInferRequest } from './codec.js';
@@ -136,7 +137,7 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     maxImageBytes: config.uploadMaxBytes,
     json: defaultJsonBodyLimits(config.jsonBodyMaxBytes),
   };
-  const ready = () => registry.ready && !lifecycle.draining;
+  const ready = () => isServerReady(registry, lifecycle);
 
   type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
