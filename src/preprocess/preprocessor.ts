@@ -6,8 +6,9 @@
  *
  * Order of checks, cheapest first, so hostile input costs little: empty → 400; magic numbers
  * not an accepted format → 415 (SVG, PDF and the rest never reach libvips); header unreadable
- * → 400; header's width × height over the limit → 413, before any pixel is decoded; then the
- * decode, where truncated or corrupt data → 400.
+ * → 400; header's width × height over the limit → 413, before any pixel is decoded; a GIF whose
+ * first frame's data ends before its last pixel → 400; then the decode, where truncated or
+ * corrupt data → 400 (sharp-pipeline.ts says which damage libvips refuses).
  *
  * Colour, as Pillow's convert('RGB') does it: greyscale is replicated, palettes expanded,
  * alpha dropped (not blended: the colour stored under a transparent pixel is kept; for GIF,
@@ -21,6 +22,7 @@ import { errors } from '../errors.js';
 import { cmykToRgb } from './cmyk.js';
 import { estimateDecodeBytes, type DecodeBudget, type DecodeWait } from './decode-budget.js';
 import { planResize } from './geometry.js';
+import { countGifFirstFrame } from './gif-frame.js';
 import { gifTransparentColour } from './gif-transparency.js';
 import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, detectImageFormat, type ImageFormat } from './image-format.js';
 import { inspectJpegScans, MAX_JPEG_SCANS, type JpegFrame } from './jpeg-scans.js';
@@ -128,6 +130,13 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
     const pixels = header.width * header.height;
     if (pixels > maxPixels) {
       throw errors.IMAGE_TOO_LARGE(`The image is ${header.width}×${header.height} (${pixels} pixels); at most ${maxPixels} pixels are accepted`);
+    }
+    if (format === 'gif') {
+      // libnsgif leaves the pixels of a short frame transparent where Pillow refuses (gif-frame.ts).
+      const frame = await countGifFirstFrame(bytes, mainThreadTurns);
+      if (frame !== undefined && frame.coded < frame.declared) {
+        throw errors.INVALID_IMAGE(`The GIF image is truncated: its first frame codes ${frame.coded} of its ${frame.declared} pixels`);
+      }
     }
 
     const release = decodeBudget === undefined ? undefined : await decodeBudget.reserve(estimateDecodeBytes({ ...header, ...(jpegFrame ? { jpegFrame } : {}) }), wait);

@@ -80,9 +80,12 @@ function configureLibvips(): void {
 /**
  * Input options shared by every call.
  * - `failOn: 'error'`: refuse truncated images and decoder errors, as Pillow does ("image file
- *   is truncated"), instead of returning grey where data is missing; but accept the warnings
- *   that real cameras' files often raise (e.g. extraneous bytes between JPEG markers), which
- *   Pillow also accepts. libvips' stricter `warning` level would refuse those.
+ *   is truncated", "broken data stream"), instead of returning grey where data is missing; but
+ *   accept decoder warnings, as Pillow does: those that real cameras' files often raise (e.g.
+ *   extraneous bytes between JPEG markers), and libjpeg's on corrupt entropy-coded data. Of
+ *   libvips' levels it is the one closest to Pillow's verdicts on the damaged-image corpus
+ *   (test/integration/decode-verdicts.test.ts; docs/security.md lists where they still
+ *   differ): `warning` refuses JPEGs that Pillow decodes, `truncated` accepts broken TIFFs.
  * - `limitInputPixels`: libvips' own check of the frame it is about to decode, behind the
  *   header check done before decoding.
  * - `ignoreIcc`: Pillow's `convert('RGB')` ignores embedded ICC profiles, so the model was
