@@ -127,12 +127,12 @@ const SOS = 0xda;
 const TEM = 0x01;
 
 /** Markers without a length field (T.81 B.1.1.3): SOI, EOI, TEM and RST0–RST7, the restart markers inside scans. */
-function isStandalone(code: number): boolean {
+export function isStandalone(code: number): boolean {
   return code === SOI || code === EOI || code === TEM || (code >= 0xd0 && code <= 0xd7);
 }
 
 /** SOF0–SOF15 but DHT (0xc4), JPG (0xc8) and DAC (0xcc), which share the range. */
-function isStartOfFrame(code: number): boolean {
+export function isStartOfFrame(code: number): boolean {
   return code >= 0xc0 && code <= 0xcf && code !== 0xc4 && code !== 0xc8 && code !== 0xcc;
 }
 
@@ -157,7 +157,7 @@ function indexOfFF(bytes: Uint8Array, from: number): number {
  * The offset of the next marker's code byte at or after `from`, skipping anything that is not
  * an 0xFF and any run of 0xFF fill bytes; -1 when the bytes run out first.
  */
-function nextMarkerCode(bytes: Uint8Array, from: number): number {
+export function nextMarkerCode(bytes: Uint8Array, from: number): number {
   const ff = indexOfFF(bytes, from);
   if (ff < 0) return -1;
   let at = ff + 1;

@@ -5,10 +5,12 @@
  *     -> Resize(resize) -> CenterCrop(crop) -> ToTensor() -> Normalize(mean, std)
  *
  * Order of checks, cheapest first, so hostile input costs little: empty → 400; magic numbers
- * not an accepted format → 415 (SVG, PDF and the rest never reach libvips); header unreadable
- * → 400; header's width × height over the limit → 413, before any pixel is decoded; a GIF whose
- * first frame's data ends before its last pixel → 400; then the decode, where truncated or
- * corrupt data → 400 (sharp-pipeline.ts says which damage libvips refuses).
+ * not an accepted format → 415 (SVG, PDF and the rest never reach libvips); a JPEG's markers,
+ * walked without decoding: over MAX_JPEG_SCANS scans, or a one-scan JPEG with an error after
+ * its image data (jpeg-tail.ts) → 400; header unreadable → 400; header's width × height over
+ * the limit → 413, before any pixel is decoded; a GIF whose first frame's data ends before its
+ * last pixel → 400; then the decode, where truncated or corrupt data → 400 (sharp-pipeline.ts
+ * says which damage libvips refuses).
  *
  * Colour, as Pillow's convert('RGB') does it: greyscale is replicated, palettes expanded,
  * alpha dropped (not blended: the colour stored under a transparent pixel is kept; for GIF,
@@ -26,6 +28,7 @@ import { countGifFirstFrame } from './gif-frame.js';
 import { gifTransparentColour } from './gif-transparency.js';
 import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, detectImageFormat, type ImageFormat } from './image-format.js';
 import { inspectJpegScans, MAX_JPEG_SCANS, type JpegFrame } from './jpeg-scans.js';
+import { findJpegTailError } from './jpeg-tail.js';
 import { planBilinearWindow } from './pil-resample.js';
 import { createSharpDecoder, type ImageDecoder, type ImageHeader } from './sharp-pipeline.js';
 import { validateImageLimits, validatePreprocessSpec, type ImageLimits, type PreprocessSpec } from './spec.js';
@@ -116,6 +119,9 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
       const scans = inspectJpegScans(bytes, { maxScans: MAX_JPEG_SCANS });
       if (scans.exceedsMaxScans) throw errors.INVALID_IMAGE(`The JPEG image has more than ${MAX_JPEG_SCANS} scans; at most ${MAX_JPEG_SCANS} are accepted`);
       if (scans.scans > 1 || scans.progressive) jpegFrame = scans.frame;
+      // libvips stops reading a one-scan JPEG at its last row; Pillow reads on (jpeg-tail.ts).
+      const tail = scans.progressive ? undefined : findJpegTailError(bytes);
+      if (tail !== undefined) throw errors.INVALID_IMAGE(`The JPEG image is corrupt: after its image data comes ${tail}`);
     }
     const header = await decoder.readHeader(bytes, name);
     if (header.format !== LIBVIPS_FORMAT[format]) {
