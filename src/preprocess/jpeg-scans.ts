@@ -96,6 +96,19 @@ export interface JpegScanReport {
   readonly frame: JpegFrame | undefined;
   /** Where the walk stopped, in bytes from the start. */
   readonly bytesWalked: number;
+  /** The first scan: how many components its SOS names, and where its entropy-coded data ends. */
+  readonly firstScan: FirstScan | undefined;
+}
+
+export interface FirstScan {
+  /** Components in the scan (the SOS's Ns). */
+  readonly components: number;
+  /**
+   * Offset of the code byte of the marker that ends the scan's data, the first after its SOS
+   * other than a stuffed 0x00 or a restart (RSTn), where libjpeg's marker reader takes over;
+   * `undefined` when the walk ended before one.
+   */
+  readonly dataEnd: number | undefined;
 }
 
 export interface InspectJpegScansOptions {
@@ -129,6 +142,11 @@ const TEM = 0x01;
 /** Markers without a length field (T.81 B.1.1.3): SOI, EOI, TEM and RST0–RST7, the restart markers inside scans. */
 export function isStandalone(code: number): boolean {
   return code === SOI || code === EOI || code === TEM || (code >= 0xd0 && code <= 0xd7);
+}
+
+/** RST0–RST7: restart markers, inside a scan's data. */
+export function isRestart(code: number): boolean {
+  return code >= 0xd0 && code <= 0xd7;
 }
 
 /** SOF0–SOF15 but DHT (0xc4), JPG (0xc8) and DAC (0xcc), which share the range. */
@@ -209,6 +227,8 @@ export function inspectJpegScans(bytes: Uint8Array, options: InspectJpegScansOpt
   validateMaxScans(maxScans);
   let scans = 0;
   let frame: JpegFrame | undefined;
+  let firstScanComponents = 0;
+  let firstScanDataEnd: number | undefined;
   const report = (end: JpegWalkEnd, bytesWalked: number): JpegScanReport => ({
     end,
     scans,
@@ -216,6 +236,7 @@ export function inspectJpegScans(bytes: Uint8Array, options: InspectJpegScansOpt
     progressive: frame !== undefined && isProgressive(frame.marker),
     frame,
     bytesWalked: Math.min(bytesWalked, bytes.length),
+    firstScan: scans === 0 ? undefined : { components: firstScanComponents, dataEnd: firstScanDataEnd },
   });
 
   if (bytes.length < 2 || bytes[0] !== 0xff || bytes[1] !== SOI) return report('not-jpeg', 0);
@@ -225,6 +246,7 @@ export function inspectJpegScans(bytes: Uint8Array, options: InspectJpegScansOpt
     if (codeAt < 0) return report('truncated', bytes.length);
     const code = bytes[codeAt] as number;
     at = codeAt + 1;
+    if (scans === 1 && firstScanDataEnd === undefined && code !== 0x00 && !isRestart(code)) firstScanDataEnd = codeAt;
     if (code === EOI) return report('eoi', at);
     // 0x00: a stuffed byte in a scan, stray data between segments. RSTn, TEM: nothing to skip.
     if (code === 0x00 || isStandalone(code)) continue;
@@ -236,6 +258,7 @@ export function inspectJpegScans(bytes: Uint8Array, options: InspectJpegScansOpt
       frame = readFrame(bytes, code, at + 2, length - 2);
     }
     if (code === SOS) {
+      if (scans === 0 && at + 2 < bytes.length) firstScanComponents = bytes[at + 2] as number;
       scans++;
       if (scans > maxScans) return report('scan-limit', end);
     }

@@ -120,7 +120,7 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
       if (scans.exceedsMaxScans) throw errors.INVALID_IMAGE(`The JPEG image has more than ${MAX_JPEG_SCANS} scans; at most ${MAX_JPEG_SCANS} are accepted`);
       if (scans.scans > 1 || scans.progressive) jpegFrame = scans.frame;
       // libvips stops reading a one-scan JPEG at its last row; Pillow reads on (jpeg-tail.ts).
-      const tail = scans.progressive ? undefined : findJpegTailError(bytes);
+      const tail = findJpegTailError(bytes, scans);
       if (tail !== undefined) throw errors.INVALID_IMAGE(`The JPEG image is corrupt: after its image data comes ${tail}`);
     }
     const header = await decoder.readHeader(bytes, name);

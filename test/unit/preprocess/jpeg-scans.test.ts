@@ -276,7 +276,7 @@ describe('inspectJpegScans on cut, broken and foreign bytes', () => {
       ['SOI late', Uint8Array.of(0x00, 0xff, 0xd8, 0xff, 0xd9)],
     ];
     for (const [what, bytes] of notJpeg) {
-      assert.deepEqual(inspectJpegScans(bytes), { end: 'not-jpeg', scans: 0, exceedsMaxScans: false, progressive: false, frame: undefined, bytesWalked: 0 }, what);
+      assert.deepEqual(inspectJpegScans(bytes), { end: 'not-jpeg', scans: 0, exceedsMaxScans: false, progressive: false, frame: undefined, bytesWalked: 0, firstScan: undefined }, what);
     }
     assert.equal(inspectJpegScans(Uint8Array.of(0xff, 0xd8)).end, 'truncated');
     assert.equal(inspectJpegScans(Uint8Array.of(0xff, 0xd8, 0xff, 0xd9)).end, 'eoi');

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { findJpegTailError } from '../../../src/preprocess/jpeg-tail.js';
+import { inspectJpegScans } from '../../../src/preprocess/jpeg-scans.js';
+import { findJpegTailError as findTail } from '../../../src/preprocess/jpeg-tail.js';
 import { FIXTURES } from '../../helpers.js';
 import { fixtureInput, haveShared, sharedDir } from './support.js';
 
@@ -10,6 +11,8 @@ const CORPUS = join(FIXTURES, 'decode-verdicts');
 interface Case { file: string; base: string; damage: string; signature: string | null; pil: 'accepted' | 'refused'; message?: string }
 const cases = (JSON.parse(readFileSync(join(CORPUS, 'verdicts.json'), 'utf8')) as { cases: Case[] }).cases;
 const read = (file: string) => new Uint8Array(readFileSync(join(CORPUS, 'files', file)));
+/** As the preprocessor calls it: after the walk that counts the scans. */
+const findJpegTailError = (bytes: Uint8Array) => findTail(bytes, inspectJpegScans(bytes));
 
 describe('findJpegTailError', () => {
   it("finds an error exactly where Pillow's decode meets one after a one-scan JPEG's data", () => {
@@ -33,6 +36,16 @@ describe('findJpegTailError', () => {
       assert.equal(c.pil, 'accepted', c.file);
       assert.equal(findJpegTailError(read(c.file)), undefined, c.file);
     }
+  });
+
+  it("starts where inspectJpegScans saw the scan's data end", () => {
+    const intact = read('jpeg-cifar.intact.jpg');
+    const { firstScan } = inspectJpegScans(intact);
+    assert.equal(firstScan?.components, 3);
+    assert.equal(firstScan?.dataEnd, intact.length - 1, 'the code byte of EOI');
+    const marked = read('jpeg-cifar.marker-sof-in-data.jpg');
+    const end = inspectJpegScans(marked).firstScan?.dataEnd ?? -1;
+    assert.deepEqual([marked[end - 1], marked[end]], [0xff, 0xc0]);
   });
 
   it('leaves progressive JPEGs to libvips, which reads them to the end', () => {
