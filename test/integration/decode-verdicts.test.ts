@@ -47,7 +47,7 @@ const DISAGREEMENTS: Readonly<Record<string, Answer & { readonly why: string }>>
   'png.flip-idat-length.png': {
     status: 400,
     code: 'INVALID_IMAGE',
-    why: "The IDAT chunk's length claims more bytes than the file holds. Pillow stops reading once zlib's stream ends and never checks the chunk's length or CRC, so it decodes every pixel; libpng reads the chunk whole and fails at every failOn level but 'none', which would accept truncated PNGs too.",
+    why: "The IDAT chunk's length claims more bytes than the file holds. Pillow stops reading once zlib's stream ends, before the bytes that are missing, so it decodes every pixel; libpng reads the chunk whole and fails at every failOn level but 'none', which would accept truncated PNGs too.",
   },
   'tiff-raw.flip-ifd-count.tif': {
     status: 400,
