@@ -1,12 +1,13 @@
 /**
  * Every Prometheus metric of the service, in one prom-client Registry per app instance (no
  * global registry: tests build many apps). Labels take values from small fixed sets only:
- * model names (the loaded models), route templates, methods, status codes, outcomes.
+ * model names and versions (the loaded model versions), route templates, methods, status codes,
+ * outcomes. Every model-level series carries both `model` and `version`.
  * Durations are in seconds (Prometheus convention). docs/metrics.md describes every series;
  * keep it in step with this file.
  */
 import client from 'prom-client';
-import { OUTCOMES, type Protocol, type ServingObserver } from './serving/observer.js';
+import { OUTCOMES, type ModelKey, type Protocol, type ServingObserver } from './serving/observer.js';
 
 /** 1 ms to 10 s: CPU ResNets take tens of ms per batch, GPUs a few, overloads seconds. */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
@@ -99,11 +100,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
     buckets,
     registers,
   });
-  const stage = (name: string, help: string) => new client.Histogram({ name, help, labelNames: ['model'] as const, buckets, registers });
+  const stage = (name: string, help: string) => new client.Histogram({ name, help, labelNames: ['model', 'version'] as const, buckets, registers });
   const requestDuration = new client.Histogram({
     name: 'inference_request_duration_seconds',
     help: 'Inference per image, end to end (decode to answer), by outcome and protocol.',
-    labelNames: ['model', 'outcome', 'protocol'] as const,
+    labelNames: ['model', 'version', 'outcome', 'protocol'] as const,
     buckets,
     registers,
   });
@@ -114,30 +115,30 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const batchSize = new client.Histogram({
     name: 'inference_batch_size',
     help: 'Images per batch run.',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     buckets: batchBuckets,
     registers,
   });
   const requests = new client.Counter({
     name: 'inference_requests_total',
     help: 'Inference requests by outcome (ok, bad_input, rejected, timeout, cancelled, error) and protocol (http, grpc).',
-    labelNames: ['model', 'outcome', 'protocol'] as const,
+    labelNames: ['model', 'version', 'outcome', 'protocol'] as const,
     registers,
   });
-  const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model'] as const, registers });
-  const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run to completion.', labelNames: ['model'] as const, registers });
-  const queueDepth = new client.Gauge({ name: 'inference_queue_depth', help: 'Images waiting in the batch queue.', labelNames: ['model'] as const, registers });
+  const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model', 'version'] as const, registers });
+  const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run to completion.', labelNames: ['model', 'version'] as const, registers });
+  const queueDepth = new client.Gauge({ name: 'inference_queue_depth', help: 'Images waiting in the batch queue.', labelNames: ['model', 'version'] as const, registers });
   const queueCapacity =
     options.queueMaxSize === undefined
       ? undefined
-      : new client.Gauge({ name: 'inference_queue_capacity', help: 'Images the batch queue holds before it refuses requests (QUEUE_MAX_SIZE).', labelNames: ['model'] as const, registers });
+      : new client.Gauge({ name: 'inference_queue_capacity', help: 'Images the batch queue holds before it refuses requests (QUEUE_MAX_SIZE).', labelNames: ['model', 'version'] as const, registers });
   const inflightRequests = new client.Gauge({
     name: 'inference_inflight_requests',
     help: 'Inference requests admitted and not yet answered (preprocessing, queued or running).',
-    labelNames: ['model'] as const,
+    labelNames: ['model', 'version'] as const,
     registers,
   });
-  const inflight = new client.Gauge({ name: 'inference_inflight_batches', help: 'Batches running now.', labelNames: ['model'] as const, registers });
+  const inflight = new client.Gauge({ name: 'inference_inflight_batches', help: 'Batches running now.', labelNames: ['model', 'version'] as const, registers });
   const budgets = options.memoryBudgets;
   if (budgets !== undefined) {
     const gauge = (name: string, help: string, read: () => number) =>
@@ -161,44 +162,49 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ['model', 'version', 'execution_provider', 'sha256'] as const,
     registers,
   });
-  const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model.', labelNames: ['model'] as const, registers });
+  const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model version.', labelNames: ['model', 'version'] as const, registers });
+  /** The labels of a model version's series. */
+  const of = (model: ModelKey) => ({ model: model.name, version: model.version });
 
   const observer: ServingObserver = {
-    preprocessed: (model, seconds) => preprocess.observe({ model }, seconds),
-    queued: (model, seconds) => queue.observe({ model }, seconds),
+    preprocessed: (model, seconds) => preprocess.observe(of(model), seconds),
+    queued: (model, seconds) => queue.observe(of(model), seconds),
     computed(model, size, seconds) {
-      compute.observe({ model }, seconds);
-      batchSize.observe({ model }, size);
-      batches.inc({ model });
+      const labels = of(model);
+      compute.observe(labels, seconds);
+      batchSize.observe(labels, size);
+      batches.inc(labels);
     },
-    postprocessed: (model, seconds) => postprocess.observe({ model }, seconds),
-    requestStarted: (model) => inflightRequests.inc({ model }),
+    postprocessed: (model, seconds) => postprocess.observe(of(model), seconds),
+    requestStarted: (model) => inflightRequests.inc(of(model)),
     requestFinished(model, outcome, seconds, count, protocol) {
-      inflightRequests.dec({ model });
-      requests.inc({ model, outcome, protocol });
-      if (outcome === 'ok') images.inc({ model }, count);
-      for (let i = 0; i < count; i++) requestDuration.observe({ model, outcome, protocol }, seconds);
+      const labels = of(model);
+      inflightRequests.dec(labels);
+      requests.inc({ ...labels, outcome, protocol });
+      if (outcome === 'ok') images.inc(labels, count);
+      for (let i = 0; i < count; i++) requestDuration.observe({ ...labels, outcome, protocol }, seconds);
     },
-    queueDepth: (model, depth) => queueDepth.set({ model }, depth),
-    inflightBatches: (model, count) => inflight.set({ model }, count),
+    queueDepth: (model, depth) => queueDepth.set(of(model), depth),
+    inflightBatches: (model, count) => inflight.set(of(model), count),
     modelLoaded({ model, version, executionProvider, sha256, seconds }) {
-      modelInfo.set({ model, version, execution_provider: executionProvider, sha256 }, 1);
-      loadDuration.set({ model }, seconds);
+      const labels = { model, version };
+      modelInfo.set({ ...labels, execution_provider: executionProvider, sha256 }, 1);
+      loadDuration.set(labels, seconds);
       // Every series starts at zero, so that rate() sees the first request and alerts see the
       // model before any traffic (a series that appears with its first sample has no increase).
       for (const protocol of protocols) {
         for (const outcome of OUTCOMES) {
-          requests.inc({ model, outcome, protocol }, 0);
-          requestDuration.zero({ model, outcome, protocol });
+          requests.inc({ ...labels, outcome, protocol }, 0);
+          requestDuration.zero({ ...labels, outcome, protocol });
         }
       }
-      for (const histogram of [preprocess, queue, compute, postprocess, batchSize]) histogram.zero({ model });
-      images.inc({ model }, 0);
-      batches.inc({ model }, 0);
-      queueDepth.set({ model }, 0);
-      queueCapacity?.set({ model }, options.queueMaxSize!);
-      inflight.set({ model }, 0);
-      inflightRequests.set({ model }, 0);
+      for (const histogram of [preprocess, queue, compute, postprocess, batchSize]) histogram.zero(labels);
+      images.inc(labels, 0);
+      batches.inc(labels, 0);
+      queueDepth.set(labels, 0);
+      queueCapacity?.set(labels, options.queueMaxSize!);
+      inflight.set(labels, 0);
+      inflightRequests.set(labels, 0);
     },
   };
 

@@ -26,11 +26,23 @@ export const photo = (name: string) => readFile(join(PHOTOS_DIR, name));
 /** The shared trained model's config, as the issue gives it. */
 export const RESNET20_CONFIG = { preprocess: { resize: 32, crop: 32 } };
 
+/** A version folder of a versioned model: its name, and its own config.json when given. */
+export interface TempVersion {
+  readonly version: string;
+  readonly config?: unknown;
+}
+
 export interface TempModel {
   readonly name: string;
   /** Folder whose model.onnx and labels.txt are copied (when present). */
   readonly from: string;
+  /** The model's config.json (at the model folder's top in either layout). */
   readonly config?: unknown;
+  /**
+   * The versioned layout: these version folders, each with a copy of model.onnx (and its own
+   * config.json when given); labels.txt stays at the model's top. Left out: the flat layout.
+   */
+  readonly versions?: ReadonlyArray<string | TempVersion>;
 }
 
 /** A temporary model repository, removed when the test ends. */
@@ -40,7 +52,13 @@ export async function tempRepository(t: TestContext, models: readonly TempModel[
   for (const m of models) {
     const dir = join(root, m.name);
     await mkdir(dir, { recursive: true });
-    await copyFile(join(m.from, 'model.onnx'), join(dir, 'model.onnx'));
+    for (const v of m.versions ?? []) {
+      const { version, config } = typeof v === 'string' ? { version: v, config: undefined } : v;
+      await mkdir(join(dir, version));
+      await copyFile(join(m.from, 'model.onnx'), join(dir, version, 'model.onnx'));
+      if (config !== undefined) await writeFile(join(dir, version, 'config.json'), JSON.stringify(config));
+    }
+    if (m.versions === undefined) await copyFile(join(m.from, 'model.onnx'), join(dir, 'model.onnx'));
     if (existsSync(join(m.from, 'labels.txt'))) await copyFile(join(m.from, 'labels.txt'), join(dir, 'labels.txt'));
     if (m.config !== undefined) await writeFile(join(dir, 'config.json'), JSON.stringify(m.config));
   }

@@ -32,7 +32,7 @@ import type { Config } from '../config.js';
 import { errors, isServingError, type ServingError } from '../errors.js';
 import { createKeyVerifier } from '../http/auth.js';
 import type { Lifecycle } from '../http/context.js';
-import { modelAt, v2Metadata } from '../http/routes/model-metadata.js';
+import { modelAt, servedVersionsOf, v2Metadata, versionsAt } from '../http/routes/model-metadata.js';
 import { V2_EXTENSIONS } from '../http/routes/v2.js';
 import { defaultJsonBodyLimits } from '../protocol/json-body.js';
 import { runInfer } from '../protocol/v2-infer.js';
@@ -228,12 +228,13 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     }),
     ServerMetadata: unary('ServerMetadata', () => ({ name: 'resnet-serve', version: deps.version, extensions: [...V2_EXTENSIONS] })),
     ModelMetadata: unary('ModelMetadata', (request: { name?: string; version?: string }) => {
-      const meta = v2Metadata(modelAt({ registry }, modelName(request)));
+      const model = modelAt({ registry }, modelName(request));
+      const meta = v2Metadata(model, servedVersionsOf({ registry }, model));
       return { name: meta.name, versions: meta.versions, platform: meta.platform, inputs: meta.inputs, outputs: meta.outputs };
     }),
     ModelInfer: unary('ModelInfer', (request: GrpcInferRequest, call) => infer(request, call as AnyCall, performance.now(), cancellation(call as AnyCall))),
     ModelStatistics: unary('ModelStatistics', (request: { name?: string; version?: string }) => {
-      const models = request.name ? [modelAt({ registry }, modelName(request))] : registry.list();
+      const models = request.name ? versionsAt({ registry }, modelName(request)) : registry.list();
       return { model_stats: deps.statistics.snapshot(models) };
     }),
     ModelStreamInfer: (call: grpc.ServerDuplexStream<GrpcInferRequest, unknown>) => {

@@ -1,7 +1,7 @@
 /**
  * One JSON log line per request, written when the answer has gone out: method, URL, peer,
- * status, time, the request id (pino's `reqId` binding) and, for inference, the model, the
- * image count, the batch size and the stage timings. It replaces Fastify's pair of lines per
+ * status, time, the request id (pino's `reqId` binding) and, for inference, the model and the
+ * version that answered, the image count, the batch size and the stage timings. It replaces Fastify's pair of lines per
  * request ("incoming request", then "request completed") through Fastify's LogController: a
  * third of the log volume and of the logging work on the event loop, with nothing lost.
  * Fastify's other lines (stream errors, serializer failures) are kept.
@@ -18,6 +18,8 @@ import type { StageTimings } from '../serving/inference-service.js';
 /** What an inference route records about a request for its log line. */
 export interface InferenceLogFields {
   readonly model: string;
+  /** The version that answered. */
+  readonly version: string;
   /** Images (v1, v2 BYTES) or tensor items (v2 FP32) in the request. */
   readonly images: number;
   readonly batchSize: number;

@@ -42,8 +42,8 @@ export function createLoadShedder(options: LoadShedderOptions): LoadShedder {
     }
     // A model that no longer accepts work answers SHUTTING_DOWN itself; that code matters more than this one.
     if (model === undefined || !model.accepting || service.hasRoom(model)) return;
-    observer.requestStarted(model.name);
-    observer.requestFinished(model.name, 'rejected', 0, 0, 'http');
-    throw errors.QUEUE_FULL(`Model ${model.name} has no room for another request now`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+    observer.requestStarted(model);
+    observer.requestFinished(model, 'rejected', 0, 0, 'http');
+    throw errors.QUEUE_FULL(`Model ${model.name} version ${model.version} has no room for another request now`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
   };
 }

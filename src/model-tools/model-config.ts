@@ -12,9 +12,10 @@ export { IMAGENET_PREPROCESS };
 
 /**
  * A `config.json` as the tools write it: no field left to the server's defaults, and the whole
- * preprocessing spec, so the file says what the model expects without reading the graph.
+ * preprocessing spec, so the file says what the model expects without reading the graph. The
+ * tools write flat model folders, where a version policy does not apply.
  */
-export type WrittenModelConfig = Required<ModelConfigFile> & { readonly preprocess: PreprocessConfig };
+export type WrittenModelConfig = Required<Omit<ModelConfigFile, 'version_policy'>> & { readonly preprocess: PreprocessConfig };
 
 /**
  * 32×32 CIFAR input. The mean/std are ImageNet's, as used to train the ResNet-20 in

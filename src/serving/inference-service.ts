@@ -72,7 +72,8 @@ export interface InferenceService {
 
 export interface InferenceServiceOptions {
   /**
-   * Requests one model may have admitted at once: decoding, queued or running. A request is
+   * Requests one model version may have admitted at once: decoding, queued or running (each
+   * version has a queue of its own). A request is
    * admitted when the data plane is called, that is once its body has arrived, so slow senders
    * hold no slot; it leaves when the call settles, which every deadline guarantees (nothing
    * here waits on a socket's events, so no slot can leak with a connection).
@@ -89,8 +90,12 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   if (!Number.isInteger(maxInflightPerModel) || maxInflightPerModel < 1) {
     throw new RangeError(`Expected \`maxInflightPerModel\` to be an integer from 1 and up, got \`${maxInflightPerModel}\``);
   }
-  /** Admitted requests per model name. */
-  const inflight = new Map<string, number>();
+  /**
+   * Admitted requests per served model version, keyed by the version itself (not its name and
+   * number), so that a version replaced by a reload of the same number starts from zero while
+   * the old one drains.
+   */
+  const inflight = new Map<ModelView, number>();
   const preprocessAll = async (model: ServedModel, images: readonly Uint8Array[], control: RequestControl, timings: StageTimings) => {
     if (images.length === 0) throw errors.NO_IMAGES();
     if (!model.accepting) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
@@ -100,7 +105,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       images.map(async (bytes) => {
         const t0 = performance.now();
         const data = await model.preprocess(bytes, control);
-        observer.preprocessed(model.name, (performance.now() - t0) / 1000);
+        observer.preprocessed(model, (performance.now() - t0) / 1000);
         return data;
       }),
     );
@@ -112,7 +117,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   const runItems = async (model: ServedModel, items: Float32Array[], control: RequestControl, timings: StageTimings): Promise<Array<ItemResult<ItemOutput>>> => {
     const results = await model.batcher.enqueue(items, { deadline: control.deadline, ...(control.signal ? { signal: control.signal } : {}) });
     for (const r of results) {
-      observer.queued(model.name, r.queueMs / 1000);
+      observer.queued(model, r.queueMs / 1000);
       timings.queueMs = Math.max(timings.queueMs, r.queueMs);
       timings.inferMs = Math.max(timings.inferMs, r.output.computeMs);
       timings.batchSize = Math.max(timings.batchSize, r.batchSize);
@@ -128,31 +133,30 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
   const observed = async <T>(model: ServedModel, images: number, protocol: Protocol, work: () => Promise<T>): Promise<T> => {
     const started = performance.now();
-    observer.requestStarted(model.name);
+    observer.requestStarted(model);
     if (stopping) {
-      observer.requestFinished(model.name, 'rejected', 0, images, protocol);
+      observer.requestFinished(model, 'rejected', 0, images, protocol);
       throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     }
-    const name = model.name;
-    const count = inflight.get(name) ?? 0;
+    const count = inflight.get(model) ?? 0;
     if (count >= maxInflightPerModel) {
-      observer.requestFinished(name, 'rejected', 0, images, protocol);
-      throw errors.QUEUE_FULL(`Model ${name} has ${count} requests in flight, its limit`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+      observer.requestFinished(model, 'rejected', 0, images, protocol);
+      throw errors.QUEUE_FULL(`Model ${model.name} version ${model.version} has ${count} requests in flight, its limit`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     }
-    inflight.set(name, count + 1);
+    inflight.set(model, count + 1);
     admitted++;
     try {
       const result = await work();
-      observer.requestFinished(model.name, 'ok', (performance.now() - started) / 1000, images, protocol);
+      observer.requestFinished(model, 'ok', (performance.now() - started) / 1000, images, protocol);
       return result;
     } catch (err) {
-      observer.requestFinished(model.name, outcomeOf(err), (performance.now() - started) / 1000, images, protocol);
+      observer.requestFinished(model, outcomeOf(err), (performance.now() - started) / 1000, images, protocol);
       if (isServingError(err)) throw err;
       throw errors.INTERNAL(undefined, { cause: err });
     } finally {
-      const left = inflight.get(name)! - 1;
-      if (left === 0) inflight.delete(name);
-      else inflight.set(name, left);
+      const left = inflight.get(model)! - 1;
+      if (left === 0) inflight.delete(model);
+      else inflight.set(model, left);
       if (--admitted === 0 && idle) idle();
     }
   };
@@ -174,7 +178,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       return stopped;
     },
     hasRoom(model) {
-      return (inflight.get(model.name) ?? 0) < maxInflightPerModel;
+      return (inflight.get(model) ?? 0) < maxInflightPerModel;
     },
     classify(model, images, topKCount, control) {
       return observed(model, images.length, control.protocol ?? 'http', async () => {
@@ -191,7 +195,7 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
           return { ...top[0]!, top_k: top };
         });
         timings.postprocessMs = performance.now() - t0;
-        observer.postprocessed(model.name, timings.postprocessMs / 1000);
+        observer.postprocessed(model, timings.postprocessMs / 1000);
         return { model, predictions, timings };
       });
     },

@@ -6,6 +6,7 @@
  */
 import { IMAGENET_PREPROCESS, PREPROCESS_FIELD_RULES, type PreprocessSpec } from '../preprocess/spec.js';
 import type { TensorInfo } from '../inference/onnx-binding.js';
+import { parseVersionPolicy, type VersionPolicy } from './version-policy.js';
 
 export type OutputKind = 'logits' | 'probabilities';
 
@@ -14,7 +15,13 @@ export type OutputKind = 'logits' | 'probabilities';
  * (src/model-tools/model-config.ts). Every field is optional for the server.
  */
 export interface ModelConfigFile {
+  /**
+   * The version a flat model folder (model.onnx at its top) is served as. @default "1"
+   * In the versioned layout the version folder's name is the version: there it may only repeat it.
+   */
   readonly version?: string;
+  /** Which version folders are served (version-policy.ts); a versioned model's own config.json only. */
+  readonly version_policy?: VersionPolicy;
   /** Labels file, relative to the model folder, one class name a line in output order. @default "labels.txt" */
   readonly labels?: string;
   /** Fields left out are derived from the graph's input, else torchvision's ImageNet values. */
@@ -41,7 +48,7 @@ export class ModelConfigError extends Error {
   }
 }
 
-const TOP_FIELDS = new Set(['version', 'labels', 'preprocess', 'output', 'trained', 'description', 'source']);
+const TOP_FIELDS = new Set(['version', 'version_policy', 'labels', 'preprocess', 'output', 'trained', 'description', 'source']);
 const PREPROCESS_FIELDS = new Set(Object.keys(PREPROCESS_FIELD_RULES));
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -71,6 +78,7 @@ export function parseModelConfigFile(raw: unknown, file: string): ModelConfigFil
       throw new ModelConfigError(file, 'version', 'must be 1 to 64 letters, digits, dots, dashes or underscores');
     }
   }
+  if (raw.version_policy !== undefined) out.version_policy = parseVersionPolicy(raw.version_policy, file);
   if (raw.labels !== undefined) {
     if (typeof raw.labels !== 'string' || raw.labels.length === 0) {
       throw new ModelConfigError(file, 'labels', `must be a file name, got ${JSON.stringify(raw.labels)}`);

@@ -1,12 +1,23 @@
 /**
  * The models served: every model folder of the repository (model-repository.ts says which
- * entries those are), loaded at startup. Request data only ever selects among loaded models
- * (a Map lookup): no path is built from it.
+ * entries those are and which versions each serves), loaded at startup. Request data only
+ * ever selects among loaded versions (Map lookups): no path is built from it.
+ *
+ * The unit of loading is one model version (a ServedModel: its own workers, batcher and
+ * queue). What a model serves is a `ServedVersions`: an immutable set of loaded versions,
+ * replaced whole by `swap` and never changed in place. A lookup reads the current set once and
+ * hands back one version; a request keeps that version until it is answered, whatever swaps
+ * happen meanwhile, so the set can change between two requests but never under one.
+ *
+ * Ownership: the registry owns every version it loaded until it stops it. `swap` hands back
+ * the versions it took out of service; they stay the registry's (its `stop` still stops them)
+ * until `retire` has drained and stopped each.
  */
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadModel, type ModelLoadOptions, type ServedModel } from './model.js';
-import { scanRepository, type RepositoryScan, type SkippedEntry } from './model-repository.js';
+import { ModelConfigError } from './model-config.js';
+import { readModelPlan, scanRepository, type ModelPlan, type RepositoryScan, type SkippedEntry } from './model-repository.js';
 
 export interface ModelRegistryOptions {
   readonly repository: string;
@@ -19,22 +30,73 @@ export interface ModelRegistryOptions {
 
 export type RegistryState = 'idle' | 'loading' | 'ready' | 'failed' | 'stopping' | 'stopped';
 
+/** The versions of one model served at one moment. Frozen: a change is a new set (`swap`). */
+export interface ServedVersions {
+  readonly name: string;
+  /** Highest first; never empty. */
+  readonly versions: readonly ServedModel[];
+  /** What unversioned routes use: `versions[0]`. */
+  readonly highest: ServedModel;
+  readonly byVersion: ReadonlyMap<string, ServedModel>;
+}
+
 export interface ModelRegistry {
   readonly state: RegistryState;
   /** True once every model is loaded and warmed up, until shutdown begins. */
   readonly ready: boolean;
-  /** Loads every model; rejects (naming the file and field) if any fails. */
+  /** Loads every version every model's policy selects; rejects (naming the file and field) if any fails. */
   load(): Promise<void>;
-  /** The loaded model called `name`, or `MODEL_NOT_FOUND`. */
-  get(name: string): ServedModel;
-  /** The model of the short routes, or `MODEL_NOT_FOUND` when none is set among several. */
+  /**
+   * The served `version` of the model called `name`, or its highest served version when
+   * `version` is left out. `MODEL_NOT_FOUND` for a model or version not served,
+   * `MODEL_NOT_READY` while loading.
+   */
+  get(name: string, version?: string): ServedModel;
+  /** The highest served version of the model of the short routes, or `MODEL_NOT_FOUND` when none is set among several. */
   getDefault(): ServedModel;
+  /** The served versions of `name`, highest first; errors as `get`. */
+  versions(name: string): readonly ServedModel[];
+  /** The names of the models served, sorted. */
+  names(): readonly string[];
+  /** Every served version of every model: by name, then highest version first. */
   list(): readonly ServedModel[];
   /**
-   * Stops intake everywhere and drains every model's queued and running work. Idempotent:
-   * every call returns the same promise.
+   * Makes `versions` (loaded versions of the model `name`, any order; none: the model is no
+   * longer served) what `name` serves, in one step: lookups after it see the new set, requests
+   * that already hold a version keep it. Returns the versions taken out of service, which the
+   * caller drains and stops with `retire`.
+   */
+  swap(name: string, versions: readonly ServedModel[]): readonly ServedModel[];
+  /** Stops a version `swap` took out of service (draining its queued and running work). */
+  retire(model: ServedModel): Promise<void>;
+  /**
+   * Stops intake everywhere and drains every version's queued and running work, served or
+   * retiring. Idempotent: every call returns the same promise.
    */
   stop(): Promise<void>;
+}
+
+/**
+ * Orders versions, highest first: as integers when both are (version folders always are),
+ * else as strings (a flat model's config `version` may be any name).
+ */
+export function compareVersionsDescending(a: string, b: string): number {
+  const integer = /^[0-9]+$/;
+  if (integer.test(a) && integer.test(b)) return Number(b) - Number(a);
+  return a < b ? 1 : a > b ? -1 : 0;
+}
+
+/** The frozen set of `models` for `name`; throws on an empty set, a foreign model or a repeated version. */
+export function servedVersions(name: string, models: readonly ServedModel[]): ServedVersions {
+  if (models.length === 0) throw new RangeError(`Expected at least one version of model \`${name}\`, got none`);
+  const byVersion = new Map<string, ServedModel>();
+  for (const m of models) {
+    if (m.name !== name) throw new RangeError(`Expected versions of model \`${name}\`, got one of \`${m.name}\``);
+    if (byVersion.has(m.version)) throw new RangeError(`Expected each version of model \`${name}\` once, got version \`${m.version}\` twice`);
+    byVersion.set(m.version, m);
+  }
+  const versions = Object.freeze([...models].sort((a, b) => compareVersionsDescending(a.version, b.version)));
+  return Object.freeze({ name, versions, highest: versions[0]!, byVersion });
 }
 
 /** The visible skipped entries, for messages that say why a model is not there. */
@@ -63,10 +125,85 @@ export function noDefaultModelMessage(names: readonly string[]): string {
   );
 }
 
+/** The versions a client may name in a message: `2, 1`. */
+const versionList = (set: ServedVersions) => set.versions.map((v) => v.version).join(', ');
+
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
-  const models = new Map<string, ServedModel>();
+  /** What each model serves now; replaced, never mutated (see `swap`). */
+  const served = new Map<string, ServedVersions>();
+  /** Versions taken out of service and not yet stopped: still the registry's to stop. */
+  const retiring = new Set<ServedModel>();
   let state: RegistryState = 'idle';
   let stopped: Promise<void> | undefined;
+  const { log } = options.load;
+
+  const setOf = (name: string): ServedVersions => {
+    const set = served.get(name);
+    if (set) return set;
+    if (state === 'idle' || state === 'loading') throw errors.MODEL_NOT_READY('Models are still loading');
+    throw errors.MODEL_NOT_FOUND(`No model named ${JSON.stringify(name.slice(0, 128))} is loaded`);
+  };
+
+  const swap = (name: string, versions: readonly ServedModel[]): readonly ServedModel[] => {
+    const previous = served.get(name);
+    if (versions.length === 0) served.delete(name);
+    else served.set(name, servedVersions(name, versions));
+    const out = previous?.versions.filter((v) => !versions.includes(v)) ?? [];
+    for (const v of out) retiring.add(v);
+    return out;
+  };
+
+  const logSkipped = (skipped: readonly SkippedEntry[], where: string) => {
+    for (const { name, reason, hidden } of skipped) {
+      const line = `${where}: skipped ${name}: ${reason}`;
+      // Hidden entries (staging folders, Kubernetes' `..data`) are expected: info, not warn.
+      if (hidden) log.info({ entry: name, reason }, line);
+      else log.warn({ entry: name, reason }, line);
+    }
+  };
+
+  const planOf = async (name: string): Promise<ModelPlan> => {
+    const dir = join(options.repository, name);
+    try {
+      return await readModelPlan(dir);
+    } catch (err) {
+      if (err instanceof ModelConfigError) throw err;
+      throw new ModelConfigError(dir, undefined, `cannot be read: ${(err as Error).message}`);
+    }
+  };
+
+  /** Loads every version `name`'s policy selects, highest first; all or none (a failure stops those loaded). */
+  const loadVersions = async (name: string): Promise<ServedModel[]> => {
+    const plan = await planOf(name);
+    logSkipped(plan.skipped, `model ${name}`);
+    const loaded: ServedModel[] = [];
+    try {
+      for (const version of plan.versions) {
+        const model = await loadModel({ name, plan, version }, options.load);
+        loaded.push(model);
+        log.info(
+          {
+            model: name,
+            version: model.version,
+            layout: plan.layout,
+            executionProvider: model.executionProvider,
+            input: model.input.shape,
+            classes: model.output.classes,
+            maxBatchSize: model.maxBatchSize,
+            workers: model.workers,
+            sha256: model.sha256,
+            loadSeconds: Number(model.loadSeconds.toFixed(3)),
+            trained: model.trained,
+          },
+          `model ${name} version ${model.version} ready on ${model.executionProvider}`,
+        );
+      }
+    } catch (err) {
+      await Promise.all(loaded.map((m) => m.stop()));
+      throw err;
+    }
+    return loaded;
+  };
 
   return {
     get state() {
@@ -85,12 +222,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         } catch (err) {
           throw new Error(`MODEL_REPOSITORY ${options.repository} cannot be read: ${(err as Error).message}`, { cause: err });
         }
-        for (const { name, reason, hidden } of scan.skipped) {
-          const line = `model repository: skipped ${name}: ${reason}`;
-          // Hidden entries (staging folders, Kubernetes' `..data`) are expected: info, not warn.
-          if (hidden) options.load.log.info({ entry: name, reason }, line);
-          else options.load.log.warn({ entry: name, reason }, line);
-        }
+        logSkipped(scan.skipped, 'model repository');
         const names = scan.models;
         const skippedText = describeSkipped(scan.skipped);
         if (names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}${describeHidden(scan.skipped)}`);
@@ -99,28 +231,13 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         }
         // One at a time: loading and warm-up are CPU-bound, and a failure stops the rest.
         for (const name of names) {
-          const model = await loadModel(join(options.repository, name), name, options.load);
+          const versions = await loadVersions(name);
           // stop() may have run while this model loaded.
           if ((state as RegistryState) === 'stopping' || (state as RegistryState) === 'stopped') {
-            await model.stop();
+            await Promise.all(versions.map((m) => m.stop()));
             return;
           }
-          models.set(name, model);
-          options.load.log.info(
-            {
-              model: name,
-              version: model.version,
-              executionProvider: model.executionProvider,
-              input: model.input.shape,
-              classes: model.output.classes,
-              maxBatchSize: model.maxBatchSize,
-              workers: model.workers,
-              sha256: model.sha256,
-              loadSeconds: Number(model.loadSeconds.toFixed(3)),
-              trained: model.trained,
-            },
-            `model ${name} ready on ${model.executionProvider}`,
-          );
+          swap(name, versions);
         }
         state = 'ready';
       } catch (err) {
@@ -128,25 +245,40 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         throw err;
       }
     },
-    get(name) {
-      const model = models.get(name);
-      if (!model && (state === 'idle' || state === 'loading')) throw errors.MODEL_NOT_READY('Models are still loading');
-      if (!model) throw errors.MODEL_NOT_FOUND(`No model named ${JSON.stringify(name.slice(0, 128))} is loaded`);
+    get(name, version) {
+      const set = setOf(name);
+      if (version === undefined) return set.highest;
+      const model = set.byVersion.get(version);
+      if (!model) {
+        throw errors.MODEL_NOT_FOUND(`Model ${set.name} does not serve version ${JSON.stringify(version.slice(0, 64))}; it serves version${set.versions.length > 1 ? 's' : ''} ${versionList(set)}`);
+      }
       return model;
     },
     getDefault() {
       if (options.defaultModel !== undefined) return this.get(options.defaultModel);
-      if (models.size === 1) return models.values().next().value as ServedModel;
-      if (models.size === 0) throw errors.MODEL_NOT_READY('No model is loaded yet');
-      throw errors.MODEL_NOT_FOUND(noDefaultModelMessage([...models.keys()]));
+      if (served.size === 1) return (served.values().next().value as ServedVersions).highest;
+      if (served.size === 0) throw errors.MODEL_NOT_READY('No model is loaded yet');
+      throw errors.MODEL_NOT_FOUND(noDefaultModelMessage([...served.keys()].sort()));
+    },
+    versions(name) {
+      return setOf(name).versions;
+    },
+    names() {
+      return [...served.keys()].sort();
     },
     list() {
-      return [...models.values()];
+      return this.names().flatMap((name) => served.get(name)!.versions);
+    },
+    swap,
+    async retire(model) {
+      await model.stop();
+      retiring.delete(model);
     },
     stop() {
       if (stopped) return stopped;
       state = 'stopping';
-      stopped = Promise.all([...models.values()].map((m) => m.stop())).then(() => {
+      const all = [...served.values()].flatMap((set) => set.versions).concat([...retiring]);
+      stopped = Promise.all(all.map((m) => m.stop())).then(() => {
         state = 'stopped';
       });
       return stopped;

@@ -1,6 +1,7 @@
 /**
- * One served model: its folder read (model-repository.ts), its inference workers, batch
- * assembly (batch-assembly.ts) and batcher, wired together and warmed up. Loading validates
+ * One served model version, the unit that is loaded, served and stopped: its files read
+ * (model-repository.ts), its own inference workers, batch assembly (batch-assembly.ts) and
+ * batcher, wired together and warmed up. Versions of one model share nothing but their name. Loading validates
  * everything that could make the model answer wrongly (config fields, graph input, labels count
  * against the output) and fails with the file and field named.
  */
@@ -11,8 +12,8 @@ import { createImagePreprocessor, type DecodeBudget, type DecodeWait, type Image
 import { createBatcher, type Batcher } from './batcher.js';
 import { createBatchAssembly, type BatchAssembly, type ItemOutput } from './batch-assembly.js';
 import { ModelConfigError, resolveModelInput, type OutputKind, type ResolvedModelInput } from './model-config.js';
-import { readModelFolder } from './model-repository.js';
-import type { ServingObserver } from './observer.js';
+import { readModelVersion, type ModelPlan } from './model-repository.js';
+import type { ModelKey, ServingObserver } from './observer.js';
 import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
 
 export interface ModelLogger extends PoolLogger {
@@ -40,11 +41,13 @@ export interface ModelLoadOptions {
 }
 
 /**
- * What an edge may read of a served model: what it renders (name, version, shapes, labels) and
- * whether it takes work now. The batcher, workers and buffers behind it are the data plane's.
+ * What an edge may read of a served model version: what it renders (name, version, shapes,
+ * labels) and whether it takes work now. The batcher, workers and buffers behind it are the
+ * data plane's.
  */
-export interface ModelView {
+export interface ModelView extends ModelKey {
   readonly name: string;
+  /** The version that answers requests sent to this view (a version folder's name, or a flat model's config `version`). */
   readonly version: string;
   readonly sha256: string;
   readonly trained: boolean | undefined;
@@ -64,7 +67,7 @@ export interface ModelView {
   readonly accepting: boolean;
 }
 
-/** A loaded model, as the data plane drives it. */
+/** A loaded model version, as the data plane drives it. */
 export interface ServedModel extends ModelView {
   readonly preprocessor: ImagePreprocessor;
   /**
@@ -127,10 +130,21 @@ async function openPool(modelPath: string, options: ModelLoadOptions): Promise<W
   return value;
 }
 
-/** Loads, validates and warms up the model in `dir`; `name` is the folder name. */
-export async function loadModel(dir: string, name: string, options: ModelLoadOptions): Promise<ServedModel> {
+/** Which version of which model folder to load. */
+export interface ModelSource {
+  /** The model's name: its folder's name. */
+  readonly name: string;
+  readonly plan: ModelPlan;
+  /** One of `plan.versions`. */
+  readonly version: string;
+}
+
+/** Loads, validates and warms up one version of a model, on workers of its own. */
+export async function loadModel(source: ModelSource, options: ModelLoadOptions): Promise<ServedModel> {
   const started = performance.now();
-  const { modelPath, configPath, labelsPath, config, labels, sha256 } = await readModelFolder(dir);
+  const { name, version } = source;
+  const key: ModelKey = { name, version };
+  const { modelPath, configPath, labelsPath, config, labels, sha256 } = await readModelVersion(source.plan, version);
   const files = { config: configPath, model: modelPath };
 
   const pool = await openPool(modelPath, options).catch((err: Error) => {
@@ -150,7 +164,7 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       concurrency: pool.size,
       maxFreeItems: Math.min(options.queueMaxSize, 4 * maxBatchSize * pool.size),
       run: (inputName, data, dims) => pool.run(inputName, data, dims),
-      computed: (items, seconds) => options.observer.computed(name, items, seconds),
+      computed: (items, seconds) => options.observer.computed(key, items, seconds),
     });
 
     const classes = await warmUp(assembly, input, maxBatchSize);
@@ -164,14 +178,13 @@ export async function loadModel(dir: string, name: string, options: ModelLoadOpt
       queueMaxSize: options.queueMaxSize,
       runner: { concurrency: pool.size, run: (items) => assembly.run(items) },
       observer: {
-        queueDepth: (depth) => options.observer.queueDepth(name, depth),
-        inflightBatches: (count) => options.observer.inflightBatches(name, count),
+        queueDepth: (depth) => options.observer.queueDepth(key, depth),
+        inflightBatches: (count) => options.observer.inflightBatches(key, count),
       },
     });
     let stopped: Promise<void> | undefined;
     const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: options.maxImagePixels }, options.decodeBudget ? { decodeBudget: options.decodeBudget } : {});
     const loadSeconds = (performance.now() - started) / 1000;
-    const version = config.version ?? '1';
     options.observer.modelLoaded({ model: name, version, executionProvider: pool.executionProvider, sha256, seconds: loadSeconds });
     return {
       name,

@@ -1,7 +1,7 @@
 /**
  * What the serving core reports as it works. The core calls these; src/metrics.ts turns them
- * into Prometheus series. Durations are in seconds; `model` is a loaded model's name (a small,
- * fixed set), never request data.
+ * into Prometheus series. Durations are in seconds; `model` is a loaded model version (its name
+ * and version: a small, fixed set), never request data.
  */
 import { isServingError } from '../errors.js';
 
@@ -11,21 +11,27 @@ export type Protocol = 'http' | 'grpc';
 export const PROTOCOLS: readonly Protocol[] = ['http', 'grpc'];
 export const OUTCOMES: readonly Outcome[] = ['ok', 'bad_input', 'rejected', 'timeout', 'cancelled', 'error'];
 
+/** Which model version a report is about: a served model (ModelView) is one. */
+export interface ModelKey {
+  readonly name: string;
+  readonly version: string;
+}
+
 export interface ServingObserver {
   /** One image decoded and turned into a tensor. */
-  preprocessed(model: string, seconds: number): void;
+  preprocessed(model: ModelKey, seconds: number): void;
   /** One item left the queue for a batch. */
-  queued(model: string, seconds: number): void;
+  queued(model: ModelKey, seconds: number): void;
   /** One batch of traffic ran on a worker (time inside the session); warm-up batches are not reported. */
-  computed(model: string, batchSize: number, seconds: number): void;
+  computed(model: ModelKey, batchSize: number, seconds: number): void;
   /** One request's outputs turned into its answer. */
-  postprocessed(model: string, seconds: number): void;
+  postprocessed(model: ModelKey, seconds: number): void;
   /** One inference request was admitted (it ends with `requestFinished`). */
-  requestStarted(model: string): void;
+  requestStarted(model: ModelKey): void;
   /** One inference request ended; `images` is how many it carried, `protocol` its edge. */
-  requestFinished(model: string, outcome: Outcome, seconds: number, images: number, protocol: Protocol): void;
-  queueDepth(model: string, depth: number): void;
-  inflightBatches(model: string, count: number): void;
+  requestFinished(model: ModelKey, outcome: Outcome, seconds: number, images: number, protocol: Protocol): void;
+  queueDepth(model: ModelKey, depth: number): void;
+  inflightBatches(model: ModelKey, count: number): void;
   modelLoaded(info: { model: string; version: string; executionProvider: string; sha256: string; seconds: number }): void;
 }
 

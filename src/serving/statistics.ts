@@ -47,9 +47,10 @@
  * (about 104 days of cumulative time, which concurrent requests reach sooner than the uptime
  * does), the nearest double beyond (an error below one part in 2^53, which never accumulates).
  *
- * Statistics are kept per model name: a model serves exactly one version.
+ * Statistics are kept per model version, as Triton keeps them: each version has its own queue,
+ * workers and batches.
  */
-import type { Outcome, ServingObserver } from './observer.js';
+import type { ModelKey, Outcome, ServingObserver } from './observer.js';
 
 /** A count and a cumulative duration (Triton's `$duration_stat`). */
 export interface TritonDurationStat {
@@ -189,11 +190,13 @@ function render(name: string, version: string, tally: ModelTally): TritonModelSt
 export function createInferenceStatistics(options: InferenceStatisticsOptions = {}): InferenceStatistics {
   const now = options.now ?? Date.now;
   if (typeof now !== 'function') throw new TypeError(`Expected \`now\` to be a function, got \`${typeof now}\``);
-  // Keyed by the names the core reports: the loaded models, a small fixed set.
-  const tallies = new Map<string, ModelTally>();
-  const tallyOf = (model: string): ModelTally => {
-    let tally = tallies.get(model);
-    if (tally === undefined) tallies.set(model, (tally = newTally()));
+  // Keyed by the model versions the core reports (name, then version): a small fixed set.
+  const tallies = new Map<string, Map<string, ModelTally>>();
+  const tallyOf = (model: ModelKey): ModelTally => {
+    let versions = tallies.get(model.name);
+    if (versions === undefined) tallies.set(model.name, (versions = new Map()));
+    let tally = versions.get(model.version);
+    if (tally === undefined) versions.set(model.version, (tally = newTally()));
     return tally;
   };
 
@@ -224,6 +227,6 @@ export function createInferenceStatistics(options: InferenceStatisticsOptions = 
 
   return {
     observer,
-    snapshot: (models) => models.map(({ name, version }) => render(name, version, tallies.get(name) ?? newTally())),
+    snapshot: (models) => models.map(({ name, version }) => render(name, version, tallies.get(name)?.get(version) ?? newTally())),
   };
 }

@@ -37,7 +37,7 @@ describe('back-pressure through HTTP', () => {
     const ok = await firstDone;
     assert.equal(ok.status, 200);
     assert.equal(ok.body.predictions.length, 4);
-    assert.equal(await metricValue(app, /^inference_requests_total\{model="m",outcome="rejected",protocol="http"\} (\d+)/m), 1);
+    assert.equal(await metricValue(app, /^inference_requests_total\{model="m",version="1",outcome="rejected",protocol="http"\} (\d+)/m), 1);
   });
 
   it('answers 504 DEADLINE_EXCEEDED when X-Request-Timeout-Ms passes while queued, and never runs it', async (t) => {
@@ -53,7 +53,7 @@ describe('back-pressure through HTTP', () => {
     await gate('open');
     assert.equal((await blocker).status, 200);
     assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'only the blocker ran');
-    assert.equal(await metricValue(app, /^inference_requests_total\{model="m",outcome="timeout",protocol="http"\} (\d+)/m), 1);
+    assert.equal(await metricValue(app, /^inference_requests_total\{model="m",version="1",outcome="timeout",protocol="http"\} (\d+)/m), 1);
   });
 
   it('never lets X-Request-Timeout-Ms raise the deadline above REQUEST_TIMEOUT_MS', async (t) => {
@@ -92,7 +92,7 @@ describe('back-pressure through HTTP', () => {
     await gate('open');
     assert.equal((await blocker).status, 200);
     assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'the abandoned images never ran');
-    assert.equal(await metricValue(app, /^inference_requests_total\{model="m",outcome="cancelled",protocol="http"\} (\d+)/m), 1);
+    assert.equal(await metricValue(app, /^inference_requests_total\{model="m",version="1",outcome="cancelled",protocol="http"\} (\d+)/m), 1);
   });
 
   it('fails only the batch of a worker that crashes with 500, then serves again', async (t) => {

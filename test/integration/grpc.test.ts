@@ -46,7 +46,7 @@ const metricValue = async (app: FastifyInstance, pattern: RegExp) => {
 };
 /** `inference_requests_total` of the model over gRPC for `outcome`. */
 const requestsTotal = (app: FastifyInstance, outcome: string) =>
-  metricValue(app, new RegExp(`^inference_requests_total\\{model="${MODEL}",outcome="${outcome}",protocol="grpc"\\} (\\d+)`, 'm'));
+  metricValue(app, new RegExp(`^inference_requests_total\\{model="${MODEL}",version="1",outcome="${outcome}",protocol="grpc"\\} (\\d+)`, 'm'));
 /**
  * The batch sizes the gated worker ran, once it has reported at least one: its reports come over
  * their own channel, so they may arrive after the answers of the batches they describe.
@@ -308,7 +308,7 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     assert.deepEqual(await batchesRun(events), [1], 'only the blocker ran');
     const stats = await unary<{ model_stats: Array<{ name: string; execution_count: number; inference_count: number }> }>(inference, 'ModelStatistics', { name: MODEL });
     assert.deepEqual(stats.model_stats.map((s) => [s.name, s.execution_count, s.inference_count]), [[MODEL, 1, 1]]);
-    assert.equal(await metricValue(app, /^inference_compute_duration_seconds_count\{model="resnet20"\} (\d+)/m), 1);
+    assert.equal(await metricValue(app, /^inference_compute_duration_seconds_count\{model="resnet20",version="1"\} (\d+)/m), 1);
     assert.equal((await requestsTotal(app, 'timeout')) + (await requestsTotal(app, 'cancelled')), 1, 'counted once, as timed out or cancelled');
   });
 

@@ -422,7 +422,7 @@ describe('a real Prometheus scraping the service', () => {
     assert.ok(Number.isFinite(seconds) && seconds > 0, `p99 ${p99?.value[1]}`);
     // It lies in the bucket that the service's own exposition says holds the 99th percentile.
     const exposition = (await request(s).get('/metrics')).text;
-    const buckets = [...exposition.matchAll(/^inference_request_duration_seconds_bucket\{le="([^"]+)",model="resnet20",outcome="ok",protocol="http"\} (\d+)$/gm)].map((m) => ({
+    const buckets = [...exposition.matchAll(/^inference_request_duration_seconds_bucket\{le="([^"]+)",model="resnet20",version="1",outcome="ok",protocol="http"\} (\d+)$/gm)].map((m) => ({
       le: m[1] === '+Inf' ? Infinity : Number(m[1]),
       count: Number(m[2]),
     }));

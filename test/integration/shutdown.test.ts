@@ -70,8 +70,8 @@ describe('graceful shutdown of the server process', () => {
     let admitted = 0;
     for (let i = 0; i < 600 && admitted < 40; i++) {
       const text = await (await fetch(`${base}/metrics`)).text();
-      const inProgress = Number(/^inference_inflight_requests\{model="resnet20"\} (\d+)/m.exec(text)?.[1] ?? 0);
-      const done = Number(/^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} (\d+)/m.exec(text)?.[1] ?? 0);
+      const inProgress = Number(/^inference_inflight_requests\{model="resnet20",version="1"\} (\d+)/m.exec(text)?.[1] ?? 0);
+      const done = Number(/^inference_requests_total\{model="resnet20",version="1",outcome="ok",protocol="http"\} (\d+)/m.exec(text)?.[1] ?? 0);
       admitted = inProgress + done;
       if (admitted < 40) await new Promise((r) => setTimeout(r, 20));
     }

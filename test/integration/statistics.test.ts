@@ -15,11 +15,11 @@ import { CIFAR_DIR, photo, resnet20App } from '../helpers.js';
 
 const MAX_BATCH = 4; // testConfig's BATCH_MAX_SIZE
 
-/** The value of `name{model="resnet20"...}` in the app's Prometheus exposition. */
+/** The value of `name{model="resnet20",version="1"...}` in the app's Prometheus exposition. */
 async function metric(app: FastifyInstance, name: string, labels = ''): Promise<number> {
   const res = await request(app.server).get('/metrics');
   assert.equal(res.status, 200, res.text);
-  const line = res.text.split('\n').find((l) => l.startsWith(`${name}{model="resnet20"${labels}}`));
+  const line = res.text.split('\n').find((l) => l.startsWith(`${name}{model="resnet20",version="1"${labels}}`));
   assert.ok(line, `${name} is exposed`);
   return Number(line.split(' ').at(-1));
 }

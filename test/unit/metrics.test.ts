@@ -23,6 +23,9 @@ async function sample(metrics: Metrics, family: string, name: string, labels: La
   return found[0]?.value;
 }
 
+/** The model version the observer calls here report on (the one `loadedModel` loads). */
+const R20 = { name: 'resnet20', version: '3' };
+
 const loadedModel = (metrics: Metrics, model = 'resnet20') =>
   metrics.observer.modelLoaded({ model, version: '3', executionProvider: 'cpu', sha256: 'ab'.repeat(32), seconds: 0.25 });
 
@@ -56,7 +59,7 @@ describe('bucket layouts', () => {
     const metrics = createMetrics({ maxBatchSize: 8, defaultMetrics: false });
     loadedModel(metrics);
     const { body } = await metrics.render(undefined);
-    const les = (name: string) => [...body.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)",model="resnet20"\\}`, 'gm'))].map((m) => m[1]);
+    const les = (name: string) => [...body.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)",model="resnet20",version="3"\\}`, 'gm'))].map((m) => m[1]);
     assert.deepEqual(les('inference_batch_size'), ['1', '2', '4', '8', '+Inf']);
     assert.deepEqual(les('inference_queue_duration_seconds'), [...LATENCY_BUCKETS_SECONDS.map(String), '+Inf']);
   });
@@ -69,8 +72,8 @@ describe('registries', () => {
     const b = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
     assert.notEqual(a.registry, b.registry);
     loadedModel(a);
-    a.observer.requestStarted('resnet20');
-    a.observer.requestFinished('resnet20', 'ok', 0.02, 3, 'http');
+    a.observer.requestStarted(R20);
+    a.observer.requestFinished(R20, 'ok', 0.02, 3, 'http');
     assert.equal(await sample(a, 'inference_images_total', 'inference_images_total', { model: 'resnet20' }), 3);
     assert.equal(await sample(b, 'inference_images_total', 'inference_images_total', { model: 'resnet20' }), undefined);
     assert.equal(await client.register.metrics(), globalBefore);
@@ -111,13 +114,13 @@ describe('observer', () => {
     const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
     loadedModel(metrics);
     const o = metrics.observer;
-    o.requestStarted('resnet20');
-    o.requestStarted('resnet20');
-    o.requestStarted('resnet20');
+    o.requestStarted(R20);
+    o.requestStarted(R20);
+    o.requestStarted(R20);
     assert.equal(await sample(metrics, 'inference_inflight_requests', 'inference_inflight_requests', { model: 'resnet20' }), 3);
-    o.requestFinished('resnet20', 'ok', 0.03, 5, 'http');
-    o.requestFinished('resnet20', 'bad_input', 0.004, 2, 'http');
-    o.requestFinished('resnet20', 'timeout', 7, 1, 'http');
+    o.requestFinished(R20, 'ok', 0.03, 5, 'http');
+    o.requestFinished(R20, 'bad_input', 0.004, 2, 'http');
+    o.requestFinished(R20, 'timeout', 7, 1, 'http');
     const count = (outcome: string) => sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_count', { model: 'resnet20', outcome });
     const requests = (outcome: string) => sample(metrics, 'inference_requests_total', 'inference_requests_total', { model: 'resnet20', outcome });
     assert.equal(await count('ok'), 5);
@@ -141,12 +144,12 @@ describe('observer', () => {
     const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
     loadedModel(metrics);
     const o = metrics.observer;
-    o.preprocessed('resnet20', 0.012);
-    o.preprocessed('resnet20', 0.013);
-    o.queued('resnet20', 0.0005);
-    o.postprocessed('resnet20', 0.0002);
-    o.queueDepth('resnet20', 7);
-    o.inflightBatches('resnet20', 1);
+    o.preprocessed(R20, 0.012);
+    o.preprocessed(R20, 0.013);
+    o.queued(R20, 0.0005);
+    o.postprocessed(R20, 0.0002);
+    o.queueDepth(R20, 7);
+    o.inflightBatches(R20, 1);
     metrics.observeHttp('POST', '/v1/models/{name}:predict', 200, 0.05);
     metrics.observeHttp('POST', '/v1/models/{name}:predict', 200, 0.07);
     metrics.observeHttp('GET', 'unmatched', 404, 0.001);
@@ -206,11 +209,11 @@ describe('format negotiation', () => {
     loadedModel(metrics);
     const before = (await metrics.render('text/plain')).body;
     const open = (await metrics.render('application/openmetrics-text')).body;
-    assert.match(open, /^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} 0$/m);
+    assert.match(open, /^inference_requests_total\{model="resnet20",version="3",outcome="ok",protocol="http"\} 0$/m);
     const after = (await metrics.render('text/plain')).body;
     for (const body of [before, after]) {
       assert.match(body, /^# TYPE inference_requests_total counter$/m);
-      assert.match(body, /^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} 0$/m);
+      assert.match(body, /^inference_requests_total\{model="resnet20",version="3",outcome="ok",protocol="http"\} 0$/m);
       assert.match(body, /^process_cpu_seconds_total \d/m);
       assert.doesNotMatch(body, /^inference_requests\{/m);
     }
@@ -233,7 +236,7 @@ describe('format negotiation', () => {
         assert.doesNotMatch(body, /# EOF/);
         assert.match(body, /^# TYPE inference_requests_total counter$/m);
       }
-      assert.match(body, /^inference_requests_total\{model="resnet20",outcome="ok",protocol="http"\} 0$/m);
+      assert.match(body, /^inference_requests_total\{model="resnet20",version="3",outcome="ok",protocol="http"\} 0$/m);
     });
   });
 });

@@ -1,6 +1,5 @@
 /** Model metadata as the v1 and v2 routes render it, and how a route finds its model. */
 import type { TensorInfo } from '../../inference/onnx-binding.js';
-import { errors } from '../../errors.js';
 import type { ModelView, ServedModel } from '../../serving/model.js';
 import type { RouteContext } from '../context.js';
 
@@ -10,14 +9,24 @@ export interface ModelParams {
   version?: string;
 }
 
-/** The model a route names, at the version it names: a model serves one version today. */
+/**
+ * The model a route names, at the version it names, or its highest served version when it
+ * names none (an empty version, as gRPC's default `model_version`, names none).
+ */
 export function modelAt(ctx: Pick<RouteContext, 'registry'>, params: ModelParams): ServedModel {
-  const model = ctx.registry.get(params.name);
-  if (params.version !== undefined && params.version !== model.version) {
-    throw errors.MODEL_NOT_FOUND(`Model ${model.name} has no version ${JSON.stringify(params.version.slice(0, 64))}; it serves version ${model.version}`);
-  }
-  return model;
+  return ctx.registry.get(params.name, params.version === '' ? undefined : params.version);
 }
+
+/**
+ * The versions a statistics request names: the one it names, or, as Triton answers, every
+ * version served when it names none.
+ */
+export function versionsAt(ctx: Pick<RouteContext, 'registry'>, params: ModelParams): readonly ServedModel[] {
+  return params.version === undefined || params.version === '' ? ctx.registry.versions(params.name) : [modelAt(ctx, params)];
+}
+
+/** The versions listed beside a model's metadata: every served version, highest first. */
+export const servedVersionsOf = (ctx: Pick<RouteContext, 'registry'>, model: ModelView): string[] => ctx.registry.versions(model.name).map((m) => m.version);
 
 const DATATYPES: Record<string, string> = {
   float32: 'FP32', float16: 'FP16', float64: 'FP64', int8: 'INT8', uint8: 'UINT8', int16: 'INT16',
@@ -34,10 +43,12 @@ export function v2Shape(info: TensorInfo): number[] {
   return info.shape.map((d) => (typeof d === 'number' ? d : -1));
 }
 
-export function v1Metadata(model: ModelView, ready: boolean) {
+/** `model` (the version that answers the route) and `versions`, every version of it served. */
+export function v1Metadata(model: ModelView, versions: readonly string[], ready: boolean) {
   return {
     name: model.name,
     version: model.version,
+    versions: [...versions],
     ready,
     platform: 'onnxruntime_onnx',
     execution_provider: model.executionProvider,
@@ -59,11 +70,12 @@ export function v1Metadata(model: ModelView, ready: boolean) {
   };
 }
 
-export function v2Metadata(model: ModelView) {
-  const meta = v1Metadata(model, true);
+/** The Open Inference Protocol's model metadata of `model`; `versions` lists every version served. */
+export function v2Metadata(model: ModelView, versions: readonly string[]) {
+  const meta = v1Metadata(model, versions, true);
   return {
     name: model.name,
-    versions: [model.version],
+    versions: meta.versions,
     platform: meta.platform,
     inputs: meta.inputs,
     outputs: meta.outputs,

@@ -1,6 +1,7 @@
 /**
- * Triton's statistics extension: `GET /v2/models/stats` (every loaded model),
- * `GET /v2/models/{name}/stats` and `GET /v2/models/{name}/versions/{version}/stats`, answered
+ * Triton's statistics extension: `GET /v2/models/stats` (every served version of every model),
+ * `GET /v2/models/{name}/stats` (every served version of it) and
+ * `GET /v2/models/{name}/versions/{version}/stats`, answered
  * `{"model_stats": [...]}` as serving/statistics.ts tallies them (its header says what each
  * field measures here). Behind the API key like the other model routes.
  *
@@ -13,7 +14,7 @@ import type { ModelView } from '../../serving/model.js';
 import type { InferenceStatistics } from '../../serving/statistics.js';
 import { guarded, type RouteGuard } from '../auth.js';
 import type { RouteContext } from '../context.js';
-import { modelAt, type ModelParams } from './model-metadata.js';
+import { versionsAt, type ModelParams } from './model-metadata.js';
 
 export function statisticsRoutes(ctx: RouteContext, guard: RouteGuard | undefined, statistics: Pick<InferenceStatistics, 'snapshot'>) {
   const hooks = guarded(guard);
@@ -23,7 +24,7 @@ export function statisticsRoutes(ctx: RouteContext, guard: RouteGuard | undefine
     app.get('/v2/models/stats', hooks, async () => statsOf(ctx.registry.list()));
     for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
       const template = `${prefix.replace(/:(\w+)/g, '{$1}')}/stats`;
-      app.get<{ Params: ModelParams }>(`${prefix}/stats`, { ...hooks, config: { routeTemplate: template } }, async (request) => statsOf([modelAt(ctx, request.params)]));
+      app.get<{ Params: ModelParams }>(`${prefix}/stats`, { ...hooks, config: { routeTemplate: template } }, async (request) => statsOf(versionsAt(ctx, request.params)));
     }
   };
 }

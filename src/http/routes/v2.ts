@@ -18,7 +18,7 @@ import { defaultJsonBodyLimits } from '../../protocol/json-body.js';
 import type { LoadShedder } from '../load-shedding.js';
 import { requestControl } from '../request-inputs.js';
 import { setServerTiming } from '../server-timing.js';
-import { modelAt, v2Metadata, type ModelParams } from './model-metadata.js';
+import { modelAt, servedVersionsOf, v2Metadata, type ModelParams } from './model-metadata.js';
 
 /** What this server implements beyond the required API, as server metadata lists it. */
 export const V2_EXTENSIONS = ['binary_tensor_data', 'classification', 'statistics'] as const;
@@ -47,7 +47,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
     const decoded = decodeInferRequest(body, parseHeaderLength(request.headers['inference-header-content-length']), limits);
     const response = await runInfer(ctx.service, model, decoded, control);
     setServerTiming(reply, response.timings);
-    request.inferenceLog = { model: model.name, images: response.outputs[0]?.shape[0] ?? 0, batchSize: response.timings.batchSize, timings: response.timings };
+    request.inferenceLog = { model: model.name, version: model.version, images: response.outputs[0]?.shape[0] ?? 0, batchSize: response.timings.batchSize, timings: response.timings };
     const { header, tail } = encodeInferResponse(response);
     let payload = tail.length === 0 ? header : Buffer.concat([header, ...tail]);
     if (tail.length > 0) void reply.header('Inference-Header-Content-Length', String(header.length));
@@ -75,7 +75,10 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
 
     for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
       const template = prefix.replace(/:(\w+)/g, '{$1}');
-      app.get<{ Params: ModelParams }>(prefix, { ...hooks, config: { routeTemplate: template } }, async (request) => v2Metadata(modelAt(ctx, request.params)));
+      app.get<{ Params: ModelParams }>(prefix, { ...hooks, config: { routeTemplate: template } }, async (request) => {
+        const model = modelAt(ctx, request.params);
+        return v2Metadata(model, servedVersionsOf(ctx, model));
+      });
       app.get<{ Params: ModelParams }>(`${prefix}/ready`, { ...hooks, config: { routeTemplate: `${template}/ready` } }, async (request, reply) => {
         const model = modelAt(ctx, request.params);
         const isReady = isServerReady(ctx.registry, ctx.lifecycle);

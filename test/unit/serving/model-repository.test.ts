@@ -1,7 +1,9 @@
 /**
  * The repository layout (model-repository.ts), its one owner: which entries are model folders
  * (folders and symlinks to folders, hidden ones never; every other entry skipped with its
- * reason), and what reading a model folder gives and refuses.
+ * reason), what reading a model folder gives and refuses, and the two layouts of a model
+ * folder: flat (model.onnx at its top) and versioned (version folders, with config.json and
+ * labels at the model's top, either overridable by a version folder), with the version policy.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -9,7 +11,7 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ModelConfigError } from '../../../src/serving/model-config.js';
-import { readModelFolder, scanRepository } from '../../../src/serving/model-repository.js';
+import { readModelFolder, readModelPlan, readModelVersion, scanRepository } from '../../../src/serving/model-repository.js';
 import { RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../../helpers.js';
 import { makeFifo, tempDir } from './support.js';
 
@@ -133,6 +135,137 @@ describe('readModelFolder reads only regular files, within their caps', () => {
   it('still says a missing model.onnx is missing', async (t) => {
     const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
     await rm(join(repo, 'm', 'model.onnx'));
-    await assert.rejects(readModelFolder(join(repo, 'm')), /model\.onnx: is missing: every model folder needs a model\.onnx$/);
+    await assert.rejects(readModelFolder(join(repo, 'm')), /model\.onnx: is missing: every model folder needs a model\.onnx, or version folders \(1\/, 2\/, …\) each holding one$/);
+  });
+});
+
+describe('the versioned layout: readModelPlan and readModelVersion', () => {
+  const sha256 = async () => createHash('sha256').update(await readFile(join(RESNET20_DIR, 'model.onnx'))).digest('hex');
+  const refused = (message: string) => (err: Error) => err instanceof ModelConfigError && err.message === message;
+
+  it('reads a flat folder as one version, "1" or its config `version`', async (t) => {
+    const repo = await tempRepository(t, [{ name: 'plain', from: RESNET20_DIR }, { name: 'named', from: RESNET20_DIR, config: { version: '2024.1' } }]);
+    const plain = await readModelPlan(join(repo, 'plain'));
+    assert.deepEqual([plain.layout, plain.versions, plain.available], ['flat', ['1'], ['1']]);
+    const named = await readModelPlan(join(repo, 'named'));
+    assert.deepEqual(named.versions, ['2024.1']);
+    const folder = await readModelVersion(named, '2024.1');
+    assert.equal(folder.modelPath, join(repo, 'named', 'model.onnx'));
+  });
+
+  it("serves the highest version by default (latest 1), with the model's config and labels", async (t) => {
+    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: RESNET20_CONFIG, versions: ['1', '2', '10'] }]);
+    const plan = await readModelPlan(join(repo, 'm'));
+    assert.deepEqual([plan.layout, plan.versions, plan.available], ['versioned', ['10'], ['1', '2', '10']]);
+    const folder = await readModelVersion(plan, '10');
+    assert.equal(folder.modelPath, join(repo, 'm', '10', 'model.onnx'));
+    assert.equal(folder.configPath, join(repo, 'm', 'config.json'));
+    assert.deepEqual(folder.config, RESNET20_CONFIG);
+    assert.equal(folder.labelsPath, join(repo, 'm', 'labels.txt'));
+    assert.equal(folder.labels?.length, 10);
+    assert.equal(folder.sha256, await sha256());
+  });
+
+  it('applies each policy: latest N, specific, all', async (t) => {
+    const repo = await tempRepository(t, [
+      { name: 'latest', from: RESNET20_DIR, config: { version_policy: { latest: { num_versions: 2 } } }, versions: ['1', '2', '3'] },
+      { name: 'specific', from: RESNET20_DIR, config: { version_policy: { specific: { versions: [1, 3] } } }, versions: ['1', '2', '3'] },
+      { name: 'all', from: RESNET20_DIR, config: { version_policy: { all: {} } }, versions: ['1', '2', '3'] },
+    ]);
+    const versions = async (name: string) => (await readModelPlan(join(repo, name))).versions;
+    assert.deepEqual(await versions('latest'), ['3', '2']);
+    assert.deepEqual(await versions('specific'), ['3', '1']);
+    assert.deepEqual(await versions('all'), ['3', '2', '1']);
+  });
+
+  it('fails naming a specific version that does not exist', async (t) => {
+    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { version_policy: { specific: { versions: [2, 5] } } }, versions: ['1', '2'] }]);
+    await assert.rejects(
+      readModelPlan(join(repo, 'm')),
+      refused(`${join(repo, 'm', 'config.json')}: field \`version_policy.specific.versions\` names version 5, but ${join(repo, 'm')} has no such version folder (it has: 1, 2)`),
+    );
+  });
+
+  it('lets a version folder override config.json (whole) and the labels file', async (t) => {
+    const own = { ...RESNET20_CONFIG, labels: 'classes.txt', description: 'retrained' };
+    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', { version: '2', config: own }, '3'] }]);
+    const m = join(repo, 'm');
+    await writeFile(join(m, '1', 'labels.txt'), Array.from({ length: 10 }, (_, i) => `v1-${i}`).join('\n'));
+    await writeFile(join(m, '2', 'classes.txt'), Array.from({ length: 10 }, (_, i) => `v2-${i}`).join('\n'));
+    const plan = await readModelPlan(m);
+    const one = await readModelVersion(plan, '1');
+    assert.equal(one.configPath, join(m, 'config.json'), "no config.json of its own: the model's");
+    assert.equal(one.labelsPath, join(m, '1', 'labels.txt'));
+    assert.equal(one.labels?.[0], 'v1-0');
+    const two = await readModelVersion(plan, '2');
+    assert.equal(two.configPath, join(m, '2', 'config.json'));
+    assert.deepEqual(two.config, own, "its own config.json replaces the model's whole (no version_policy, no merge)");
+    assert.equal(two.labelsPath, join(m, '2', 'classes.txt'));
+    assert.equal(two.labels?.[0], 'v2-0');
+    const three = await readModelVersion(plan, '3');
+    assert.equal(three.labelsPath, join(m, 'labels.txt'), "no labels of its own: the model's");
+    assert.equal(three.labels?.[0], 'airplane');
+  });
+
+  it('ignores folders whose name is not a version, saying why, and files beside the versions', async (t) => {
+    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { version_policy: { all: {} } }, versions: ['1', '2'] }]);
+    const m = join(repo, 'm');
+    for (const name of ['v3', '01', '0', 'latest', '.staging-3']) await mkdir(join(m, name));
+    await writeFile(join(m, 'README.md'), 'notes');
+    const plan = await readModelPlan(m);
+    assert.deepEqual(plan.versions, ['2', '1']);
+    const reason = 'not a version folder: its name is not a positive integer (1, 2, …, no leading zeros)';
+    assert.deepEqual(
+      plan.skipped.map((s) => [s.name, s.reason, s.hidden]),
+      [
+        ['.staging-3', 'hidden: dot-prefixed entries are work in progress, never versions', true],
+        ['0', reason, false],
+        ['01', reason, false],
+        ['latest', reason, false],
+        ['v3', reason, false],
+      ],
+    );
+  });
+
+  it('fails naming model.onnx when the version the policy selects is an empty folder', async (t) => {
+    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, versions: ['1'] }]);
+    await mkdir(join(repo, 'm', '2'));
+    const plan = await readModelPlan(join(repo, 'm'));
+    assert.deepEqual(plan.versions, ['2'], 'an empty version folder is a version, a broken one');
+    await assert.rejects(
+      readModelVersion(plan, '2'),
+      refused(`${join(repo, 'm', '2', 'model.onnx')}: is missing: every model folder needs a model.onnx, or version folders (1/, 2/, …) each holding one`),
+    );
+  });
+
+  it('refuses both layouts at once, and fields where they do not apply', async (t) => {
+    const repo = await tempRepository(t, [
+      { name: 'both', from: RESNET20_DIR, versions: ['1'] },
+      { name: 'flat-policy', from: RESNET20_DIR, config: { version_policy: { all: {} } } },
+      { name: 'top-version', from: RESNET20_DIR, config: { version: '2' }, versions: ['1'] },
+      { name: 'own-policy', from: RESNET20_DIR, versions: [{ version: '1', config: { version_policy: { all: {} } } }] },
+      { name: 'own-version', from: RESNET20_DIR, versions: [{ version: '1', config: { version: '2' } }, { version: '2', config: { version: '2' } }], config: { version_policy: { all: {} } } },
+    ]);
+    await writeFile(join(repo, 'both', 'model.onnx'), '');
+    await assert.rejects(readModelPlan(join(repo, 'both')), refused(`${join(repo, 'both')}: holds both model.onnx and version folders (1): use one layout, e.g. move model.onnx into a version folder`));
+    await assert.rejects(
+      readModelPlan(join(repo, 'flat-policy')),
+      refused(`${join(repo, 'flat-policy', 'config.json')}: field \`version_policy\` chooses among version folders (${join(repo, 'flat-policy')}/<version>/model.onnx), but this model has model.onnx at its top (one version)`),
+    );
+    await assert.rejects(
+      readModelPlan(join(repo, 'top-version')),
+      refused(`${join(repo, 'top-version', 'config.json')}: field \`version\` does not apply to a model with version folders: each version is its folder's name; remove it`),
+    );
+    const ownPolicy = await readModelPlan(join(repo, 'own-policy'));
+    await assert.rejects(
+      readModelVersion(ownPolicy, '1'),
+      refused(`${join(repo, 'own-policy', '1', 'config.json')}: field \`version_policy\` applies to the whole model: set it in ${join(repo, 'own-policy', 'config.json')}`),
+    );
+    const ownVersion = await readModelPlan(join(repo, 'own-version'));
+    await assert.rejects(
+      readModelVersion(ownVersion, '1'),
+      refused(`${join(repo, 'own-version', '1', 'config.json')}: field \`version\` is "2", but this is version folder 1; remove it (the folder's name is the version)`),
+    );
+    assert.equal((await readModelVersion(ownVersion, '2')).config.version, '2', 'repeating the folder name is allowed (a flat folder moved in as it is)');
   });
 });

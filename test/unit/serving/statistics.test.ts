@@ -39,7 +39,7 @@ describe('statistics before any traffic', () => {
 
   it('answers for the models asked, in the order asked', () => {
     const statistics = createInferenceStatistics();
-    statistics.observer.requestFinished('b', 'ok', 0.001, 1, 'http');
+    statistics.observer.requestFinished({ name: 'b', version: '1' }, 'ok', 0.001, 1, 'http');
     const names = statistics.snapshot([{ name: 'b', version: '1' }, { name: 'a', version: '2' }]).map((s) => [s.name, s.version, s.inference_count]);
     assert.deepEqual(names, [['b', '1', 1], ['a', '2', 0]]);
     assert.deepEqual(statistics.snapshot([]), []);
@@ -55,13 +55,13 @@ describe('statistics after traffic', () => {
     const statistics = createInferenceStatistics({ now: () => 1_000 });
     const o = statistics.observer;
     // One request of three images: decoded one by one, queued one by one, run as batches of 2 and 1.
-    for (const s of [0.001, 0.002, 0.003]) o.preprocessed('resnet20', s);
-    for (const s of [0.0004, 0.0005, 0.0006]) o.queued('resnet20', s);
-    o.computed('resnet20', 2, 0.02);
-    o.computed('resnet20', 1, 0.011);
-    o.postprocessed('resnet20', 0.00025);
-    o.requestStarted('resnet20');
-    o.requestFinished('resnet20', 'ok', 0.0421, 3, 'http');
+    for (const s of [0.001, 0.002, 0.003]) o.preprocessed(MODEL, s);
+    for (const s of [0.0004, 0.0005, 0.0006]) o.queued(MODEL, s);
+    o.computed(MODEL, 2, 0.02);
+    o.computed(MODEL, 1, 0.011);
+    o.postprocessed(MODEL, 0.00025);
+    o.requestStarted(MODEL);
+    o.requestFinished(MODEL, 'ok', 0.0421, 3, 'http');
 
     const stats = statsOf(statistics);
     assert.equal(stats.inference_count, 3);
@@ -78,16 +78,16 @@ describe('statistics after traffic', () => {
 
   it('sums without drift: ten times 0.1 s is exactly 1e9 ns, and single nanoseconds count past 2^53', () => {
     const statistics = createInferenceStatistics();
-    for (let i = 0; i < 10; i++) statistics.observer.queued('resnet20', 0.1);
+    for (let i = 0; i < 10; i++) statistics.observer.queued(MODEL, 0.1);
     // The same durations summed as doubles in seconds lose the last digit.
     assert.notEqual(Array.from({ length: 10 }, () => 0.1).reduce((a, b) => a + b, 0), 1);
     assert.deepEqual(statsOf(statistics).inference_stats.queue, { count: 10, ns: 1_000_000_000 });
 
     // 1.8e16 ns is past 2^53, where a double cannot add 1; the BigInt sum still can.
     const big = createInferenceStatistics();
-    big.observer.preprocessed('resnet20', 9_000_000);
-    big.observer.preprocessed('resnet20', 9_000_000);
-    for (let i = 0; i < 4; i++) big.observer.preprocessed('resnet20', 1e-9);
+    big.observer.preprocessed(MODEL, 9_000_000);
+    big.observer.preprocessed(MODEL, 9_000_000);
+    for (let i = 0; i < 4; i++) big.observer.preprocessed(MODEL, 1e-9);
     assert.equal(18_000_000_000_000_000 + 1, 18_000_000_000_000_000, 'a double past 2^53 drops a single ns');
     assert.deepEqual(big.snapshot([MODEL])[0]!.inference_stats.compute_input, { count: 6, ns: 18_000_000_000_000_004 });
   });
@@ -95,20 +95,20 @@ describe('statistics after traffic', () => {
   it('rounds each duration to the nearest nanosecond, and takes a duration that is not finite and positive as none', () => {
     const statistics = createInferenceStatistics();
     const o = statistics.observer;
-    o.queued('resnet20', 1.4e-9);
-    o.queued('resnet20', 1.6e-9);
-    for (const bad of [Number.NaN, -0.5, Number.POSITIVE_INFINITY, 0]) assert.doesNotThrow(() => o.queued('resnet20', bad));
+    o.queued(MODEL, 1.4e-9);
+    o.queued(MODEL, 1.6e-9);
+    for (const bad of [Number.NaN, -0.5, Number.POSITIVE_INFINITY, 0]) assert.doesNotThrow(() => o.queued(MODEL, bad));
     assert.deepEqual(statsOf(statistics).inference_stats.queue, { count: 6, ns: 3 });
   });
 
   it('keeps compute_infer per batch size, ascending, and execution_count as their sum', () => {
     const statistics = createInferenceStatistics();
     const o = statistics.observer;
-    o.computed('resnet20', 4, 0.04);
-    o.computed('resnet20', 1, 0.01);
-    o.computed('resnet20', 4, 0.042);
-    o.computed('resnet20', 2, 0.02);
-    o.computed('resnet20', 1, 0.011);
+    o.computed(MODEL, 4, 0.04);
+    o.computed(MODEL, 1, 0.01);
+    o.computed(MODEL, 4, 0.042);
+    o.computed(MODEL, 2, 0.02);
+    o.computed(MODEL, 1, 0.011);
 
     const stats = statsOf(statistics);
     assert.deepEqual(stats.batch_stats, [
@@ -124,13 +124,13 @@ describe('statistics after traffic', () => {
   it('counts ok as success; bad_input, timeout, cancelled and error as fail; rejected as neither', () => {
     const statistics = createInferenceStatistics();
     const o = statistics.observer;
-    o.requestFinished('resnet20', 'ok', 0.01, 2, 'http');
-    o.requestFinished('resnet20', 'ok', 0.02, 5, 'http');
-    o.requestFinished('resnet20', 'bad_input', 0.001, 1, 'http');
-    o.requestFinished('resnet20', 'timeout', 0.5, 3, 'http');
-    o.requestFinished('resnet20', 'cancelled', 0.002, 1, 'http');
-    o.requestFinished('resnet20', 'error', 0.003, 4, 'http');
-    o.requestFinished('resnet20', 'rejected', 0, 8, 'http');
+    o.requestFinished(MODEL, 'ok', 0.01, 2, 'http');
+    o.requestFinished(MODEL, 'ok', 0.02, 5, 'http');
+    o.requestFinished(MODEL, 'bad_input', 0.001, 1, 'http');
+    o.requestFinished(MODEL, 'timeout', 0.5, 3, 'http');
+    o.requestFinished(MODEL, 'cancelled', 0.002, 1, 'http');
+    o.requestFinished(MODEL, 'error', 0.003, 4, 'http');
+    o.requestFinished(MODEL, 'rejected', 0, 8, 'http');
 
     const stats = statsOf(statistics);
     assert.deepEqual(stats.inference_stats.success, { count: 2, ns: 30_000_000 });
@@ -145,25 +145,25 @@ describe('statistics after traffic', () => {
     const clock = manualClock(1_700_000_000_000.75);
     const statistics = createInferenceStatistics({ now: clock.now });
     const o = statistics.observer;
-    o.computed('resnet20', 1, 0.01);
-    o.requestStarted('resnet20');
+    o.computed(MODEL, 1, 0.01);
+    o.requestStarted(MODEL);
     assert.equal(statsOf(statistics).last_inference, 0, 'no request has ended yet');
 
-    o.requestFinished('resnet20', 'ok', 0.01, 1, 'http');
+    o.requestFinished(MODEL, 'ok', 0.01, 1, 'http');
     assert.equal(statsOf(statistics).last_inference, 1_700_000_000_000);
     clock.set(1_700_000_005_000);
-    o.requestFinished('resnet20', 'bad_input', 0.01, 1, 'http');
+    o.requestFinished(MODEL, 'bad_input', 0.01, 1, 'http');
     assert.equal(statsOf(statistics).last_inference, 1_700_000_005_000);
     clock.set(1_700_000_009_000);
-    o.requestFinished('resnet20', 'rejected', 0, 1, 'http');
+    o.requestFinished(MODEL, 'rejected', 0, 1, 'http');
     assert.equal(statsOf(statistics).last_inference, 1_700_000_005_000, 'a refusal is not an inference');
   });
 
   it('keeps each model apart', () => {
     const statistics = createInferenceStatistics({ now: () => 42 });
-    statistics.observer.computed('a', 2, 0.002);
-    statistics.observer.requestFinished('a', 'ok', 0.003, 2, 'http');
-    statistics.observer.queued('b', 0.001);
+    statistics.observer.computed({ name: 'a', version: '1' }, 2, 0.002);
+    statistics.observer.requestFinished({ name: 'a', version: '1' }, 'ok', 0.003, 2, 'http');
+    statistics.observer.queued({ name: 'b', version: '1' }, 0.001);
     const [a, b] = statistics.snapshot([{ name: 'a', version: '1' }, { name: 'b', version: '1' }]);
     assert.equal(a!.inference_count, 2);
     assert.equal(a!.execution_count, 1);
@@ -177,9 +177,9 @@ describe('statistics after traffic', () => {
 
   it('answers a snapshot that later traffic does not change', () => {
     const statistics = createInferenceStatistics();
-    statistics.observer.computed('resnet20', 1, 0.001);
+    statistics.observer.computed(MODEL, 1, 0.001);
     const before = statsOf(statistics);
-    statistics.observer.computed('resnet20', 1, 0.001);
+    statistics.observer.computed(MODEL, 1, 0.001);
     assert.equal(before.execution_count, 1);
     assert.deepEqual(before.batch_stats[0]!.compute_infer, { count: 1, ns: 1_000_000 });
     assert.equal(statsOf(statistics).execution_count, 2);
@@ -209,25 +209,26 @@ describe('combineObservers', () => {
   it('tells every observer of every call, in the order given, with the same arguments', () => {
     const log: string[] = [];
     const combined = combineObservers(recorder(log, 'a'), recorder(log, 'b'));
+    const M = { name: 'm', version: '1' };
     const info = { model: 'm', version: '1', executionProvider: 'cpu', sha256: 'ab', seconds: 0.5 };
-    combined.preprocessed('m', 0.1);
-    combined.queued('m', 0.2);
-    combined.computed('m', 4, 0.3);
-    combined.postprocessed('m', 0.4);
-    combined.requestStarted('m');
-    combined.requestFinished('m', 'timeout', 0.5, 2, 'http');
-    combined.queueDepth('m', 7);
-    combined.inflightBatches('m', 1);
+    combined.preprocessed(M, 0.1);
+    combined.queued(M, 0.2);
+    combined.computed(M, 4, 0.3);
+    combined.postprocessed(M, 0.4);
+    combined.requestStarted(M);
+    combined.requestFinished(M, 'timeout', 0.5, 2, 'http');
+    combined.queueDepth(M, 7);
+    combined.inflightBatches(M, 1);
     combined.modelLoaded(info);
     const calls = [
-      'preprocessed("m",0.1)',
-      'queued("m",0.2)',
-      'computed("m",4,0.3)',
-      'postprocessed("m",0.4)',
-      'requestStarted("m")',
-      'requestFinished("m","timeout",0.5,2,"http")',
-      'queueDepth("m",7)',
-      'inflightBatches("m",1)',
+      'preprocessed({"name":"m","version":"1"},0.1)',
+      'queued({"name":"m","version":"1"},0.2)',
+      'computed({"name":"m","version":"1"},4,0.3)',
+      'postprocessed({"name":"m","version":"1"},0.4)',
+      'requestStarted({"name":"m","version":"1"})',
+      'requestFinished({"name":"m","version":"1"},"timeout",0.5,2,"http")',
+      'queueDepth({"name":"m","version":"1"},7)',
+      'inflightBatches({"name":"m","version":"1"},1)',
       `modelLoaded(${JSON.stringify(info)})`,
     ];
     assert.deepEqual(log, calls.flatMap((c) => [`a.${c}`, `b.${c}`]));
@@ -243,8 +244,8 @@ describe('combineObservers', () => {
     const statistics = createInferenceStatistics({ now: () => 7 });
     const log: string[] = [];
     const combined = combineObservers(recorder(log, 'metrics'), statistics.observer);
-    combined.computed('resnet20', 3, 0.003);
-    combined.requestFinished('resnet20', 'ok', 0.004, 3, 'http');
+    combined.computed(MODEL, 3, 0.003);
+    combined.requestFinished(MODEL, 'ok', 0.004, 3, 'http');
     assert.equal(log.length, 2);
     const stats = statsOf(statistics);
     assert.equal(stats.inference_count, 3);

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { gateControl } from '../../fixtures/workers/gated-worker.js';
 import { createInferenceService } from '../../../src/serving/inference-service.js';
 import { loadModel } from '../../../src/serving/model.js';
+import { readModelPlan } from '../../../src/serving/model-repository.js';
 import { createModelRegistry } from '../../../src/serving/model-registry.js';
 import { nullObserver } from '../../../src/serving/observer.js';
 import { RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../../helpers.js';
@@ -55,7 +56,7 @@ async function checkStop(control: ReturnType<typeof gateControl>, stop: () => Pr
 describe('stop()', () => {
   it('of a model', async (t) => {
     const { repository, control, load, cleanup } = await gated(t);
-    const model = await loadModel(`${repository}/m`, 'm', load);
+    const model = await loadModel({ name: 'm', plan: await readModelPlan(`${repository}/m`), version: '1' }, load);
     cleanup(() => model.stop());
     await control.gate('close');
     const running = model.batcher.enqueue([new Float32Array(model.input.itemSize)]);
