@@ -56,6 +56,8 @@ describe('openapi.yaml', () => {
     const predict = await request(s).post('/v1/models/resnet20:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png'));
     check('PredictResponse', predict.body);
     check('ModelMetadataV1', (await request(s).get('/v1/models/resnet20')).body);
+    check('ModelMetadataV1', (await request(s).get('/v1/models/resnet20/versions/1')).body);
+    check('PredictResponse', (await request(s).post('/v1/models/resnet20/versions/1:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png'))).body);
     check('ModelMetadataV2', (await request(s).get('/v2/models/resnet20')).body);
     check('ModelReady', (await request(s).get('/v2/models/resnet20/ready')).body);
     const infer = await request(s).post('/v2/models/resnet20/infer').send({ id: 'x', inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0.5) }] });
