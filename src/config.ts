@@ -40,7 +40,7 @@ export interface Config {
   readonly batchMaxSize: number | undefined;
   /** How long a partial batch may wait for more items, in ms. @default 0 */
   readonly batchMaxDelayMs: number;
-  /** Inference sessions (worker threads) per model. @default 1 */
+  /** Inference sessions (worker threads) per served model version. @default 1 */
   readonly inferenceWorkers: number;
   /** onnxruntime intra-op threads per session. @default the CPUs this process may use (cgroup quota included) */
   readonly intraOpThreads: number;
@@ -51,7 +51,7 @@ export interface Config {
    * other processes. @default 10
    */
   readonly inferenceNice: number;
-  /** Images that may wait in one model's queue before requests are refused. @default 128 */
+  /** Images that may wait in one model version's queue before requests are refused. @default 128 */
   readonly queueMaxSize: number;
   /** Default deadline of a request, in ms; `X-Request-Timeout-Ms` may lower it. @default 30000 */
   readonly requestTimeoutMs: number;

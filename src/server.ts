@@ -80,7 +80,7 @@ try {
     );
   }
   await app.serving.registry.load();
-  app.log.info({ models: app.serving.registry.list().map((m) => m.name) }, 'ready');
+  app.log.info({ models: app.serving.registry.list().map((m) => `${m.name}:${m.version}`) }, 'ready');
 } catch (err) {
   app.log.fatal({ err: (err as Error).message }, 'startup failed');
   process.stderr.write(`Startup failed: ${(err as Error).message}\n`);

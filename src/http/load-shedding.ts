@@ -1,6 +1,6 @@
 /**
- * Shedding load at the door. The data plane admits at most `QUEUE_MAX_SIZE` requests per model
- * (inference-service.ts), counted once a request's body has arrived; under a flood, though,
+ * Shedding load at the door. The data plane admits at most `QUEUE_MAX_SIZE` requests per served
+ * model version (inference-service.ts), counted once a request's body has arrived; under a flood, though,
  * reading hundreds of bodies only to refuse them takes the CPU the admitted requests need
  * (measured with bench/overload: see docs/security.md). So a request for a model that has no
  * room now is refused on its headers, before its body is read, with the data plane's own 503
