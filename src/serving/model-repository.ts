@@ -118,7 +118,7 @@ export interface ModelPlan {
   readonly versions: readonly string[];
   /** Every version folder present (versioned layout), ascending; the flat layout's one version. */
   readonly available: readonly string[];
-  /** Entries of the model folder that look like version folders but are not, and why. */
+  /** Versioned layout: entries of the model folder that look like version folders but are not, and why; flat: none. */
   readonly skipped: readonly SkippedEntry[];
   /** The model folder's own config.json, whether or not it exists, and what it holds (`{}` if not). */
   readonly configPath: string;
@@ -241,7 +241,8 @@ export async function readModelPlan(dir: string): Promise<ModelPlan> {
       throw new ModelConfigError(configPath, 'version_policy', `chooses among version folders (${dir}/<version>/${MODEL_FILE}), but this model has ${MODEL_FILE} at its top (one version)`);
     }
     const version = config.version ?? '1';
-    return { dir, layout: 'flat', versions: [version], available: [version], skipped, configPath, config };
+    // Folders beside a flat model.onnx are not candidate versions: nothing to say about them.
+    return { dir, layout: 'flat', versions: [version], available: [version], skipped: [], configPath, config };
   }
   if (config.version !== undefined) {
     throw new ModelConfigError(configPath, 'version', `does not apply to a model with version folders: each version is its folder's name; remove it`);

@@ -104,6 +104,21 @@ describe('observer', () => {
     assert.equal(await sample(metrics, 'inference_batches_total', 'inference_batches_total', model), 0);
   });
 
+  it('gives each version of a model series of its own', async () => {
+    const metrics = createMetrics({ maxBatchSize: 4, queueMaxSize: 8, defaultMetrics: false });
+    for (const version of ['1', '2']) metrics.observer.modelLoaded({ model: 'm', version, executionProvider: 'cpu', sha256: version.repeat(64), seconds: Number(version) });
+    metrics.observer.computed({ name: 'm', version: '2' }, 3, 0.01);
+    metrics.observer.queueDepth({ name: 'm', version: '1' }, 5);
+    const of = (version: string) => ({ model: 'm', version });
+    assert.equal(await sample(metrics, 'inference_batches_total', 'inference_batches_total', of('2')), 1);
+    assert.equal(await sample(metrics, 'inference_batches_total', 'inference_batches_total', of('1')), 0);
+    assert.equal(await sample(metrics, 'inference_queue_depth', 'inference_queue_depth', of('1')), 5);
+    assert.equal(await sample(metrics, 'inference_queue_depth', 'inference_queue_depth', of('2')), 0);
+    assert.equal(await sample(metrics, 'inference_queue_capacity', 'inference_queue_capacity', of('2')), 8);
+    assert.equal(await sample(metrics, 'model_load_duration_seconds', 'model_load_duration_seconds', of('2')), 2);
+    assert.equal(await sample(metrics, 'model_info', 'model_info', { ...of('1'), sha256: '1'.repeat(64) }), 1);
+  });
+
   it('exports no queue capacity when it is not given', async () => {
     const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
     loadedModel(metrics);

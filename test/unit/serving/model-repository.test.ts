@@ -147,6 +147,8 @@ describe('the versioned layout: readModelPlan and readModelVersion', () => {
     const repo = await tempRepository(t, [{ name: 'plain', from: RESNET20_DIR }, { name: 'named', from: RESNET20_DIR, config: { version: '2024.1' } }]);
     const plain = await readModelPlan(join(repo, 'plain'));
     assert.deepEqual([plain.layout, plain.versions, plain.available], ['flat', ['1'], ['1']]);
+    await mkdir(join(repo, 'plain', 'notes'));
+    assert.deepEqual((await readModelPlan(join(repo, 'plain'))).skipped, [], 'a folder beside a flat model.onnx is no candidate version: not reported');
     const named = await readModelPlan(join(repo, 'named'));
     assert.deepEqual(named.versions, ['2024.1']);
     const folder = await readModelVersion(named, '2024.1');

@@ -37,6 +37,14 @@ describe('statistics before any traffic', () => {
     });
   });
 
+  it('keeps each version of a model apart', () => {
+    const statistics = createInferenceStatistics();
+    statistics.observer.requestFinished({ name: 'm', version: '2' }, 'ok', 0.001, 3, 'http');
+    statistics.observer.requestFinished({ name: 'm', version: '1' }, 'ok', 0.001, 1, 'http');
+    const counts = statistics.snapshot([{ name: 'm', version: '2' }, { name: 'm', version: '1' }, { name: 'm', version: '3' }]).map((s) => [s.version, s.inference_count]);
+    assert.deepEqual(counts, [['2', 3], ['1', 1], ['3', 0]]);
+  });
+
   it('answers for the models asked, in the order asked', () => {
     const statistics = createInferenceStatistics();
     statistics.observer.requestFinished({ name: 'b', version: '1' }, 'ok', 0.001, 1, 'http');
