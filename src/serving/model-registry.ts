@@ -67,7 +67,12 @@ export interface ModelRegistry {
    * caller drains and stops with `retire`.
    */
   swap(name: string, versions: readonly ServedModel[]): readonly ServedModel[];
-  /** Stops a version `swap` took out of service (draining its queued and running work). */
+  /**
+   * Stops a version `swap` took out of service, draining its queued and running work. Requests
+   * still holding it but not yet queued (decoding) are then refused SHUTTING_DOWN: a caller
+   * wanting none refused waits first for the data plane to have none admitted on it.
+   * Throws for a version that is served.
+   */
   retire(model: ServedModel): Promise<void>;
   /**
    * Stops intake everywhere and drains every version's queued and running work, served or
@@ -150,6 +155,8 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     else served.set(name, servedVersions(name, versions));
     const out = previous?.versions.filter((v) => !versions.includes(v)) ?? [];
     for (const v of out) retiring.add(v);
+    // A version swapped back in before it was retired is served again, not retiring.
+    for (const v of versions) retiring.delete(v);
     return out;
   };
 
@@ -271,6 +278,9 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     },
     swap,
     async retire(model) {
+      if (served.get(model.name)?.versions.includes(model)) {
+        throw new RangeError(`Expected a version taken out of service, got version \`${model.version}\` of \`${model.name}\`, which is served`);
+      }
       await model.stop();
       retiring.delete(model);
     },
