@@ -14,7 +14,7 @@
  *   every request's bytes are built once and sent as they are by each call, the HTTP body as
  *   the gRPC message (serialized once), so the clients cost alike and little; the gRPC FP32
  *   request also with its message serialized by each call, as tritonclient does (for a 4.8 MB
- *   tensor that costs this client ~3 ms per call, on the latency of a lone caller);
+ *   tensor that adds 4–6 ms to a lone caller's latency, bench/lib/v2-grpc.ts);
  *   also HTTP JSON (a flat array of numbers, 23.5 MB at batch 8), the reference of the CPU goal,
  *   at the client counts of `--json-clients` only (at 32 clients each of its runs is dominated
  *   by a 10–20 s first burst of JSON parsing);
