@@ -32,7 +32,9 @@ import { v2Routes } from './http/routes/v2.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createDecodeBudget } from './preprocess/index.js';
 import { createInferenceService, type InferenceService } from './serving/inference-service.js';
+import { createModelControl, type ModelControl } from './serving/model-control.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
+import { repositoryRoutes } from './http/routes/repository.js';
 import { combineObservers } from './serving/observer.js';
 import type { Lifecycle } from './serving/readiness.js';
 import { createInferenceStatistics, type InferenceStatistics } from './serving/statistics.js';
@@ -62,6 +64,8 @@ export interface RouteInfo {
 
 export interface Serving {
   readonly registry: ModelRegistry;
+  /** Loads and unloads while serving (`MODEL_CONTROL_MODE=explicit`); `undefined` with `none`. */
+  readonly control: ModelControl | undefined;
   /** Every route the app serves; the contract test compares them with openapi.yaml. */
   readonly routes: readonly RouteInfo[];
   /** Stops intake, finishes admitted requests, drains every model (see InferenceService.stop). */
@@ -178,6 +182,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const registry = createModelRegistry({
     repository: config.modelRepository,
     defaultModel: config.defaultModel,
+    initialModels: config.modelControlMode === 'explicit' ? config.modelLoad : '*',
     ...(deps.prepareRepository ? { prepare: () => deps.prepareRepository!(app.log) } : {}),
     load: {
       executionProvider: config.executionProvider,
@@ -196,6 +201,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   const service = createInferenceService(registry, observer, { maxInflightPerModel: config.queueMaxSize });
+  const control =
+    config.modelControlMode === 'none' ? undefined : createModelControl({ repository: config.modelRepository, registry, service, observer, log: app.log });
+  const stopServing = () => (control ? control.stop() : Promise.resolve()).then(() => service.stop());
   const routes: RouteInfo[] = [];
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -205,10 +213,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const incoming = createIncomingBodies();
   app.decorate('serving', {
     registry,
+    control,
     metrics,
     lifecycle,
     routes,
-    drain: () => service.stop(),
+    drain: stopServing,
     refuseIncompleteBodies: () => incoming.refuseAll(),
     dataPlane: { service, statistics },
   });
@@ -236,7 +245,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     done();
   });
   app.addHook('onClose', async () => {
-    await service.stop();
+    await stopServing();
   });
 
   // Fastify parses text/plain by default; nothing here takes text, so it is refused (415).
@@ -271,6 +280,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(v1Routes(ctx, auth, shedLoad));
   await app.register(statisticsRoutes(ctx, auth, statistics));
   await app.register(v2Routes(ctx, auth, shedLoad));
+  await app.register(repositoryRoutes(ctx, auth, control));
   await app.register(docsRoutes());
   return app;
 }

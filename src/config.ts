@@ -8,6 +8,7 @@ import type { ExecutionProviderChoice } from './inference/execution-provider.js'
 
 export type { ExecutionProviderChoice };
 export type CudnnConvAlgoSearch = 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
+export type ModelControlMode = 'none' | 'explicit';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
@@ -32,6 +33,14 @@ export interface Config {
    * still read. @default true
    */
   readonly seedDefaultModel: boolean;
+  /**
+   * How the served models change while the server runs (docs/models.md): `none`, every model
+   * folder loaded at startup and never again; `explicit`, the models of `modelLoad` at startup,
+   * then the repository API (`/v2/repository/...`). `MODEL_CONTROL_MODE`. @default "none"
+   */
+  readonly modelControlMode: ModelControlMode;
+  /** `explicit` mode: the model names loaded at startup, or `'*'` for every model folder. `MODEL_LOAD` (comma-separated). @default [] */
+  readonly modelLoad: readonly string[] | '*';
 
   /**
    * Largest batch a worker takes from the queue at once; `undefined` leaves it to the provider
@@ -140,6 +149,7 @@ export class ConfigError extends Error {
 export const ENV_VARS = [
   'HOST', 'PORT', 'METRICS_PORT', 'GRPC_PORT', 'LOG_LEVEL',
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
+  'MODEL_CONTROL_MODE', 'MODEL_LOAD',
   'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
   'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES', 'BODY_MEMORY_BUDGET_BYTES',
@@ -213,6 +223,16 @@ function readTrustProxy(env: Env): false | readonly string[] {
   }
 }
 
+/** `MODEL_LOAD`: model names, comma-separated, or `*` alone for every model folder. */
+function readModelLoad(env: Env): readonly string[] | '*' {
+  const names = (env.MODEL_LOAD ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
+  if (names.includes('*')) {
+    if (names.length > 1) throw new ConfigError(`Expected \`MODEL_LOAD\` to be \`*\` alone or a list of model names, got \`${env.MODEL_LOAD}\``);
+    return '*';
+  }
+  return Object.freeze(names);
+}
+
 function parseKeys(text: string): string[] {
   return text.split(/[,\n]/).map((k) => k.trim()).filter((k) => k.length > 0);
 }
@@ -253,6 +273,8 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     modelRepository: readString(env, 'MODEL_REPOSITORY', './models'),
     defaultModel: env.DEFAULT_MODEL?.trim() || undefined,
     seedDefaultModel: readSeedDefaultModel(env),
+    modelControlMode: readEnum<ModelControlMode>(env, 'MODEL_CONTROL_MODE', ['none', 'explicit'], 'none'),
+    modelLoad: readModelLoad(env),
     batchMaxSize: readOptionalInt(env, 'BATCH_MAX_SIZE', 1, 1024),
     batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),
@@ -294,6 +316,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     throw new ConfigError(
       `Expected \`BODY_MEMORY_BUDGET_BYTES\` (${config.bodyMemoryBudgetBytes}) to be at least the largest body a route takes (${largestBody}, from \`UPLOAD_MAX_BYTES\` and \`JSON_BODY_MAX_BYTES\`)`,
     );
+  }
+  if (config.modelControlMode !== 'explicit' && env.MODEL_LOAD?.trim()) {
+    throw new ConfigError(`\`MODEL_LOAD\` applies to \`MODEL_CONTROL_MODE=explicit\` only (it is \`${config.modelControlMode}\`, which loads every model folder)`);
   }
   if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
     throw new ConfigError('Expected `HTTP_HEADERS_TIMEOUT_MS` to be at most `HTTP_REQUEST_TIMEOUT_MS`');

@@ -54,6 +54,8 @@ export const errors = {
   INVALID_REQUEST: createError('INVALID_REQUEST', 'The request is malformed', 400),
   NO_IMAGES: createError('NO_IMAGES', 'The request holds no image', 400),
   UNAUTHORIZED: createError('UNAUTHORIZED', 'A valid API key is required', 401),
+  MODEL_LOAD_FAILED: createError('MODEL_LOAD_FAILED', 'The model could not be loaded', 400),
+  MODEL_CONTROL_DISABLED: createError('MODEL_CONTROL_DISABLED', 'The repository API needs MODEL_CONTROL_MODE=explicit', 403),
   MODEL_NOT_FOUND: createError('MODEL_NOT_FOUND', 'No such model', 404),
   NOT_FOUND: createError('NOT_FOUND', 'No such route', 404),
   METHOD_NOT_ALLOWED: createError('METHOD_NOT_ALLOWED', 'Method not allowed', 405),

@@ -163,6 +163,14 @@ export function createMetrics(options: MetricsOptions): Metrics {
     registers,
   });
   const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model version.', labelNames: ['model', 'version'] as const, registers });
+  const loadFailures = new client.Counter({
+    name: 'model_load_failures_total',
+    help: 'Loads of a model (version, when one version failed) that failed, leaving what served before serving.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
+  /** model_info's labels of each loaded version, to remove its series when it is retired. */
+  const infoLabels = new Map<string, { execution_provider: string; sha256: string }>();
   /** The labels of a model version's series. */
   const of = (model: ModelKey) => ({ model: model.name, version: model.version });
 
@@ -188,6 +196,10 @@ export function createMetrics(options: MetricsOptions): Metrics {
     inflightBatches: (model, count) => inflight.set(of(model), count),
     modelLoaded({ model, version, executionProvider, sha256, seconds }) {
       const labels = { model, version };
+      const key = JSON.stringify([model, version]);
+      const previous = infoLabels.get(key);
+      if (previous) modelInfo.remove({ ...labels, ...previous });
+      infoLabels.set(key, { execution_provider: executionProvider, sha256 });
       modelInfo.set({ ...labels, execution_provider: executionProvider, sha256 }, 1);
       loadDuration.set(labels, seconds);
       // Every series starts at zero, so that rate() sees the first request and alerts see the
@@ -205,6 +217,24 @@ export function createMetrics(options: MetricsOptions): Metrics {
       queueCapacity?.set(labels, options.queueMaxSize!);
       inflight.set(labels, 0);
       inflightRequests.set(labels, 0);
+    },
+    modelUnloaded(model) {
+      const labels = of(model);
+      const key = JSON.stringify([model.name, model.version]);
+      const info = infoLabels.get(key);
+      if (info) modelInfo.remove({ ...labels, ...info });
+      infoLabels.delete(key);
+      for (const protocol of protocols) {
+        for (const outcome of OUTCOMES) {
+          requests.remove({ ...labels, outcome, protocol });
+          requestDuration.remove({ ...labels, outcome, protocol });
+        }
+      }
+      for (const metric of [preprocess, queue, compute, postprocess, batchSize, images, batches, queueDepth, inflight, inflightRequests, loadDuration]) metric.remove(labels);
+      queueCapacity?.remove(labels);
+    },
+    modelLoadFailed(model, version) {
+      loadFailures.inc({ model, version: version ?? '' });
     },
   };
 

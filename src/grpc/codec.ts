@@ -132,6 +132,7 @@ export const GRPC_CODE = {
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -143,6 +144,9 @@ export function grpcCodeOf(e: ServingError): number {
   switch (e.statusCode) {
     case 401:
       return GRPC_CODE.UNAUTHENTICATED;
+    case 403:
+      // The only 403, MODEL_CONTROL_DISABLED: the server's mode, not the request, is at fault.
+      return GRPC_CODE.FAILED_PRECONDITION;
     case 404:
       return GRPC_CODE.NOT_FOUND;
     case 413:

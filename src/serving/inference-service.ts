@@ -68,6 +68,11 @@ export interface InferenceService {
    * reading its body when the answer would be QUEUE_FULL anyway (see load-shedding.ts).
    */
   hasRoom(model: ModelView): boolean;
+  /**
+   * Resolves once no request is admitted on `model` (none decoding, queued or running on it):
+   * after a swap took it out of service, the moment it can be retired without refusing anyone.
+   */
+  whenIdle(model: ModelView): Promise<void>;
 }
 
 export interface InferenceServiceOptions {
@@ -129,6 +134,8 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   let stopped: Promise<void> | undefined;
   let admitted = 0;
   let idle: (() => void) | undefined;
+  /** Callers of whenIdle, per version, told when its last admitted request leaves. */
+  const idleWaiters = new Map<ModelView, Array<() => void>>();
 
   /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
   const observed = async <T>(model: ServedModel, images: number, protocol: Protocol, work: () => Promise<T>): Promise<T> => {
@@ -155,8 +162,12 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       throw errors.INTERNAL(undefined, { cause: err });
     } finally {
       const left = inflight.get(model)! - 1;
-      if (left === 0) inflight.delete(model);
-      else inflight.set(model, left);
+      if (left === 0) {
+        inflight.delete(model);
+        const waiters = idleWaiters.get(model);
+        idleWaiters.delete(model);
+        waiters?.forEach((w) => w());
+      } else inflight.set(model, left);
       if (--admitted === 0 && idle) idle();
     }
   };
@@ -176,6 +187,20 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       const admittedDone = admitted === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve));
       stopped = admittedDone.then(() => registry.stop());
       return stopped;
+    },
+    async whenIdle(model) {
+      // A request that looked the version up before the swap reaches `observed` within the
+      // microtasks of its handler (its body has arrived by then): a turn of the event loop
+      // lets every such request be counted before the count is trusted.
+      for (;;) {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (!inflight.has(model)) return;
+        await new Promise<void>((resolve) => {
+          const waiters = idleWaiters.get(model) ?? [];
+          waiters.push(resolve);
+          idleWaiters.set(model, waiters);
+        });
+      }
     },
     hasRoom(model) {
       return (inflight.get(model) ?? 0) < maxInflightPerModel;

@@ -17,13 +17,31 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadModel, type ModelLoadOptions, type ServedModel } from './model.js';
 import { ModelConfigError } from './model-config.js';
-import { readModelPlan, scanRepository, type ModelPlan, type RepositoryScan, type SkippedEntry } from './model-repository.js';
+import { fingerprintOf, readModelPlan, readModelVersion, scanRepository, type ConfigOverride, type ModelPlan, type RepositoryScan, type SkippedEntry } from './model-repository.js';
+
+/** A load that failed: the model, the version at fault (none when the model's own files are), and why (`cause`). */
+export class ModelLoadError extends Error {
+  readonly model: string;
+  readonly version: string | undefined;
+  constructor(model: string, version: string | undefined, cause: unknown) {
+    super((cause as Error).message, { cause });
+    this.name = 'ModelLoadError';
+    this.model = model;
+    this.version = version;
+  }
+}
 
 export interface ModelRegistryOptions {
   readonly repository: string;
   /** Model of the short routes; with a single model it is that one. */
   readonly defaultModel: string | undefined;
   readonly load: ModelLoadOptions;
+  /**
+   * The models `load` loads: `'*'`, every model folder (an empty repository is then an error);
+   * or these names (each must be a model folder; none is fine: models come later, by the
+   * repository API). @default '*'
+   */
+  readonly initialModels?: readonly string[] | '*';
   /** Called before scanning, e.g. to build the default model into an empty repository. */
   readonly prepare?: () => Promise<void>;
 }
@@ -46,6 +64,14 @@ export interface ModelRegistry {
   readonly ready: boolean;
   /** Loads every version every model's policy selects; rejects (naming the file and field) if any fails. */
   load(): Promise<void>;
+  /**
+   * Loads and warms up the versions the policy of model folder `name` selects (`name` must be
+   * one of `scanRepository`'s models), without serving them: `swap` does that. A version of
+   * `keep` with the same version and fingerprint is reused rather than loaded again. All or
+   * none: on a failure the versions it loaded are stopped and a `ModelLoadError` says which
+   * version (if one) failed.
+   */
+  loadVersions(name: string, options?: { readonly override?: ConfigOverride; readonly keep?: readonly ServedModel[] }): Promise<ServedModel[]>;
   /**
    * The served `version` of the model called `name`, or its highest served version when
    * `version` is left out. `MODEL_NOT_FOUND` for a model or version not served,
@@ -169,25 +195,40 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     }
   };
 
-  const planOf = async (name: string): Promise<ModelPlan> => {
+  const planOf = async (name: string, override?: ConfigOverride): Promise<ModelPlan> => {
     const dir = join(options.repository, name);
     try {
-      return await readModelPlan(dir);
+      return await readModelPlan(dir, override);
     } catch (err) {
       if (err instanceof ModelConfigError) throw err;
       throw new ModelConfigError(dir, undefined, `cannot be read: ${(err as Error).message}`);
     }
   };
 
-  /** Loads every version `name`'s policy selects, highest first; all or none (a failure stops those loaded). */
-  const loadVersions = async (name: string): Promise<ServedModel[]> => {
-    const plan = await planOf(name);
+  /** Loads every version `name`'s policy selects, highest first; all or none (a failure stops those loaded here). */
+  const loadVersions = async (name: string, { override, keep = [] }: { override?: ConfigOverride; keep?: readonly ServedModel[] } = {}): Promise<ServedModel[]> => {
+    const plan = await planOf(name, override).catch((err: unknown) => {
+      throw new ModelLoadError(name, undefined, err);
+    });
     logSkipped(plan.skipped, `model ${name}`);
+    const result: ServedModel[] = [];
     const loaded: ServedModel[] = [];
+    let current: string | undefined;
     try {
       for (const version of plan.versions) {
+        current = version;
+        const candidates = keep.filter((m) => m.version === version);
+        if (candidates.length > 0) {
+          const fingerprint = fingerprintOf(await readModelVersion(plan, version));
+          const same = candidates.find((m) => m.fingerprint === fingerprint);
+          if (same) {
+            result.push(same);
+            continue;
+          }
+        }
         const model = await loadModel({ name, plan, version }, options.load);
         loaded.push(model);
+        result.push(model);
         log.info(
           {
             model: name,
@@ -207,9 +248,9 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       }
     } catch (err) {
       await Promise.all(loaded.map((m) => m.stop()));
-      throw err;
+      throw new ModelLoadError(name, current, err);
     }
-    return loaded;
+    return result;
   };
 
   return {
@@ -230,15 +271,21 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
           throw new Error(`MODEL_REPOSITORY ${options.repository} cannot be read: ${(err as Error).message}`, { cause: err });
         }
         logSkipped(scan.skipped, 'model repository');
-        const names = scan.models;
+        const initial = options.initialModels ?? '*';
         const skippedText = describeSkipped(scan.skipped);
-        if (names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}${describeHidden(scan.skipped)}`);
-        if (options.defaultModel !== undefined && !names.includes(options.defaultModel)) {
+        const missing = initial === '*' ? [] : initial.filter((n) => !scan.models.includes(n));
+        if (missing.length > 0) throw new Error(`MODEL_LOAD names ${missing.join(', ')}, but ${options.repository} has no such model folder (it has: ${scan.models.join(', ')}${skippedText})`);
+        const names = initial === '*' ? scan.models : scan.models.filter((n) => initial.includes(n));
+        if (initial === '*' && names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}${describeHidden(scan.skipped)}`);
+        if (options.defaultModel !== undefined && !scan.models.includes(options.defaultModel)) {
           throw new Error(`DEFAULT_MODEL is ${JSON.stringify(options.defaultModel)}, but ${options.repository} has no such folder (it has: ${names.join(', ')}${skippedText})`);
         }
         // One at a time: loading and warm-up are CPU-bound, and a failure stops the rest.
         for (const name of names) {
-          const versions = await loadVersions(name);
+          const versions = await loadVersions(name).catch((err: unknown) => {
+            // At startup the cause is the message: it names the file and field.
+            throw err instanceof ModelLoadError ? err.cause : err;
+          });
           // stop() may have run while this model loaded.
           if ((state as RegistryState) === 'stopping' || (state as RegistryState) === 'stopped') {
             await Promise.all(versions.map((m) => m.stop()));
@@ -276,6 +323,7 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
     list() {
       return this.names().flatMap((name) => served.get(name)!.versions);
     },
+    loadVersions,
     swap,
     async retire(model) {
       if (served.get(model.name)?.versions.includes(model)) {

@@ -123,6 +123,15 @@ export interface ModelPlan {
   /** The model folder's own config.json, whether or not it exists, and what it holds (`{}` if not). */
   readonly configPath: string;
   readonly config: ModelConfigFile;
+  /** True when `config` came from a load request (`readModelPlan`'s override), which then applies to every version. */
+  readonly configOverridden: boolean;
+}
+
+/** A config given in place of the model's config.json (the repository API's `parameters.config`). */
+export interface ConfigOverride {
+  readonly config: ModelConfigFile;
+  /** What messages about its fields name as the file, e.g. `load request parameters.config`. */
+  readonly source: string;
 }
 
 const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
@@ -226,29 +235,30 @@ async function scanVersions(dir: string, entries: readonly Dirent[]): Promise<{ 
  * version folder, both layouts at once, an invalid config.json, a policy field where it does
  * not apply, a `specific` version that is not there. Other errors: `readdir`'s.
  */
-export async function readModelPlan(dir: string): Promise<ModelPlan> {
+export async function readModelPlan(dir: string, override?: ConfigOverride): Promise<ModelPlan> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const configPath = join(dir, CONFIG_FILE);
+  const configPath = override?.source ?? join(dir, CONFIG_FILE);
+  const configOverridden = override !== undefined;
   const { versions, skipped } = await scanVersions(dir, entries);
   const hasModelFile = entries.some((e) => e.name === MODEL_FILE);
   if (hasModelFile && versions.length > 0) {
     throw new ModelConfigError(dir, undefined, `holds both ${MODEL_FILE} and version folders (${versions.join(', ')}): use one layout, e.g. move ${MODEL_FILE} into a version folder`);
   }
   if (!hasModelFile && versions.length === 0) throw new ModelConfigError(join(dir, MODEL_FILE), undefined, `is missing: ${MISSING_MODEL}`);
-  const config = (await readConfig(configPath)) ?? {};
+  const config = override?.config ?? (await readConfig(configPath)) ?? {};
   if (hasModelFile) {
     if (config.version_policy !== undefined) {
       throw new ModelConfigError(configPath, 'version_policy', `chooses among version folders (${dir}/<version>/${MODEL_FILE}), but this model has ${MODEL_FILE} at its top (one version)`);
     }
     const version = config.version ?? '1';
     // Folders beside a flat model.onnx are not candidate versions: nothing to say about them.
-    return { dir, layout: 'flat', versions: [version], available: [version], skipped: [], configPath, config };
+    return { dir, layout: 'flat', versions: [version], available: [version], skipped: [], configPath, config, configOverridden };
   }
   if (config.version !== undefined) {
     throw new ModelConfigError(configPath, 'version', `does not apply to a model with version folders: each version is its folder's name; remove it`);
   }
   const selected = selectVersions(config.version_policy ?? DEFAULT_VERSION_POLICY, versions, configPath, dir);
-  return { dir, layout: 'versioned', versions: selected.map(String), available: versions.map(String), skipped, configPath, config };
+  return { dir, layout: 'versioned', versions: selected.map(String), available: versions.map(String), skipped, configPath, config, configOverridden };
 }
 
 /**
@@ -266,7 +276,8 @@ export async function readModelVersion(plan: ModelPlan, version: string): Promis
   try {
     let config = plan.config;
     let configPath = plan.configPath;
-    if (plan.layout === 'versioned') {
+    // An override replaces every config.json of the model, a version folder's too (as Triton's does).
+    if (plan.layout === 'versioned' && !plan.configOverridden) {
       const ownPath = join(dir, CONFIG_FILE);
       const own = await readConfig(ownPath);
       if (own !== undefined) {
@@ -286,6 +297,16 @@ export async function readModelVersion(plan: ModelPlan, version: string): Promis
   } finally {
     await modelFile.close();
   }
+}
+
+/**
+ * What decides how a version answers, as one string: model.onnx's sha256 and a digest of the
+ * config and labels that apply. Two reads with the same fingerprint load the same model, so a
+ * reload or a rescan keeps a served version whose fingerprint is unchanged.
+ */
+export function fingerprintOf(folder: Pick<ModelFolder, 'sha256' | 'config' | 'labels'>): string {
+  const rest = createHash('sha256').update(JSON.stringify([folder.config, folder.labels ?? null])).digest('hex');
+  return `${folder.sha256}:${rest}`;
 }
 
 /** Reads a flat model folder `dir` (model.onnx at its top), as `readModelVersion` reads a version. */

@@ -12,7 +12,7 @@ import { createImagePreprocessor, type DecodeBudget, type DecodeWait, type Image
 import { createBatcher, type Batcher } from './batcher.js';
 import { createBatchAssembly, type BatchAssembly, type ItemOutput } from './batch-assembly.js';
 import { ModelConfigError, resolveModelInput, type OutputKind, type ResolvedModelInput } from './model-config.js';
-import { readModelVersion, type ModelPlan } from './model-repository.js';
+import { fingerprintOf, readModelVersion, type ModelPlan } from './model-repository.js';
 import type { ModelKey, ServingObserver } from './observer.js';
 import { createWorkerPool, type PoolLogger, type WorkerPool } from './worker-pool.js';
 
@@ -76,6 +76,8 @@ export interface ServedModel extends ModelView {
    */
   preprocess(bytes: Uint8Array, wait?: DecodeWait): Promise<Float32Array>;
   readonly batcher: Batcher<Float32Array, ItemOutput>;
+  /** What it was loaded from (model-repository.ts' `fingerprintOf`): equal fingerprints, same model. */
+  readonly fingerprint: string;
   /**
    * Stops intake, drains queued and running work, then ends the workers. Idempotent: every
    * call returns the same promise.
@@ -216,6 +218,7 @@ export async function loadModel(source: ModelSource, options: ModelLoadOptions):
         return !batcher.stopping;
       },
       batcher,
+      fingerprint: fingerprintOf({ sha256, config, labels }),
       stop() {
         stopped ??= batcher.stop().then(() => pool.close());
         return stopped;

@@ -33,6 +33,10 @@ export interface ServingObserver {
   queueDepth(model: ModelKey, depth: number): void;
   inflightBatches(model: ModelKey, count: number): void;
   modelLoaded(info: { model: string; version: string; executionProvider: string; sha256: string; seconds: number }): void;
+  /** A model version was retired (its workers ended): its series go, as it will report no more. */
+  modelUnloaded(model: ModelKey): void;
+  /** Loading `model` (`version` when the failure is one version's) failed; what served before still serves. */
+  modelLoadFailed(model: string, version: string | undefined): void;
 }
 
 export const nullObserver: ServingObserver = {
@@ -45,6 +49,8 @@ export const nullObserver: ServingObserver = {
   queueDepth() {},
   inflightBatches() {},
   modelLoaded() {},
+  modelUnloaded() {},
+  modelLoadFailed() {},
 };
 
 /** The outcome label an error stands for. */
@@ -84,5 +90,7 @@ export function combineObservers(...observers: ServingObserver[]): ServingObserv
     queueDepth: (model, depth) => observers.forEach((o) => o.queueDepth(model, depth)),
     inflightBatches: (model, count) => observers.forEach((o) => o.inflightBatches(model, count)),
     modelLoaded: (info) => observers.forEach((o) => o.modelLoaded(info)),
+    modelUnloaded: (model) => observers.forEach((o) => o.modelUnloaded(model)),
+    modelLoadFailed: (model, version) => observers.forEach((o) => o.modelLoadFailed(model, version)),
   };
 }

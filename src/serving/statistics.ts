@@ -223,6 +223,9 @@ export function createInferenceStatistics(options: InferenceStatisticsOptions = 
     queueDepth() {},
     inflightBatches() {},
     modelLoaded() {},
+    // Triton keeps a model's statistics across unloads; so do these.
+    modelUnloaded() {},
+    modelLoadFailed() {},
   };
 
   return {

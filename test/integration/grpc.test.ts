@@ -65,6 +65,7 @@ describe('gRPC: the catalog as gRPC statuses', () => {
     const expected: Record<number, grpc.status> = {
       400: status.INVALID_ARGUMENT,
       401: status.UNAUTHENTICATED,
+      403: status.FAILED_PRECONDITION,
       404: status.NOT_FOUND,
       405: status.INVALID_ARGUMENT,
       408: status.INVALID_ARGUMENT,

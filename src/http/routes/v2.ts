@@ -23,6 +23,10 @@ import { modelAt, servedVersionsOf, v2Metadata, type ModelParams } from './model
 /** What this server implements beyond the required API, as server metadata lists it. */
 export const V2_EXTENSIONS = ['binary_tensor_data', 'classification', 'statistics'] as const;
 
+/** The extensions a server with this control mode implements: the repository API only with `explicit`. */
+export const v2Extensions = (mode: RouteContext['config']['modelControlMode']): string[] =>
+  mode === 'explicit' ? [...V2_EXTENSIONS, 'model_repository'] : [...V2_EXTENSIONS];
+
 /** What the infer route takes as a body, for its 415 answers. */
 const ACCEPTED_BODIES =
   'an inference request as application/json, application/octet-stream (JSON header then binary tensors, with Inference-Header-Content-Length) ' +
@@ -71,7 +75,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       else done(unsupportedContentType(request));
     });
 
-    app.get('/v2', hooks, async () => ({ name: 'resnet-serve', version: ctx.version, extensions: [...V2_EXTENSIONS] }));
+    app.get('/v2', hooks, async () => ({ name: 'resnet-serve', version: ctx.version, extensions: v2Extensions(config.modelControlMode) }));
 
     for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
       const template = prefix.replace(/:(\w+)/g, '{$1}');

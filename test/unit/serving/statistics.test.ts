@@ -211,6 +211,8 @@ describe('combineObservers', () => {
       queueDepth: record('queueDepth'),
       inflightBatches: record('inflightBatches'),
       modelLoaded: record('modelLoaded'),
+      modelUnloaded: record('modelUnloaded'),
+      modelLoadFailed: record('modelLoadFailed'),
     };
   }
 
@@ -228,6 +230,8 @@ describe('combineObservers', () => {
     combined.queueDepth(M, 7);
     combined.inflightBatches(M, 1);
     combined.modelLoaded(info);
+    combined.modelUnloaded(M);
+    combined.modelLoadFailed('m', '2');
     const calls = [
       'preprocessed({"name":"m","version":"1"},0.1)',
       'queued({"name":"m","version":"1"},0.2)',
@@ -238,6 +242,8 @@ describe('combineObservers', () => {
       'queueDepth({"name":"m","version":"1"},7)',
       'inflightBatches({"name":"m","version":"1"},1)',
       `modelLoaded(${JSON.stringify(info)})`,
+      'modelUnloaded({"name":"m","version":"1"})',
+      'modelLoadFailed("m","2")',
     ];
     assert.deepEqual(log, calls.flatMap((c) => [`a.${c}`, `b.${c}`]));
   });
