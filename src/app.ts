@@ -64,7 +64,7 @@ export interface RouteInfo {
 
 export interface Serving {
   readonly registry: ModelRegistry;
-  /** Loads and unloads while serving (`MODEL_CONTROL_MODE=explicit`); `undefined` with `none`. */
+  /** Loads and unloads while serving (`MODEL_CONTROL_MODE` explicit or poll); `undefined` with `none`. */
   readonly control: ModelControl | undefined;
   /** Every route the app serves; the contract test compares them with openapi.yaml. */
   readonly routes: readonly RouteInfo[];
@@ -203,6 +203,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const service = createInferenceService(registry, observer, { maxInflightPerModel: config.queueMaxSize });
   const control =
     config.modelControlMode === 'none' ? undefined : createModelControl({ repository: config.modelRepository, registry, service, observer, log: app.log });
+  // Rescans begin once the startup load is done (a tick before it does nothing).
+  if (config.modelControlMode === 'poll') control!.startPolling(config.modelPollIntervalS * 1000);
   const stopServing = () => (control ? control.stop() : Promise.resolve()).then(() => service.stop());
   const routes: RouteInfo[] = [];
   app.addHook('onRoute', (route) => {

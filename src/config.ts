@@ -8,7 +8,7 @@ import type { ExecutionProviderChoice } from './inference/execution-provider.js'
 
 export type { ExecutionProviderChoice };
 export type CudnnConvAlgoSearch = 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
-export type ModelControlMode = 'none' | 'explicit';
+export type ModelControlMode = 'none' | 'explicit' | 'poll';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
@@ -36,11 +36,14 @@ export interface Config {
   /**
    * How the served models change while the server runs (docs/models.md): `none`, every model
    * folder loaded at startup and never again; `explicit`, the models of `modelLoad` at startup,
-   * then the repository API (`/v2/repository/...`). `MODEL_CONTROL_MODE`. @default "none"
+   * then the repository API (`/v2/repository/...`); `poll`, every model folder at startup, then
+   * the repository rescanned every `modelPollIntervalS`. `MODEL_CONTROL_MODE`. @default "none"
    */
   readonly modelControlMode: ModelControlMode;
   /** `explicit` mode: the model names loaded at startup, or `'*'` for every model folder. `MODEL_LOAD` (comma-separated). @default [] */
   readonly modelLoad: readonly string[] | '*';
+  /** `poll` mode: seconds between two scans of the repository. `MODEL_POLL_INTERVAL_S`. @default 15 */
+  readonly modelPollIntervalS: number;
 
   /**
    * Largest batch a worker takes from the queue at once; `undefined` leaves it to the provider
@@ -149,7 +152,7 @@ export class ConfigError extends Error {
 export const ENV_VARS = [
   'HOST', 'PORT', 'METRICS_PORT', 'GRPC_PORT', 'LOG_LEVEL',
   'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
-  'MODEL_CONTROL_MODE', 'MODEL_LOAD',
+  'MODEL_CONTROL_MODE', 'MODEL_LOAD', 'MODEL_POLL_INTERVAL_S',
   'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
   'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES', 'BODY_MEMORY_BUDGET_BYTES',
@@ -273,8 +276,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     modelRepository: readString(env, 'MODEL_REPOSITORY', './models'),
     defaultModel: env.DEFAULT_MODEL?.trim() || undefined,
     seedDefaultModel: readSeedDefaultModel(env),
-    modelControlMode: readEnum<ModelControlMode>(env, 'MODEL_CONTROL_MODE', ['none', 'explicit'], 'none'),
+    modelControlMode: readEnum<ModelControlMode>(env, 'MODEL_CONTROL_MODE', ['none', 'explicit', 'poll'], 'none'),
     modelLoad: readModelLoad(env),
+    modelPollIntervalS: readInt(env, 'MODEL_POLL_INTERVAL_S', 15, 1, 86_400),
     batchMaxSize: readOptionalInt(env, 'BATCH_MAX_SIZE', 1, 1024),
     batchMaxDelayMs: readInt(env, 'BATCH_MAX_DELAY_MS', 0, 0, 10_000),
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),

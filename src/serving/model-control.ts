@@ -1,6 +1,7 @@
 /**
- * Model control while serving (`MODEL_CONTROL_MODE=explicit`, as Triton's): loading,
- * reloading and unloading models by the repository API, without refusing a request.
+ * Model control while serving (`MODEL_CONTROL_MODE`, Triton's model control modes): loading,
+ * reloading and unloading models by the repository API (`explicit`) or by rescanning the
+ * repository (`poll`), without refusing a request.
  *
  * Rules:
  * - Loads and unloads run one at a time, in the order asked (a queue): loading is CPU-bound,
@@ -16,12 +17,15 @@
  * - A failed load leaves what was serving untouched; the failure shows in the index (state
  *   UNAVAILABLE, the reason naming the file and field), the log and
  *   `model_load_failures_total`.
+ * - `poll`: a rescan loads a new model or version, unloads a removed model, reloads a changed
+ *   version; a version whose load failed is not tried again until its files change.
  */
+import { join } from 'node:path';
 import { errors } from '../errors.js';
 import type { InferenceService } from './inference-service.js';
 import type { ServedModel } from './model.js';
 import { ModelLoadError, type ModelRegistry } from './model-registry.js';
-import { scanRepository, type ConfigOverride } from './model-repository.js';
+import { fingerprintOf, readModelPlan, readModelVersion, scanRepository, type ConfigOverride, type ModelPlan } from './model-repository.js';
 import type { ServingObserver } from './observer.js';
 
 /** Triton's model states, as the repository index reports them. */
@@ -60,7 +64,11 @@ export interface ModelControl {
   load(name: string, override?: ConfigOverride): Promise<void>;
   /** Stops serving `name` and retires its versions once their admitted work is done. MODEL_NOT_FOUND if not served. */
   unload(name: string): Promise<void>;
-  /** Waits for the load or unload running now, and refuses new ones. Idempotent. */
+  /** One rescan (poll mode's step): resolves once it and the loads it asked for are done. */
+  rescan(): Promise<void>;
+  /** Starts rescanning every `intervalMs` (poll mode) until `stop`. */
+  startPolling(intervalMs: number): void;
+  /** Stops polling and waits for the load or unload running now. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -75,9 +83,12 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
   const { registry, service, observer, log } = options;
   /** What each model's versions are known to be, beyond what is served (failed, unloaded, loading). */
   const status = new Map<string, Map<string, VersionStatus>>();
+  /** Poll mode: the folder snapshot (`folderSnapshot`) of each model whose load failed, so a rescan retries only once its files change. */
+  const failedSnapshots = new Map<string, string>();
   /** Models whose load is running now. */
   const loading = new Set<string>();
   let tail: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
   let stopped: Promise<void> | undefined;
 
   /** Runs `task` after every task queued before it. */
@@ -144,6 +155,7 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
     }
     const out = registry.swap(name, loaded);
     status.get(name)?.delete('');
+    failedSnapshots.delete(name);
     for (const v of loaded) setStatus(name, v.version, 'READY');
     log.info({ model: name, versions: loaded.map((m) => m.version), retiring: out.map((m) => m.version) }, `model ${name} serves version(s) ${loaded.map((m) => m.version).join(', ')}`);
     await retire(name, out);
@@ -162,6 +174,53 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
     const out = registry.swap(name, []);
     log.info({ model: name, retiring: out.map((m) => m.version) }, `model ${name} unloaded`);
     await retire(name, out);
+  };
+
+  /**
+   * What a load of model folder `name` would serve, as one comparable string: each version the
+   * policy selects, highest first, with its fingerprint; or why the folder cannot be read.
+   */
+  const folderSnapshot = async (name: string): Promise<string> => {
+    let plan: ModelPlan;
+    try {
+      plan = await readModelPlan(join(options.repository, name));
+    } catch (err) {
+      return `unreadable: ${(err as Error).message}`;
+    }
+    const parts: string[] = [];
+    for (const version of plan.versions) {
+      const folder = await readModelVersion(plan, version).catch((err: Error) => err);
+      parts.push(`${version}=${folder instanceof Error ? `unreadable: ${folder.message}` : fingerprintOf(folder)}`);
+    }
+    return parts.join(',');
+  };
+
+  /** The same string for what `name` serves now. */
+  const servedSnapshot = (name: string) => servedOf(name).map((m) => `${m.version}=${m.fingerprint}`).join(',');
+
+  const doRescan = async () => {
+    let folders: readonly string[];
+    try {
+      folders = await modelFolders();
+    } catch (err) {
+      log.error({ err }, `model repository ${options.repository} cannot be read; nothing changed`);
+      return;
+    }
+    for (const name of registry.names()) {
+      if (!folders.includes(name)) await doUnload(name).catch((err: unknown) => log.error({ err, model: name }, `unloading ${name} failed`));
+    }
+    for (const name of failedSnapshots.keys()) if (!folders.includes(name)) failedSnapshots.delete(name);
+    for (const name of folders) {
+      const snapshot = await folderSnapshot(name);
+      if (snapshot === servedSnapshot(name) || snapshot === failedSnapshots.get(name)) continue;
+      try {
+        await loadAndServe(name);
+      } catch (err) {
+        // Logged, counted and indexed by loadAndServe; tried again once the files change.
+        failedSnapshots.set(name, snapshot);
+        if (!(err instanceof ModelLoadError)) log.error({ err, model: name }, `loading ${name} failed`);
+      }
+    }
   };
 
   return {
@@ -203,8 +262,23 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
       if (stopped) return Promise.reject(errors.SHUTTING_DOWN());
       return enqueue(() => doUnload(name));
     },
+    rescan() {
+      return enqueue(doRescan);
+    },
+    startPolling(intervalMs) {
+      if (timer || stopped) return;
+      let scanning = false;
+      timer = setInterval(() => {
+        if (scanning || !registry.ready) return;
+        scanning = true;
+        void this.rescan().finally(() => (scanning = false));
+      }, intervalMs);
+      timer.unref();
+    },
     stop() {
       if (stopped) return stopped;
+      if (timer) clearInterval(timer);
+      timer = undefined;
       stopped = tail.then(() => undefined);
       return stopped;
     },

@@ -1,8 +1,9 @@
 /**
  * Model control while serving, with the shared trained ResNet-20: version 2 taken into service
- * under 16 clients posting continuously (explicit mode's load, then unload) without a refused
- * request, the old version's inference threads gone afterwards; the repository API refused
- * where it does not apply; a config override, and a failed load leaving nothing changed.
+ * under 16 clients posting continuously (explicit mode's load, then unload; poll mode's rescan)
+ * without a refused request, the old version's inference threads gone afterwards; a corrupt
+ * version leaving the serving one untouched (index, metric); the repository API refused where
+ * it does not apply; a config override.
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -146,11 +147,77 @@ describe('model control under load', () => {
     const metrics = (await request(app.server).get('/metrics')).text;
     assert.doesNotMatch(metrics, /model_info\{[^}]*model="resnet20"/, 'the retired versions report no model_info');
   });
+
+  it('poll: version 2 dropped into the repository is served with no refused request; a corrupt version 3 leaves it serving', async (t) => {
+    const repo = await versionedRepository(t);
+    const app = await startApp(t, repo, { MODEL_CONTROL_MODE: 'poll', MODEL_POLL_INTERVAL_S: '1' });
+    const control = app.serving.control!;
+    const load = await traffic(app, await cat());
+    t.after(() => load.stop());
+    await load.seen((a) => a.version === '1', CLIENTS);
+    const withOne = inferenceThreads();
+
+    // Picked up by the poll (every second), not asked for.
+    await dropVersion(repo, '2');
+    await load.seen((a) => a.version === '2', CLIENTS);
+    await control.rescan(); // version 1's retirement, queued behind the poll's load, is done
+    assert.equal(inferenceThreads(), withOne, 'version 1 retired, its threads gone');
+
+    await dropVersion(repo, '3', Buffer.from('not an onnx model'));
+    await control.rescan();
+    await control.rescan(); // unchanged files are not tried again
+    const before = load.answers.flat().length;
+    await load.seen(() => true, before + CLIENTS);
+    await load.stop();
+
+    // The index over HTTP is explicit mode's; the same rows, from model control itself.
+    const index = await control.index();
+    const three = index.find((r) => r.version === '3');
+    assert.equal(three?.state, 'UNAVAILABLE');
+    assert.match(three!.reason!, /3\/model\.onnx/, 'the reason names the file');
+    assert.equal(index.find((r) => r.version === '2')?.state, 'READY');
+    const metrics = (await request(app.server).get('/metrics')).text;
+    assert.match(metrics, /model_load_failures_total\{model="resnet20",version="3"\} 1\n/);
+
+    const all = load.answers.flat();
+    assert.deepEqual(all.filter((a) => a.status !== 200), [], JSON.stringify(tally(load.answers)));
+    assert.equal(all.at(-1)?.version, '2', 'version 2 keeps answering');
+    assertOrdered(load.answers);
+    t.diagnostic(`answers: ${JSON.stringify(tally(load.answers))}`);
+  });
+});
+
+describe('poll mode', () => {
+  it('reloads a model whose config changed, leaves an unchanged one alone, and unloads a removed one', async (t) => {
+    const repo = await versionedRepository(t);
+    // Only the rescans the test asks for.
+    const app = await startApp(t, repo, { MODEL_CONTROL_MODE: 'poll', MODEL_POLL_INTERVAL_S: '3600' });
+    const control = app.serving.control!;
+    const first = app.serving.registry.get('resnet20');
+    await control.rescan();
+    assert.equal(app.serving.registry.get('resnet20'), first, 'nothing changed, nothing reloaded');
+
+    const labels = (await readFile(join(RESNET20_DIR, 'labels.txt'), 'utf8')).split('\n').filter((l) => l.trim() !== '');
+    await writeFile(join(repo, 'resnet20', 'other-labels.txt'), labels.map((l) => `x-${l}`).join('\n'));
+    await writeFile(join(repo, 'resnet20', 'config.json'), JSON.stringify({ ...RESNET20_CONFIG, labels: 'other-labels.txt' }));
+    await control.rescan();
+    assert.notEqual(app.serving.registry.get('resnet20'), first, 'reloaded');
+    const answer = await request(app.server).post('/v1/models/resnet20:predict').set('Content-Type', 'image/jpeg').send(await cat());
+    assert.equal(answer.body.predictions[0].label, 'x-cat');
+    assert.equal(first.accepting, false, 'the version it replaced is retired');
+
+    const { rm } = await import('node:fs/promises');
+    await rm(join(repo, 'resnet20'), { recursive: true });
+    await control.rescan();
+    assert.deepEqual(app.serving.registry.names(), []);
+    assert.deepEqual(await control.index(), [{ name: 'resnet20', version: '1', state: 'UNAVAILABLE', reason: 'unloaded' }]);
+    assert.equal((await request(app.server).get('/v2/health/ready')).status, 200, 'a model removed from the repository is no longer one that should be served');
+  });
 });
 
 describe('repository API', () => {
   it('is refused unless MODEL_CONTROL_MODE=explicit', async (t) => {
-    for (const mode of ['none']) {
+    for (const mode of ['none', 'poll']) {
       const repo = await versionedRepository(t);
       const app = await startApp(t, repo, { MODEL_CONTROL_MODE: mode });
       for (const path of ['/v2/repository/index', '/v2/repository/models/resnet20/load', '/v2/repository/models/resnet20/unload']) {

@@ -30,16 +30,18 @@ describe('loadConfig', () => {
     assert.equal(seed({ SEED_DEFAULT_MODEL: 'true', BUILD_DEFAULT_MODEL: '' }), true);
   });
 
-  it('reads the model control mode and MODEL_LOAD', () => {
+  it('reads the model control mode, MODEL_LOAD and the poll interval', () => {
     const c = loadConfig({}, { availableCpus: 1 });
     assert.equal(c.modelControlMode, 'none');
     assert.deepEqual(c.modelLoad, []);
+    assert.equal(c.modelPollIntervalS, 15);
     const explicit = loadConfig({ MODEL_CONTROL_MODE: 'explicit', MODEL_LOAD: ' a, b ,' }, { availableCpus: 1 });
     assert.deepEqual(explicit.modelLoad, ['a', 'b']);
     assert.equal(loadConfig({ MODEL_CONTROL_MODE: 'explicit', MODEL_LOAD: '*' }, { availableCpus: 1 }).modelLoad, '*');
     assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'explicit', MODEL_LOAD: '*,a' }, { availableCpus: 1 }), /`MODEL_LOAD` to be `\*` alone/);
-    assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'none', MODEL_LOAD: 'a' }, { availableCpus: 1 }), /applies to `MODEL_CONTROL_MODE=explicit` only/);
-    assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'push' }, { availableCpus: 1 }), /`MODEL_CONTROL_MODE` to be one of `none`, `explicit`, got `push`/);
+    assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'poll', MODEL_LOAD: 'a' }, { availableCpus: 1 }), /applies to `MODEL_CONTROL_MODE=explicit` only/);
+    assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'push' }, { availableCpus: 1 }), /`MODEL_CONTROL_MODE` to be one of `none`, `explicit`, `poll`, got `push`/);
+    assert.throws(() => loadConfig({ MODEL_POLL_INTERVAL_S: '0' }, { availableCpus: 1 }), /`MODEL_POLL_INTERVAL_S`/);
   });
 
   it('takes BATCH_MAX_SIZE when set', () => {
