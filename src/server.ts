@@ -65,8 +65,8 @@ try {
   await app.listen({ host: cfg.host, port: cfg.port });
   if (metricsApp) await metricsApp.listen({ host: cfg.host, port: cfg.metricsPort ?? 0 });
   if (cfg.grpcPort !== 0) {
-    const { registry, lifecycle, dataPlane } = app.serving;
-    grpcServer = await startGrpcServer({ config: cfg, registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: app.log }, cfg.host, cfg.grpcPort);
+    const { registry, lifecycle, dataPlane, control } = app.serving;
+    grpcServer = await startGrpcServer({ config: cfg, registry, lifecycle, control, ...dataPlane, version: SERVER_VERSION, log: app.log }, cfg.host, cfg.grpcPort);
     app.log.info({ grpcPort: grpcServer.port }, 'gRPC listening');
   }
   app.log.info(

@@ -33,7 +33,9 @@ import { errors, isServingError, type ServingError } from '../errors.js';
 import { createKeyVerifier } from '../http/auth.js';
 import type { Lifecycle } from '../http/context.js';
 import { modelAt, servedVersionsOf, v2Metadata, versionsAt } from '../http/routes/model-metadata.js';
-import { V2_EXTENSIONS } from '../http/routes/v2.js';
+import { v2Extensions } from '../http/routes/v2.js';
+import { parseIndexRequest, parseLoadRequest, parseUnloadRequest } from '../protocol/repository-request.js';
+import type { ModelControl } from '../serving/model-control.js';
 import { defaultJsonBodyLimits } from '../protocol/json-body.js';
 import { runInfer } from '../protocol/v2-infer.js';
 import type { DecodeLimits } from '../protocol/v2-request.js';
@@ -52,6 +54,8 @@ export interface GrpcDeps {
   readonly service: InferenceService;
   readonly statistics: Pick<InferenceStatistics, 'snapshot'>;
   readonly lifecycle: Lifecycle;
+  /** Model control, for the repository rpcs (explicit mode only, as over HTTP); `undefined` with `none`. */
+  readonly control?: ModelControl | undefined;
   readonly version: string;
   readonly log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
@@ -64,6 +68,13 @@ export interface GrpcServer {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The repository rpcs' requests, as @grpc/proto-loader decodes them (`oneofs: true`). */
+interface RepositoryRequest {
+  readonly repository_name?: string;
+  readonly model_name?: string;
+  readonly parameters?: Record<string, { parameter_choice?: 'bool_param' | 'int64_param' | 'string_param' | 'bytes_param'; [choice: string]: unknown }>;
+}
 const HEALTH = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
 /** Slack for protobuf framing around the largest body the HTTP routes take. */
 const MESSAGE_OVERHEAD_BYTES = 64 * 1024;
@@ -211,6 +222,19 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     return encodeGrpcInferResponse(response);
   };
 
+  /** Model control, when the repository rpcs apply (as the HTTP routes: explicit mode only); one repository, unnamed. */
+  const repositoryControl = (request: RepositoryRequest): ModelControl => {
+    if (config.modelControlMode !== 'explicit' || deps.control === undefined) {
+      throw errors.MODEL_CONTROL_DISABLED(`The repository API needs MODEL_CONTROL_MODE=explicit; this server runs with ${config.modelControlMode}`);
+    }
+    if (request.repository_name) throw errors.INVALID_REQUEST('This server has one model repository: leave `repository_name` empty');
+    return deps.control;
+  };
+
+  /** The rpc's parameters map as the HTTP body's `parameters` (each value its oneof's). */
+  const repositoryParameters = (request: RepositoryRequest): Record<string, unknown> =>
+    Object.fromEntries(Object.entries(request.parameters ?? {}).map(([key, value]) => [key, value.parameter_choice === undefined ? undefined : value[value.parameter_choice]]));
+
   const modelName = (request: { name?: string; version?: string }) => ({ name: request.name ?? '', ...(request.version ? { version: request.version } : {}) });
 
   server.addService(definitions.inference, {
@@ -226,7 +250,7 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
       }
       return { ready: ready() };
     }),
-    ServerMetadata: unary('ServerMetadata', () => ({ name: 'resnet-serve', version: deps.version, extensions: [...V2_EXTENSIONS] })),
+    ServerMetadata: unary('ServerMetadata', () => ({ name: 'resnet-serve', version: deps.version, extensions: v2Extensions(config.modelControlMode) })),
     ModelMetadata: unary('ModelMetadata', (request: { name?: string; version?: string }) => {
       const model = modelAt({ registry }, modelName(request));
       const meta = v2Metadata(model, servedVersionsOf({ registry }, model));
@@ -236,6 +260,21 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     ModelStatistics: unary('ModelStatistics', (request: { name?: string; version?: string }) => {
       const models = request.name ? versionsAt({ registry }, modelName(request)) : registry.list();
       return { model_stats: deps.statistics.snapshot(models) };
+    }),
+    RepositoryIndex: unary('RepositoryIndex', async (request: RepositoryRequest & { ready?: boolean }) => {
+      const control = repositoryControl(request);
+      const rows = await control.index(parseIndexRequest({ ready: request.ready === true }));
+      return { models: rows.map((r) => ({ name: r.name, version: r.version ?? '', state: r.state ?? '', reason: r.reason ?? '' })) };
+    }),
+    RepositoryModelLoad: unary('RepositoryModelLoad', async (request: RepositoryRequest) => {
+      const { override } = parseLoadRequest({ parameters: repositoryParameters(request) });
+      await repositoryControl(request).load(request.model_name ?? '', override);
+      return {};
+    }),
+    RepositoryModelUnload: unary('RepositoryModelUnload', async (request: RepositoryRequest) => {
+      parseUnloadRequest({ parameters: repositoryParameters(request) });
+      await repositoryControl(request).unload(request.model_name ?? '');
+      return {};
     }),
     ModelStreamInfer: (call: grpc.ServerDuplexStream<GrpcInferRequest, unknown>) => {
       // Requests run concurrently (they may share batches) but are answered in the order they

@@ -139,6 +139,8 @@ export interface GrpcApp {
   readonly app: FastifyInstance;
   readonly server: GrpcServer;
   readonly address: string;
+  /** The temporary model repository the app serves (one flat model, MODEL). */
+  readonly repository: string;
   /** The gRPC server's log lines (its `deps.log`). */
   readonly logs: LogLine[];
   readonly inference: DynamicClient;
@@ -172,9 +174,9 @@ export async function grpcApp(t: TestContext, env: Record<string, string> = {}, 
 
   const logs: LogLine[] = [];
   const log = (level: LogLine['level']) => (obj: object, msg: string) => logs.push({ ...obj, level, msg });
-  const { registry, lifecycle, dataPlane } = app.serving;
+  const { registry, lifecycle, dataPlane, control } = app.serving;
   const server = await startGrpcServer(
-    { config, registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: { info: log('info'), error: log('error'), debug: log('debug') } },
+    { config, registry, lifecycle, control, ...dataPlane, version: SERVER_VERSION, log: { info: log('info'), error: log('error'), debug: log('debug') } },
     '127.0.0.1',
     0,
   );
@@ -207,7 +209,7 @@ export async function grpcApp(t: TestContext, env: Record<string, string> = {}, 
     channel.postMessage(command);
     await ack;
   };
-  return { app, server, address, logs, ...clients(), clients, gate, events };
+  return { app, server, address, repository: repo, logs, ...clients(), clients, gate, events };
 }
 
 /** Client factory for a server not started here (the spawned process). */

@@ -49,6 +49,7 @@ EXPECTED_RPCS = {
     ".inference.GRPCInferenceService": [
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
         "ModelInfer", "ModelStreamInfer", "ModelStatistics",
+        "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
     ],
     ".grpc.health.v1.Health": ["Check", "Watch"],
 }
