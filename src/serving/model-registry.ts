@@ -1,6 +1,8 @@
 /**
- * The models served: every model folder of the repository (model-repository.ts says which
- * entries those are and which versions each serves), loaded at startup. Request data only
+ * The models served: the model folders of the repository (model-repository.ts says which
+ * entries those are and which versions each serves), every one or those `initialModels` names
+ * loaded at startup, then changed by model control (model-control.ts) through
+ * `loadVersions` and `swap`. Request data only
  * ever selects among loaded versions (Map lookups): no path is built from it.
  *
  * The unit of loading is one model version (a ServedModel: its own workers, batcher and

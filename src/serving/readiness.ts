@@ -2,7 +2,9 @@
  * The readiness rule, written once for every edge that reports it (HTTP's probes and model-ready
  * routes, gRPC's ServerReady, ModelReady and health service): ready once every model is loaded
  * and warmed up, and not ready again from the moment shutdown begins (so Kubernetes stops
- * sending traffic while admitted work drains).
+ * sending traffic while admitted work drains). "Every model" is the startup set (every model
+ * folder, or MODEL_LOAD's in explicit mode): a model loaded later by model control that fails
+ * leaves the server ready, since nothing that served stopped (docs/models.md, Readiness).
  */
 import { errors, type ServingError } from '../errors.js';
 import type { ModelRegistry } from './model-registry.js';

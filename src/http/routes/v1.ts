@@ -31,10 +31,17 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
   const hooks = guarded(guard);
   const shed = (pick: (request: FastifyRequest) => ModelView | undefined) => guarded(guard, shedLoad(pick));
 
-  const predict = async (model: ServedModel, request: FastifyRequest, reply: FastifyReply) => {
+  /**
+   * `pick` looks the model version up: once before the body is read (an unknown model or a bad
+   * top_k is refused first) and again after, since a multipart body is read here and a swap
+   * (model-control.ts) may retire the version picked before it has arrived.
+   */
+  const predict = async (pick: () => ServedModel, request: FastifyRequest, reply: FastifyReply) => {
     const control = requestControl(request, reply, limits);
-    const topK = readTopK(request.query, model.output.classes);
+    readTopK(request.query, pick().output.classes);
     const images = await readImages(request, limits);
+    const model = pick();
+    const topK = readTopK(request.query, model.output.classes);
     const result = await ctx.service.classify(model, images, topK, control);
     setServerTiming(reply, result.timings);
     request.inferenceLog = { model: model.name, version: model.version, images: images.length, batchSize: result.timings.batchSize, timings: result.timings };
@@ -45,7 +52,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
     installRawImageParsers(app, limits.uploadMaxBytes);
 
     app.post('/v1/predict', { ...shed(() => ctx.registry.getDefault()), config: { acceptedBodies: ACCEPTED_BODIES } }, (request, reply) =>
-      predict(ctx.registry.getDefault(), request, reply),
+      predict(() => ctx.registry.getDefault(), request, reply),
     );
 
     // find-my-way cannot match a parameter followed by a literal ":predict" (a colon starts a
@@ -63,7 +70,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       (request, reply) => {
         const { name, verb } = parseModelTarget(request.params.target);
         if (verb !== 'predict') throw notPredict('/v1/models/{name}', verb);
-        return predict(ctx.registry.get(name), request, reply);
+        return predict(() => ctx.registry.get(name), request, reply);
       },
     );
     type VersionParams = { name: string; target: string };
@@ -80,7 +87,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       (request, reply) => {
         const { name: version, verb } = parseModelTarget(request.params.target);
         if (verb !== 'predict') throw notPredict('/v1/models/{name}/versions/{version}', verb);
-        return predict(ctx.registry.get(request.params.name, version), request, reply);
+        return predict(() => ctx.registry.get(request.params.name, version), request, reply);
       },
     );
 

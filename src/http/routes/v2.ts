@@ -45,10 +45,13 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
   };
 
   const infer = async (request: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
-    const model = modelAt(ctx, request.params);
+    modelAt(ctx, request.params);
     const control = requestControl(request, reply, config);
     const body = await decodeBody(request.body as Buffer, request.headers['content-encoding'] as string | undefined, config.jsonBodyMaxBytes);
     const decoded = decodeInferRequest(body, parseHeaderLength(request.headers['inference-header-content-length']), limits);
+    // Looked up again once the body is decompressed: a swap meanwhile may have retired the
+    // version found before (model-control.ts); this is the one now served.
+    const model = modelAt(ctx, request.params);
     const response = await runInfer(ctx.service, model, decoded, control);
     setServerTiming(reply, response.timings);
     request.inferenceLog = { model: model.name, version: model.version, images: response.outputs[0]?.shape[0] ?? 0, batchSize: response.timings.batchSize, timings: response.timings };
