@@ -91,10 +91,18 @@ COPY proto ./proto
 # here to serve your own models. Everything else stays root-owned, so a read-only root
 # filesystem costs nothing: the server writes nowhere but here (and /tmp, if it is mounted).
 RUN mkdir -p /models && chown 1000:1000 /models
+# glibc malloc: allocations from 128 KiB up always get their own mmap, returned to the system
+# when freed. Without it glibc raises that threshold after the first large free, and each
+# retired model version's weights stay in the malloc arenas of the worker threads that loaded
+# them: 20 load/unload cycles of ResNet-50 left RSS at 602 MB against 284 MB after the first;
+# with it, 178 against 166 (BENCHMARKS.md, model load/unload cycles). Inference time unchanged
+# (ResNet-50, batch 8, one session in one process, median of 20 runs: 143 ms with and without;
+# onnxruntime keeps its own arena for activations).
 ENV MODEL_REPOSITORY=/models \
     HOST=0.0.0.0 \
     PORT=8080 \
-    GRPC_PORT=8081
+    GRPC_PORT=8081 \
+    MALLOC_MMAP_THRESHOLD_=131072
 # uid/gid 1000 is the base image's `node` user; numeric so that runAsNonRoot can check it.
 USER 1000:1000
 # HTTP (PORT) and gRPC (GRPC_PORT: Open Inference Protocol and grpc.health.v1.Health).

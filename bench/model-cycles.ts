@@ -16,6 +16,9 @@
  * Verdict, against the first cycle (not startup: libuv's thread pool and onnxruntime's own
  * process-wide thread start on first use and stay): after the last unload the same threads and
  * descriptors as after the first, and RSS within 50 MB of it.
+ *
+ * The server inherits this process's environment, so glibc's malloc settings (the image sets
+ * MALLOC_MMAP_THRESHOLD_, see the Dockerfile) apply when given, and the command shows them.
  */
 import { mkdir, appendFile } from 'node:fs/promises';
 import http from 'node:http';

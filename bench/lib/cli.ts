@@ -9,8 +9,8 @@ export function positive(name: string, value: string, { integer = false, zero = 
   return n;
 }
 
-/** Environment settings a benchmark reports beside the server's own (ENV_VARS). */
-export const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS'] as const;
+/** Environment settings a benchmark reports beside the server's own (ENV_VARS): Node's and glibc malloc's. */
+export const EXTRA_ENV = ['UV_THREADPOOL_SIZE', 'NODE_OPTIONS', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_ARENA_MAX'] as const;
 
 export interface CommandLineOptions {
   /** Every variable the server reads (src/config.ts ENV_VARS). */

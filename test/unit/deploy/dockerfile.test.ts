@@ -6,8 +6,8 @@ import { copiesOf, imageUser, parseDockerfile, readDockerfile, stageNamed, workd
 import { isIgnored, parseDockerignore, readDockerignore } from './helpers/dockerignore.js';
 import { readRepoText, repoPath } from './helpers/repo.js';
 
-/** Variables the images set for tools other than the server (node, npm, onnxruntime's installer, NVIDIA's runtime). */
-const NOT_FOR_THE_SERVER = /^(NODE_ENV|ONNXRUNTIME_NODE_INSTALL|PATH|NVIDIA_VISIBLE_DEVICES|NVIDIA_DRIVER_CAPABILITIES|npm_config_[a-z_]+)$/;
+/** Variables the images set for tools other than the server (node, npm, onnxruntime's installer, NVIDIA's runtime, glibc's malloc). */
+const NOT_FOR_THE_SERVER = /^(NODE_ENV|ONNXRUNTIME_NODE_INSTALL|PATH|NVIDIA_VISIBLE_DEVICES|NVIDIA_DRIVER_CAPABILITIES|MALLOC_MMAP_THRESHOLD_|npm_config_[a-z_]+)$/;
 
 const runs = (stage: Stage) => stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
 const packageJson = JSON.parse(readRepoText('package.json')) as { engines: { node: string }; license: string };
