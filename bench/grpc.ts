@@ -85,7 +85,16 @@ import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { freePort, startServer } from './lib/server-process.js';
 import { quantile } from './lib/stats.js';
-import { bytesGrpcRequest, checkGrpcFp32Answer, createV2GrpcClient, fp32GrpcRequest, readGrpcFp32Output, type GrpcRequest, type V2GrpcClient, type V2GrpcStream } from './lib/v2-grpc.js';
+import {
+  bytesGrpcRequest,
+  checkGrpcFp32Answer,
+  createV2GrpcClient,
+  fp32GrpcRequest,
+  readGrpcFp32Output,
+  type GrpcRequest,
+  type V2GrpcClient,
+  type V2GrpcStream,
+} from './lib/v2-grpc.js';
 import { bytesBinaryRequest, checkFp32Answer, fp32BinaryRequest, fp32JsonRequest, readV2Answer, type V2Request } from './lib/v2-requests.js';
 import { measurePreprocessCost } from './preprocess.js';
 
@@ -176,7 +185,6 @@ function parseCliArgs(argv: string[]): Args {
   };
 }
 
-
 const mibAbove = (bytes: number) => Math.ceil(bytes / 2 ** 20) * 2 ** 20;
 
 // ---------------------------------------------------------------------------------------------
@@ -262,8 +270,13 @@ async function checkAnswers(url: string, grpc: V2GrpcClient, kinds: readonly Kin
     if (kind.id === reference) continue;
     const a = logits.get(kind.id)!;
     const b = logits.get(reference)!;
-    const check = { what: `${kind.label} vs ${kinds.find((k) => k.id === reference)!.label}`, maxAbsDifference: maxAbsDifference(a, b), maxAbsLogit: b.reduce((m, v) => Math.max(m, Math.abs(v)), 0) };
-    if (!(check.maxAbsDifference <= 1e-5 * Math.max(1, check.maxAbsLogit))) throw new Error(`${check.what}: the logits differ by up to ${check.maxAbsDifference}`);
+    const check = {
+      what: `${kind.label} vs ${kinds.find((k) => k.id === reference)!.label}`,
+      maxAbsDifference: maxAbsDifference(a, b),
+      maxAbsLogit: b.reduce((m, v) => Math.max(m, Math.abs(v)), 0),
+    };
+    if (!(check.maxAbsDifference <= 1e-5 * Math.max(1, check.maxAbsLogit)))
+      throw new Error(`${check.what}: the logits differ by up to ${check.maxAbsDifference}`);
     checks.push(check);
   }
   return checks;
@@ -282,7 +295,13 @@ interface Reference {
   readonly otherCores: number;
 }
 
-async function measureReference(modelPath: string, input: ResolvedModelInput, image: string, intraOpThreads: number, batchSizes: readonly number[]): Promise<Reference> {
+async function measureReference(
+  modelPath: string,
+  input: ResolvedModelInput,
+  image: string,
+  intraOpThreads: number,
+  batchSizes: readonly number[],
+): Promise<Reference> {
   const machine = readMachineTimes();
   const own = ownCpuSeconds();
   const started = performance.now();
@@ -302,7 +321,9 @@ async function measureReference(modelPath: string, input: ResolvedModelInput, im
 function limitOf(r: Reference, input: Input, clients: number, batch: number, maxBatch: number, cores: number): number {
   if (input === 'FP32') return (batch * 1000) / r.msPerBatch[batch]!;
   if (clients === 1) return 1000 / (r.preprocessWallMs + r.msPerBatch[1]!);
-  const fillable = Object.entries(r.msPerBatch).map(([b, ms]) => ({ b: Number(b), ms })).filter(({ b }) => b <= Math.min(clients, maxBatch));
+  const fillable = Object.entries(r.msPerBatch)
+    .map(([b, ms]) => ({ b: Number(b), ms }))
+    .filter(({ b }) => b <= Math.min(clients, maxBatch));
   const bestMsPerImage = Math.min(...fillable.map(({ b, ms }) => ms / b));
   return 1000 / (bestMsPerImage + r.preprocessCpuMs / cores);
 }
@@ -373,7 +394,15 @@ async function runOne(target: Target, kind: Kind, clients: number, round: number
     });
   }
   const { latenciesMs, errors, ...rest } = load;
-  return { clients, round, kind: kind.id, load: { ...rest, errors: Object.fromEntries(errors) }, latenciesMs, cpu: window.result(), loadAverage: loadavg()[0]! };
+  return {
+    clients,
+    round,
+    kind: kind.id,
+    load: { ...rest, errors: Object.fromEntries(errors) },
+    latenciesMs,
+    cpu: window.result(),
+    loadAverage: loadavg()[0]!,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,7 +476,11 @@ const f3 = (n: number) => (Number.isFinite(n) ? n.toFixed(3) : '–');
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e6 ? 3 : 1)} MB`;
 
 function table(header: string[], rows: string[][], textColumns: number): string {
-  return [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < textColumns ? ':---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i < textColumns ? ':---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
 }
 
 const runOutsideMs = (r: Run) => (r.load.ok > 0 ? ((r.cpu.serverSeconds - r.cpu.inferenceSeconds) * 1000) / r.load.ok : Number.NaN);
@@ -472,7 +505,14 @@ interface Report {
 }
 
 /** `a` over `b` for one figure, over all rounds and per round. */
-function ratioOf(r: Report, clients: number, a: KindId, b: KindId, of: (run: Run, kind: Kind) => number, all: (f: Figures) => number): { all: number; perRound: number[] } {
+function ratioOf(
+  r: Report,
+  clients: number,
+  a: KindId,
+  b: KindId,
+  of: (run: Run, kind: Kind) => number,
+  all: (f: Figures) => number,
+): { all: number; perRound: number[] } {
   const fig = (id: KindId) => r.figures.find((f) => f.clients === clients && f.kind === id)!;
   const kind = (id: KindId) => r.kinds.find((k) => k.id === id)! as Kind;
   const rounds = [...new Set(r.runs.filter((x) => x.clients === clients).map((x) => x.round))];
@@ -490,18 +530,38 @@ function goals(r: Report): string[] {
   const imagesPerSecond = (run: Run, kind: Kind) => (run.load.ok * kind.images) / run.load.windowSeconds;
   for (const c of r.args.concurrency) {
     const who = `${c} client${c === 1 ? '' : 's'}`;
-    for (const [grpcId, httpId, input] of [['grpc-fp32', 'http-fp32-binary', 'FP32'], ['grpc-fp32-per-call', 'http-fp32-binary', 'FP32'], ['grpc-jpeg', 'http-jpeg-binary', 'JPEG'], ['grpc-stream-jpeg', 'http-jpeg-binary', 'JPEG']] as const) {
+    for (const [grpcId, httpId, input] of [
+      ['grpc-fp32', 'http-fp32-binary', 'FP32'],
+      ['grpc-fp32-per-call', 'http-fp32-binary', 'FP32'],
+      ['grpc-jpeg', 'http-jpeg-binary', 'JPEG'],
+      ['grpc-stream-jpeg', 'http-jpeg-binary', 'JPEG'],
+    ] as const) {
       const t = ratioOf(r, c, grpcId, httpId, imagesPerSecond, (f) => f.imagesPerSecond);
       const errors = fig(c, grpcId).errors + fig(c, httpId).errors;
-      const label = grpcId === 'grpc-stream-jpeg' ? `${input} (gRPC stream)` : grpcId === 'grpc-fp32-per-call' ? `${input} (gRPC message encoded per call)` : input;
+      const label =
+        grpcId === 'grpc-stream-jpeg' ? `${input} (gRPC stream)` : grpcId === 'grpc-fp32-per-call' ? `${input} (gRPC message encoded per call)` : input;
       lines.push(
         `- ${who}, ${label}: gRPC/HTTP binary images/s = ${f1(fig(c, grpcId).imagesPerSecond)} / ${f1(fig(c, httpId).imagesPerSecond)} = **${f3(t.all)}** ` +
           `(per round: ${t.perRound.map(f3).join(', ')}); ${errors} errors → **${t.all >= 1 && errors === 0 ? 'met' : 'not met'}** (≥ 1)`,
       );
     }
     if (has(c, 'http-fp32-json')) {
-      const cpu = ratioOf(r, c, 'grpc-fp32', 'http-fp32-json', (run) => runOutsideMs(run), (f) => f.outsideMs);
-      const bin = ratioOf(r, c, 'http-fp32-binary', 'http-fp32-json', (run) => runOutsideMs(run), (f) => f.outsideMs);
+      const cpu = ratioOf(
+        r,
+        c,
+        'grpc-fp32',
+        'http-fp32-json',
+        (run) => runOutsideMs(run),
+        (f) => f.outsideMs,
+      );
+      const bin = ratioOf(
+        r,
+        c,
+        'http-fp32-binary',
+        'http-fp32-json',
+        (run) => runOutsideMs(run),
+        (f) => f.outsideMs,
+      );
       const errors = fig(c, 'grpc-fp32').errors + fig(c, 'http-fp32-json').errors;
       lines.push(
         `- ${who}, FP32: gRPC/HTTP JSON server CPU outside inference = ${f1(fig(c, 'grpc-fp32').outsideMs)} / ${f1(fig(c, 'http-fp32-json').outsideMs)} ms = **${f3(cpu.all)}** ` +
@@ -516,7 +576,22 @@ function goals(r: Report): string[] {
 function renderMarkdown(r: Report): string {
   const kind = new Map(r.kinds.map((k) => [k.id, k]));
   const main = table(
-    ['clients', 'request', 'payload', 'requests/s', 'images/s', '× limit', 'p50 ms', 'p99 ms', 'errors', 'server CPU ms/request', 'inference threads ms/request', '**outside inference ms/request**', 'of which main thread', 'other processes (cores)'],
+    [
+      'clients',
+      'request',
+      'payload',
+      'requests/s',
+      'images/s',
+      '× limit',
+      'p50 ms',
+      'p99 ms',
+      'errors',
+      'server CPU ms/request',
+      'inference threads ms/request',
+      '**outside inference ms/request**',
+      'of which main thread',
+      'other processes (cores)',
+    ],
     r.figures.map((f) => {
       const level = r.levels.find((l) => l.clients === f.clients)!;
       return [
@@ -540,18 +615,50 @@ function renderMarkdown(r: Report): string {
   );
   const batches = [...new Set(r.levels.flatMap((l) => Object.keys(l.before.msPerBatch).map(Number)))].sort((a, b) => a - b);
   const limits = table(
-    ['clients', 'when', ...batches.map((b) => `onnxruntime batch ${b} ms`), 'JPEG preprocessing CPU ms', 'wall ms', 'other processes (cores)', 'FP32 limit images/s', 'JPEG limit images/s'],
+    [
+      'clients',
+      'when',
+      ...batches.map((b) => `onnxruntime batch ${b} ms`),
+      'JPEG preprocessing CPU ms',
+      'wall ms',
+      'other processes (cores)',
+      'FP32 limit images/s',
+      'JPEG limit images/s',
+    ],
     r.levels.flatMap((l) =>
       (['before', 'after'] as const).map((when) => {
         const ref = l[when];
         const lim = when === 'before' ? l.limitBefore : l.limitAfter;
-        return [String(l.clients), when, ...batches.map((b) => f1(ref.msPerBatch[b] ?? Number.NaN)), f2(ref.preprocessCpuMs), f2(ref.preprocessWallMs), f2(ref.otherCores), f1(lim.FP32), f1(lim.JPEG)];
+        return [
+          String(l.clients),
+          when,
+          ...batches.map((b) => f1(ref.msPerBatch[b] ?? Number.NaN)),
+          f2(ref.preprocessCpuMs),
+          f2(ref.preprocessWallMs),
+          f2(ref.otherCores),
+          f1(lim.FP32),
+          f1(lim.JPEG),
+        ];
       }),
     ),
     2,
   );
   const perRun = table(
-    ['clients', 'round', 'request', 'warm-up s', 'window s', 'answers', 'images/s', 'server CPU ms/request', 'inference ms/request', 'outside ms/request', 'server threads (CPU s in the window)', 'bench process cores', 'load avg'],
+    [
+      'clients',
+      'round',
+      'request',
+      'warm-up s',
+      'window s',
+      'answers',
+      'images/s',
+      'server CPU ms/request',
+      'inference ms/request',
+      'outside ms/request',
+      'server threads (CPU s in the window)',
+      'bench process cores',
+      'load avg',
+    ],
     r.runs.map((x) => [
       String(x.clients),
       String(x.round),
@@ -563,7 +670,10 @@ function renderMarkdown(r: Report): string {
       f1((x.cpu.serverSeconds * 1000) / x.load.ok),
       f1((x.cpu.inferenceSeconds * 1000) / x.load.ok),
       f1(runOutsideMs(x)),
-      x.cpu.groups.filter((g) => g.seconds >= 0.005).map((g) => `${g.group} ${f2(g.seconds)}`).join(', '),
+      x.cpu.groups
+        .filter((g) => g.seconds >= 0.005)
+        .map((g) => `${g.group} ${f2(g.seconds)}`)
+        .join(', '),
       f2(x.cpu.benchSeconds / x.load.windowSeconds),
       f2(x.loadAverage),
     ]),
@@ -581,7 +691,7 @@ function renderMarkdown(r: Report): string {
     `- load average before the run: ${r.loadBefore}`,
     `- workload: ${r.workload}`,
     '',
-    'Answers checked once, the server idle (shape, framing); largest absolute difference between logits and HTTP binary\'s for the same input:',
+    "Answers checked once, the server idle (shape, framing); largest absolute difference between logits and HTTP binary's for the same input:",
     '',
     ...r.checks.map((c) => `- ${c.what}: ${c.maxAbsDifference.toExponential(2)} (largest logit ${f2(c.maxAbsLogit)})`),
     '',
@@ -595,7 +705,7 @@ function renderMarkdown(r: Report): string {
     '',
     main,
     '',
-    'Goals (the issue): gRPC throughput ≥ the HTTP binary path\'s; gRPC FP32 server CPU outside inference ≤ 1/5 of the JSON path\'s:',
+    "Goals (the issue): gRPC throughput ≥ the HTTP binary path's; gRPC FP32 server CPU outside inference ≤ 1/5 of the JSON path's:",
     '',
     ...goals(r),
     '',
@@ -625,7 +735,9 @@ function describeSettings(config: Config): string {
 
 async function main(): Promise<void> {
   const args = parseCliArgs(process.argv.slice(2));
-  const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadBefore = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const cores = availableCpus();
   const cgroup = cgroupCpuLimit();
   const maxClients = Math.max(...args.concurrency);
@@ -647,7 +759,9 @@ async function main(): Promise<void> {
   const jsonBody = http['http-fp32-json'].body.length;
   const benchEnv: Record<string, string> = {
     ...(unset('JSON_BODY_MAX_BYTES') ? { JSON_BODY_MAX_BYTES: String(Math.max(BENCH_JSON_BODY_MAX_BYTES, mibAbove(jsonBody))) } : {}),
-    ...(unset('BODY_MEMORY_BUDGET_BYTES') ? { BODY_MEMORY_BUDGET_BYTES: String(Math.max(DEFAULT_BODY_BUDGET_BYTES, ...args.concurrency.map((c) => mibAbove(bodyAt(c) * c * 1.25)))) } : {}),
+    ...(unset('BODY_MEMORY_BUDGET_BYTES')
+      ? { BODY_MEMORY_BUDGET_BYTES: String(Math.max(DEFAULT_BODY_BUDGET_BYTES, ...args.concurrency.map((c) => mibAbove(bodyAt(c) * c * 1.25)))) }
+      : {}),
     ...(unset('QUEUE_MAX_SIZE') ? { QUEUE_MAX_SIZE: String(Math.max(128, args.batch * maxClients)) } : {}),
     ...(unset('REQUEST_TIMEOUT_MS') ? { REQUEST_TIMEOUT_MS: String(BENCH_REQUEST_TIMEOUT_MS) } : {}),
   };
@@ -656,19 +770,29 @@ async function main(): Promise<void> {
   const config = loadConfig({ ...process.env, ...serverEnv }, { availableCpus: cores });
   if (config.executionProvider !== 'cpu') throw new Error('This benchmark measures the CPU execution provider; unset EXECUTION_PROVIDER');
   if (args.batch > config.maxImagesPerRequest) throw new Error(`--batch ${args.batch} exceeds MAX_IMAGES_PER_REQUEST ${config.maxImagesPerRequest}`);
-  if (args.batch * maxClients > config.queueMaxSize) throw new Error(`--batch ${args.batch} × ${maxClients} clients exceeds QUEUE_MAX_SIZE ${config.queueMaxSize}: requests would be refused by design`);
-  if (args.jsonClients.length > 0 && jsonBody > config.jsonBodyMaxBytes) throw new Error(`The JSON FP32 body is ${jsonBody} bytes, over JSON_BODY_MAX_BYTES ${config.jsonBodyMaxBytes}`);
+  if (args.batch * maxClients > config.queueMaxSize)
+    throw new Error(`--batch ${args.batch} × ${maxClients} clients exceeds QUEUE_MAX_SIZE ${config.queueMaxSize}: requests would be refused by design`);
+  if (args.jsonClients.length > 0 && jsonBody > config.jsonBodyMaxBytes)
+    throw new Error(`The JSON FP32 body is ${jsonBody} bytes, over JSON_BODY_MAX_BYTES ${config.jsonBodyMaxBytes}`);
   const maxBatch = config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu;
   const referenceBatches = [...new Set([1, args.batch, maxBatch])].sort((a, b) => a - b);
 
   const versions = decoderVersions();
   const date = new Date().toISOString();
-  const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:grpc', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
+  const command = commandLine({
+    serverEnv: ENV_VARS,
+    forced: FORCED_SERVER_ENV,
+    own: OWN_SERVER_ENV,
+    npmScript: 'bench:grpc',
+    direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}`,
+  });
   const revisionAtStart = revision(ROOT, ['src', 'proto']);
   const machine =
     `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} logical cores (nproc ${availableParallelism()}), cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores for the server, ` +
     `${(totalmem() / 2 ** 30).toFixed(1)} GiB memory; a shared VM whose speed drifts (other tenants), so figures vary from run to run`;
-  process.stdout.write(`gRPC benchmark ${date}\n${command}\nmachine: ${machine}\nload average: ${loadBefore}\nmodel: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n`);
+  process.stdout.write(
+    `gRPC benchmark ${date}\n${command}\nmachine: ${machine}\nload average: ${loadBefore}\nmodel: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n`,
+  );
 
   await prepareRepository(model, REPOSITORY);
   process.stdout.write(`Starting ${relative(ROOT, SERVER_ENTRY)} with GRPC_PORT ${grpcPort} (log: ${SERVER_LOG}) ...\n`);
@@ -694,16 +818,85 @@ async function main(): Promise<void> {
     const fp32Out = [args.batch, classes];
     const jpegOut = [1, classes];
     const kinds: Kind[] = [
-      { id: 'grpc-fp32', label: `${fp32} gRPC`, input: 'FP32', transport: 'gRPC unary', bytes: fp32Grpc.raw_input_contents[0]!.length, images: args.batch, outputShape: fp32Out, grpc: grpc.encode(fp32Grpc) },
-      { id: 'grpc-fp32-per-call', label: `${fp32} gRPC, encoded per call`, input: 'FP32', transport: 'gRPC unary', bytes: fp32Grpc.raw_input_contents[0]!.length, images: args.batch, outputShape: fp32Out, grpc: fp32Grpc },
-      { id: 'http-fp32-binary', label: `${fp32} HTTP binary`, input: 'FP32', transport: 'HTTP binary', bytes: http['http-fp32-binary'].body.length, images: args.batch, outputShape: fp32Out, http: http['http-fp32-binary'] },
-      { id: 'http-fp32-json', label: `${fp32} HTTP JSON`, input: 'FP32', transport: 'HTTP JSON', bytes: jsonBody, images: args.batch, outputShape: fp32Out, http: http['http-fp32-json'] },
-      { id: 'grpc-jpeg', label: 'JPEG BYTES [1] gRPC', input: 'JPEG', transport: 'gRPC unary', bytes: jpegGrpc.raw_input_contents[0]!.length, images: 1, outputShape: jpegOut, grpc: grpc.encode(jpegGrpc) },
-      { id: 'grpc-stream-jpeg', label: 'JPEG BYTES [1] gRPC stream', input: 'JPEG', transport: 'gRPC stream', bytes: jpegGrpc.raw_input_contents[0]!.length, images: 1, outputShape: jpegOut, grpc: grpc.encode(jpegGrpc) },
-      { id: 'http-jpeg-binary', label: 'JPEG BYTES [1] HTTP binary', input: 'JPEG', transport: 'HTTP binary', bytes: http['http-jpeg-binary'].body.length, images: 1, outputShape: jpegOut, http: http['http-jpeg-binary'] },
+      {
+        id: 'grpc-fp32',
+        label: `${fp32} gRPC`,
+        input: 'FP32',
+        transport: 'gRPC unary',
+        bytes: fp32Grpc.raw_input_contents[0]!.length,
+        images: args.batch,
+        outputShape: fp32Out,
+        grpc: grpc.encode(fp32Grpc),
+      },
+      {
+        id: 'grpc-fp32-per-call',
+        label: `${fp32} gRPC, encoded per call`,
+        input: 'FP32',
+        transport: 'gRPC unary',
+        bytes: fp32Grpc.raw_input_contents[0]!.length,
+        images: args.batch,
+        outputShape: fp32Out,
+        grpc: fp32Grpc,
+      },
+      {
+        id: 'http-fp32-binary',
+        label: `${fp32} HTTP binary`,
+        input: 'FP32',
+        transport: 'HTTP binary',
+        bytes: http['http-fp32-binary'].body.length,
+        images: args.batch,
+        outputShape: fp32Out,
+        http: http['http-fp32-binary'],
+      },
+      {
+        id: 'http-fp32-json',
+        label: `${fp32} HTTP JSON`,
+        input: 'FP32',
+        transport: 'HTTP JSON',
+        bytes: jsonBody,
+        images: args.batch,
+        outputShape: fp32Out,
+        http: http['http-fp32-json'],
+      },
+      {
+        id: 'grpc-jpeg',
+        label: 'JPEG BYTES [1] gRPC',
+        input: 'JPEG',
+        transport: 'gRPC unary',
+        bytes: jpegGrpc.raw_input_contents[0]!.length,
+        images: 1,
+        outputShape: jpegOut,
+        grpc: grpc.encode(jpegGrpc),
+      },
+      {
+        id: 'grpc-stream-jpeg',
+        label: 'JPEG BYTES [1] gRPC stream',
+        input: 'JPEG',
+        transport: 'gRPC stream',
+        bytes: jpegGrpc.raw_input_contents[0]!.length,
+        images: 1,
+        outputShape: jpegOut,
+        grpc: grpc.encode(jpegGrpc),
+      },
+      {
+        id: 'http-jpeg-binary',
+        label: 'JPEG BYTES [1] HTTP binary',
+        input: 'JPEG',
+        transport: 'HTTP binary',
+        bytes: http['http-jpeg-binary'].body.length,
+        images: 1,
+        outputShape: jpegOut,
+        http: http['http-jpeg-binary'],
+      },
     ];
     for (const k of kinds) process.stdout.write(`  ${k.label}: ${k.bytes} bytes\n`);
-    const target: Target = { url: `${server.baseUrl}/v2/models/${encodeURIComponent(model.name)}/infer`, grpc, pid: server.pid, outputName: output.name, timeoutMs: config.requestTimeoutMs + 10_000 };
+    const target: Target = {
+      url: `${server.baseUrl}/v2/models/${encodeURIComponent(model.name)}/infer`,
+      grpc,
+      pid: server.pid,
+      outputName: output.name,
+      timeoutMs: config.requestTimeoutMs + 10_000,
+    };
 
     const checked = kinds.filter((k) => k.id !== 'http-fp32-json' || args.jsonClients.length > 0);
     const checks = await checkAnswers(target.url, grpc, checked, output.name, target.timeoutMs);
@@ -733,9 +926,18 @@ async function main(): Promise<void> {
           const errors = Object.values(run.load.errors).reduce((a, b) => a + b, 0);
           process.stdout.write(
             `${run.load.ok} answers in ${f1(run.load.windowSeconds)} s (warm-up ${f1(run.load.warmupSeconds)} s): ${f1((run.load.ok * kind.images) / run.load.windowSeconds)} images/s, ` +
-              `p50 ${f1(quantile(run.latenciesMs, 0.5))} ms, errors ${errors}${errors > 0 ? ` (${Object.entries(run.load.errors).map(([k, n]) => `${n}× ${k}`).join(', ')})` : ''}; ` +
+              `p50 ${f1(quantile(run.latenciesMs, 0.5))} ms, errors ${errors}${
+                errors > 0
+                  ? ` (${Object.entries(run.load.errors)
+                      .map(([k, n]) => `${n}× ${k}`)
+                      .join(', ')})`
+                  : ''
+              }; ` +
               `server CPU ${f1((run.cpu.serverSeconds * 1000) / run.load.ok)} ms/request, inference ${f1((run.cpu.inferenceSeconds * 1000) / run.load.ok)}, outside ${f1(runOutsideMs(run))} ` +
-              `[${run.cpu.groups.filter((g) => g.seconds >= 0.005).map((g) => `${g.group}×${g.threads} ${f2(g.seconds)} s`).join(', ')}]\n`,
+              `[${run.cpu.groups
+                .filter((g) => g.seconds >= 0.005)
+                .map((g) => `${g.group}×${g.threads} ${f2(g.seconds)} s`)
+                .join(', ')}]\n`,
           );
         }
       }
@@ -752,7 +954,13 @@ async function main(): Promise<void> {
 
     const figures = args.concurrency.flatMap((c) => {
       const level = levels.find((l) => l.clients === c)!;
-      return kindsAt(kinds, c, args).map((k) => figuresOf(runs.filter((r) => r.clients === c && r.kind === k.id), k, level));
+      return kindsAt(kinds, c, args).map((k) =>
+        figuresOf(
+          runs.filter((r) => r.clients === c && r.kind === k.id),
+          k,
+          level,
+        ),
+      );
     });
     report = {
       date,
@@ -763,7 +971,12 @@ async function main(): Promise<void> {
         `@grpc/proto-loader ${versionOf(ROOT, '@grpc/proto-loader')}, fastify ${versionOf(ROOT, 'fastify')}, sharp ${versions.sharp} (libvips ${versions.libvips})`,
       revision: revisionAtStart,
       settings: describeSettings(config),
-      benchSettings: Object.keys(benchEnv).length === 0 ? 'nothing (the environment set them all)' : Object.entries(benchEnv).map(([k, v]) => `${k} ${v}`).join(', '),
+      benchSettings:
+        Object.keys(benchEnv).length === 0
+          ? 'nothing (the environment set them all)'
+          : Object.entries(benchEnv)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', '),
       loadBefore,
       model: model.name === 'resnet50' && args.modelDir === undefined ? 'resnet50 from the model builder' : model.dir,
       workload:

@@ -82,7 +82,11 @@ interface Attack {
 function multipart(boundary: string, file: Buffer, copies: number, contentType: string): Buffer {
   const parts: Buffer[] = [];
   for (let i = 0; i < copies; i++) {
-    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="bomb-${i}.png"\r\nContent-Type: ${contentType}\r\n\r\n`), file, Buffer.from('\r\n'));
+    parts.push(
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="bomb-${i}.png"\r\nContent-Type: ${contentType}\r\n\r\n`),
+      file,
+      Buffer.from('\r\n'),
+    );
   }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
   return Buffer.concat(parts);
@@ -110,10 +114,15 @@ async function buildAttack(phase: Exclude<PhaseName, 'baseline'>, clients: numbe
   const png = await interlacedPng16Rgba(size, size);
   const boundary = 'hostile-bench-boundary';
   return {
-    description: `16-bit RGBA interlaced PNG (${size}×${size}, ${png.length} bytes, ${mb(size * size * 8)} of samples) as multipart to ${predict}: ` +
+    description:
+      `16-bit RGBA interlaced PNG (${size}×${size}, ${png.length} bytes, ${mb(size * size * 8)} of samples) as multipart to ${predict}: ` +
       `${DECODE_COPIES.length} clients at once sending ${DECODE_COPIES.join(', ')} copies a request`,
     expected: '413 IMAGE_TOO_LARGE',
-    clients: DECODE_COPIES.map((copies) => ({ path: predict, contentType: `multipart/form-data; boundary=${boundary}`, body: multipart(boundary, png, copies, 'image/png') })),
+    clients: DECODE_COPIES.map((copies) => ({
+      path: predict,
+      contentType: `multipart/form-data; boundary=${boundary}`,
+      body: multipart(boundary, png, copies, 'image/png'),
+    })),
   };
 }
 
@@ -221,7 +230,12 @@ async function runPhase(name: PhaseName, settings: Settings): Promise<PhaseResul
     const startRssBytes = readProcMemory(server.pid).rssBytes;
     const memory = sampleProcMemory(server.pid, settings.sampleMs);
     const prober = startProber(`${server.baseUrl}/v2/health/live`, settings.probeIntervalMs, settings.probeTimeoutMs);
-    const normal = startClosedLoopClient({ url: `${server.baseUrl}/v1/models/${MODEL}:predict`, body: image, contentType: 'image/jpeg', timeoutMs: settings.timeoutMs });
+    const normal = startClosedLoopClient({
+      url: `${server.baseUrl}/v1/models/${MODEL}:predict`,
+      body: image,
+      contentType: 'image/jpeg',
+      timeoutMs: settings.timeoutMs,
+    });
     const tally: AttackTally = { sent: 0, answers: new Map(), answerMs: [], failures: new Map(), unansweredAtEnd: 0 };
     const end = new AbortController();
     const started = performance.now();
@@ -234,7 +248,8 @@ async function runPhase(name: PhaseName, settings: Settings): Promise<PhaseResul
     const samples = memory.stop();
     const machineAfter = readMachineTimes();
     const serverCpuSeconds = readProcessCpuSeconds(server.pid) - serverCpuBefore;
-    const mainThreadSeconds = threadGroupDelta(server.pid, serverThreadsBefore, readThreadTimes(server.pid)).find((g) => g.group === 'main')?.seconds ?? Number.NaN;
+    const mainThreadSeconds =
+      threadGroupDelta(server.pid, serverThreadsBefore, readThreadTimes(server.pid)).find((g) => g.group === 'main')?.seconds ?? Number.NaN;
     const benchCpuSeconds = ownCpuSeconds() - benchCpuBefore;
     end.abort();
     const [probe, normalResult] = await Promise.all([prober.stop(), normal.stop()]);
@@ -267,7 +282,11 @@ async function runPhase(name: PhaseName, settings: Settings): Promise<PhaseResul
 
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '–');
 const maxOf = (values: readonly number[]) => (values.length === 0 ? Number.NaN : Math.max(...values));
-const tallyText = (entries: Iterable<[string, number]>) => [...entries].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ×${n}`).join(', ') || 'none';
+const tallyText = (entries: Iterable<[string, number]>) =>
+  [...entries]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ×${n}`)
+    .join(', ') || 'none';
 
 function attackSummary(r: PhaseResult): string {
   if (r.attack === undefined) return 'no attack';
@@ -306,7 +325,9 @@ function report(r: PhaseResult, limit: MemoryLimit, settings: Settings): void {
       `peak (VmHWM at the end) ${r.serverAliveAtEnd ? `${mb(r.peakRssBytes)} = ${share.toFixed(0)} % of the Deployment's memory limit ${limit.quantity} (${mb(limit.bytes)})` : 'unknown: the server process was gone'}`,
   );
   if (r.exitCode !== 0) {
-    console.log(`server exit: ${r.exitCode === null ? `killed by a signal (SIGKILL if still running ${STOP_TIMEOUT_MS} ms after SIGTERM)` : `code ${r.exitCode}`}`);
+    console.log(
+      `server exit: ${r.exitCode === null ? `killed by a signal (SIGKILL if still running ${STOP_TIMEOUT_MS} ms after SIGTERM)` : `code ${r.exitCode}`}`,
+    );
   }
 }
 
@@ -317,9 +338,14 @@ function summaryTable(results: readonly PhaseResult[], limit: MemoryLimit): stri
   ];
   for (const r of results) {
     const ok = r.normal.statuses['200'] ?? 0;
-    const other = Object.entries(r.normal.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
+    const other = Object.entries(r.normal.statuses)
+      .filter(([s]) => s !== '200')
+      .reduce((a, [, n]) => a + n, 0);
     const failed = Object.values(r.normal.failures).reduce((a, n) => a + n, 0);
-    const answers = r.attack === undefined ? '–' : `${tallyText(r.tally.answers)}${r.tally.failures.size > 0 ? `; no answer ${tallyText(r.tally.failures)}` : ''}; unanswered ${r.tally.unansweredAtEnd}`;
+    const answers =
+      r.attack === undefined
+        ? '–'
+        : `${tallyText(r.tally.answers)}${r.tally.failures.size > 0 ? `; no answer ${tallyText(r.tally.failures)}` : ''}; unanswered ${r.tally.unansweredAtEnd}`;
     rows.push(
       `| ${r.name} | ${answers} | ${r.probe.latenciesMs.length} / ${r.probe.failures} | ${ms(quantile(r.probe.latenciesMs, 0.5))} / ${ms(quantile(r.probe.latenciesMs, 0.99))} / ${ms(maxOf(r.probe.latenciesMs))} ` +
         `| ${ok} (${(ok / r.seconds).toFixed(1)}) | ${other} / ${failed} | ${ms(quantile(r.normal.okMs, 0.5))} / ${ms(quantile(r.normal.okMs, 0.99))} ` +
@@ -335,7 +361,10 @@ function describeBuild(entry: string): string {
   try {
     const root = findRepoRoot(dirname(entry));
     const git = (...args: string[]) => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const changed = git('status', '--porcelain', '--untracked-files=no').split('\n').filter((l) => l.length > 0).map((l) => l.slice(3));
+    const changed = git('status', '--porcelain', '--untracked-files=no')
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => l.slice(3));
     return `${root} at ${git('log', '-1', '--format=%h %cI').trim()}; ${changed.length > 0 ? `tracked files changed since: ${changed.join(', ')}` : 'no tracked file changed'}`;
   } catch {
     return 'unknown (not a git checkout)';
@@ -343,7 +372,10 @@ function describeBuild(entry: string): string {
 }
 
 function readPhases(value: string): PhaseName[] {
-  const names = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const bad = names.find((n) => !(PHASES as readonly string[]).includes(n));
   if (names.length === 0 || bad !== undefined) throw new RangeError(`--phases must be a comma-separated list of ${PHASES.join(', ')}, got "${value}"`);
   return names as PhaseName[];
@@ -383,9 +415,19 @@ async function main(): Promise<void> {
     probeTimeoutMs: num('probe-timeout-ms'),
     sampleMs: num('sample-ms'),
   };
-  console.log(machineBanner('Hostile input benchmark', `server ${entry}; model ${MODEL} (shared, trained); phases ${phases.join(', ')}, ${settings.seconds} s each on a fresh server process; SEED_DEFAULT_MODEL=false LOG_LEVEL=warn, other settings from the environment (the server's defaults otherwise)`));
+  console.log(
+    machineBanner(
+      'Hostile input benchmark',
+      `server ${entry}; model ${MODEL} (shared, trained); phases ${phases.join(', ')}, ${settings.seconds} s each on a fresh server process; SEED_DEFAULT_MODEL=false LOG_LEVEL=warn, other settings from the environment (the server's defaults otherwise)`,
+    ),
+  );
   console.log(`# server build: ${describeBuild(entry)}`);
-  console.log(`# command: node ${process.argv.slice(1).map((a) => a.replace(REPO + '/', '')).join(' ')}`);
+  console.log(
+    `# command: node ${process.argv
+      .slice(1)
+      .map((a) => a.replace(REPO + '/', ''))
+      .join(' ')}`,
+  );
   console.log(`# Deployment memory limit (deploy/base/deployment.yaml, container server): ${limit.quantity} = ${mb(limit.bytes)}`);
 
   const results: PhaseResult[] = [];

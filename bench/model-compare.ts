@@ -24,7 +24,6 @@ import { decodeModel } from '../src/model-tools/onnx-proto.js';
 import { createRandom } from '../src/model-tools/prng.js';
 import { findRepoRoot } from './lib/repo-root.js';
 
-
 const ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 const CACHE = join(ROOT, '.bench');
 const PYTHON = '/usr/bin/python3';
@@ -83,7 +82,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\nmodel-compare: built resnet50 vs torchvision export, onnxruntime-node ${ortVersion}, CPU execution provider\n` +
       `date     ${new Date().toISOString()}\n` +
-      `machine  ${cpu}, ${cpus().length} logical cores (${availableParallelism()} available), load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n` +
+      `machine  ${cpu}, ${cpus().length} logical cores (${availableParallelism()} available), load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}\n` +
       `node     ${process.version}; ${threads} intra-op threads, graph optimisation "all", sequential execution\n` +
       `settings ${warmup} warm-up runs each, then ${rounds} rounds per batch size, alternating order (ABBA)\n` +
       `torchvision graph: ${opCounts(torchvisionPath)}\n` +

@@ -74,10 +74,18 @@ async function main(): Promise<void> {
   await mkdir(join(ROOT, '.bench'), { recursive: true });
 
   const date = new Date().toISOString();
-  const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:cycles', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
+  const command = commandLine({
+    serverEnv: ENV_VARS,
+    forced: FORCED_SERVER_ENV,
+    own: OWN_SERVER_ENV,
+    npmScript: 'bench:cycles',
+    direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}`,
+  });
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} logical cores (nproc ${availableParallelism()}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory; node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}`;
   const code = revision(ROOT, ['src']);
-  const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadBefore = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   process.stdout.write(`Model load/unload cycles ${date}\n${command}\nmachine: ${machine}\ncode: ${code}\nmodel: ${model.dir}\n`);
 
   const server = await startServer({
@@ -89,7 +97,11 @@ async function main(): Promise<void> {
   const sample = (): Sample => ({ threads: threadCount(server.pid), fds: fdCount(server.pid), rssBytes: readProcMemory(server.pid).rssBytes });
   const control = async (action: 'load' | 'unload') => {
     const started = performance.now();
-    const res = await httpPost(`${server.baseUrl}/v2/repository/models/${model.name}/${action}`, '{}', { agent, headers: { 'content-type': 'application/json' }, timeoutMs: 600_000 });
+    const res = await httpPost(`${server.baseUrl}/v2/repository/models/${model.name}/${action}`, '{}', {
+      agent,
+      headers: { 'content-type': 'application/json' },
+      timeoutMs: 600_000,
+    });
     if (res.status !== 200) throw new Error(`${action} answered ${res.status}: ${res.body}`);
     return performance.now() - started;
   };
@@ -103,7 +115,9 @@ async function main(): Promise<void> {
       const unloadMs = await control('unload');
       const unloaded = sample();
       results.push({ loadMs, unloadMs, loaded, unloaded });
-      process.stdout.write(`cycle ${i}: load ${loadMs.toFixed(0)} ms, loaded ${loaded.threads} threads ${loaded.fds} fds ${mb(loaded.rssBytes)} MB; unloaded ${unloaded.threads} threads ${unloaded.fds} fds ${mb(unloaded.rssBytes)} MB\n`);
+      process.stdout.write(
+        `cycle ${i}: load ${loadMs.toFixed(0)} ms, loaded ${loaded.threads} threads ${loaded.fds} fds ${mb(loaded.rssBytes)} MB; unloaded ${unloaded.threads} threads ${unloaded.fds} fds ${mb(unloaded.rssBytes)} MB\n`,
+      );
     }
   } finally {
     agent.destroy();
@@ -116,7 +130,11 @@ async function main(): Promise<void> {
   const checks = [
     { what: 'threads after the last unload = after the first', ok: last.threads === first.threads, detail: `${first.threads} → ${last.threads}` },
     { what: 'open descriptors after the last unload = after the first', ok: last.fds === first.fds, detail: `${first.fds} → ${last.fds}` },
-    { what: 'RSS after the last unload within 50 MB of the first', ok: Math.abs(rssGrowth) <= RSS_TOLERANCE_BYTES, detail: `${mb(first.rssBytes)} → ${mb(last.rssBytes)} MB (${rssGrowth >= 0 ? '+' : ''}${mb(rssGrowth)} MB)` },
+    {
+      what: 'RSS after the last unload within 50 MB of the first',
+      ok: Math.abs(rssGrowth) <= RSS_TOLERANCE_BYTES,
+      detail: `${mb(first.rssBytes)} → ${mb(last.rssBytes)} MB (${rssGrowth >= 0 ? '+' : ''}${mb(rssGrowth)} MB)`,
+    },
   ];
   const verdict = checks.every((c) => c.ok) ? 'met' : 'NOT met';
   const markdown = [
@@ -130,7 +148,10 @@ async function main(): Promise<void> {
     '',
     '| cycle | load ms | unload ms | loaded: threads | fds | RSS MB | unloaded: threads | fds | RSS MB |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...results.map((c, i) => `| ${i + 1} | ${c.loadMs.toFixed(0)} | ${c.unloadMs.toFixed(0)} | ${c.loaded.threads} | ${c.loaded.fds} | ${mb(c.loaded.rssBytes)} | ${c.unloaded.threads} | ${c.unloaded.fds} | ${mb(c.unloaded.rssBytes)} |`),
+    ...results.map(
+      (c, i) =>
+        `| ${i + 1} | ${c.loadMs.toFixed(0)} | ${c.unloadMs.toFixed(0)} | ${c.loaded.threads} | ${c.loaded.fds} | ${mb(c.loaded.rssBytes)} | ${c.unloaded.threads} | ${c.unloaded.fds} | ${mb(c.unloaded.rssBytes)} |`,
+    ),
     '',
     `Verdict (no growth in threads or descriptors, RSS within 50 MB of the first cycle): **${verdict}**.`,
     '',

@@ -68,7 +68,9 @@ export async function prepareWorkload(model: ModelChoice, modelDir: string): Pro
     await cp(join(source, 'labels.txt'), join(target, 'labels.txt'));
     await writeFile(join(target, 'config.json'), JSON.stringify({ preprocess: { resize: 32, crop: 32 } }));
     const names = ['cat_0000.jpg', 'dog_0001.jpg', 'ship_0002.jpg', 'truck_0003.jpg', 'frog_0004.jpg', 'horse_0000.jpg', 'airplane_0001.jpg', 'bird_0002.jpg'];
-    const images = await Promise.all(names.map(async (name) => ({ name, contentType: 'image/jpeg', body: await readFile(join(SHARED, 'images', 'cifar10', name)) })));
+    const images = await Promise.all(
+      names.map(async (name) => ({ name, contentType: 'image/jpeg', body: await readFile(join(SHARED, 'images', 'cifar10', name)) })),
+    );
     return { repository, model, images };
   }
   if (!existsSync(join(modelDir, 'model.onnx'))) {
@@ -76,8 +78,15 @@ export async function prepareWorkload(model: ModelChoice, modelDir: string): Pro
     await buildModelFiles({ arch: 'resnet50', outDir: modelDir });
   }
   await cp(modelDir, target, { recursive: true });
-  const names: Array<[string, string]> = [['chelsea.png', 'image/png'], ['coffee.png', 'image/png'], ['rocket.jpg', 'image/jpeg'], ['camera.png', 'image/png']];
-  const images = await Promise.all(names.map(async ([name, contentType]) => ({ name, contentType, body: await readFile(join(SHARED, 'images', 'photos', name)) })));
+  const names: Array<[string, string]> = [
+    ['chelsea.png', 'image/png'],
+    ['coffee.png', 'image/png'],
+    ['rocket.jpg', 'image/jpeg'],
+    ['camera.png', 'image/png'],
+  ];
+  const images = await Promise.all(
+    names.map(async ([name, contentType]) => ({ name, contentType, body: await readFile(join(SHARED, 'images', 'photos', name)) })),
+  );
   return { repository, model, images };
 }
 
@@ -91,7 +100,9 @@ export function machineBanner(title: string, extra: string): string {
   const cpu = cpus();
   return (
     `# ${title} — ${new Date().toISOString()}\n` +
-    `# machine: ${cpu.length}× ${cpu[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} ` +
+    `# machine: ${cpu.length}× ${cpu[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} ` +
     `(shared and noisy: other jobs run beside this one); node ${process.version}\n# ${extra}`
   );
 }
@@ -193,10 +204,12 @@ function probeLive(baseUrl: string, everyMs: number) {
   let failures = 0;
   const pending: Array<Promise<void>> = [];
   const timer = setInterval(() => {
-    pending.push(httpGet(`${baseUrl}/v2/health/live`, { timeoutMs: 1_000 }).then(
-      (r) => (r.status === 200 ? void latencies.push(r.ms) : void failures++),
-      () => void failures++,
-    ));
+    pending.push(
+      httpGet(`${baseUrl}/v2/health/live`, { timeoutMs: 1_000 }).then(
+        (r) => (r.status === 200 ? void latencies.push(r.ms) : void failures++),
+        () => void failures++,
+      ),
+    );
   }, everyMs);
   return {
     async stop() {
@@ -229,7 +242,9 @@ async function main(): Promise<void> {
 
   const workload = await prepareWorkload(model, resolve(values['model-dir']!));
   const env = { MODEL_REPOSITORY: workload.repository, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'warn', REQUEST_TIMEOUT_MS: String(deadlineMs) };
-  console.log(machineBanner('Overload benchmark', `model ${model}; REQUEST_TIMEOUT_MS=${deadlineMs}; other settings from the environment (defaults otherwise)`));
+  console.log(
+    machineBanner('Overload benchmark', `model ${model}; REQUEST_TIMEOUT_MS=${deadlineMs}; other settings from the environment (defaults otherwise)`),
+  );
   let server: ServerProcess | undefined;
   try {
     server = await startServer({ entry: join(REPO, 'dist', 'src', 'server.js'), env, logPath: join(workload.repository, 'server.log') });
@@ -240,7 +255,9 @@ async function main(): Promise<void> {
     const capacity = await drive({ ...base, seconds: num('capacity-seconds') });
     const capacityRate = okRate(capacity);
     const rssBeforeOverload = readRssBytes(server.pid);
-    console.log(`\ncapacity: ${capacityRate.toFixed(1)} req/s (200s) with ${connections} clients in closed loop; p50 ${ms(quantile(capacity.okMs, 0.5))} ms, p99 ${ms(quantile(capacity.okMs, 0.99))} ms`);
+    console.log(
+      `\ncapacity: ${capacityRate.toFixed(1)} req/s (200s) with ${connections} clients in closed loop; p50 ${ms(quantile(capacity.okMs, 0.5))} ms, p99 ${ms(quantile(capacity.okMs, 0.99))} ms`,
+    );
 
     const offered = factor * capacityRate;
     const probe = probeLive(server.baseUrl, 100);
@@ -254,7 +271,9 @@ async function main(): Promise<void> {
 
     const sent = total(overload);
     const over = overload.okMs.filter((v) => v > deadlineMs).length;
-    console.log(`\n## Overload: ${factor}× capacity = ${offered.toFixed(0)} req/s offered for ${overload.seconds.toFixed(0)} s by up to ${values['overload-connections']} clients`);
+    console.log(
+      `\n## Overload: ${factor}× capacity = ${offered.toFixed(0)} req/s offered for ${overload.seconds.toFixed(0)} s by up to ${values['overload-connections']} clients`,
+    );
     console.log(`achieved offered rate: ${(sent / overload.seconds).toFixed(0)} req/s (${sent} requests)`);
     console.log('| status | count | share |');
     console.log('| --- | ---: | ---: |');
@@ -262,18 +281,30 @@ async function main(): Promise<void> {
     if (overload.errors > 0) console.log(`| transport error / timeout | ${overload.errors} | ${((100 * overload.errors) / sent).toFixed(1)} % |`);
     console.log(`error codes: ${JSON.stringify(Object.fromEntries(overload.codes))}`);
     console.log(`503 with Retry-After: ${overload.retryAfterOn503} of ${overload.retryAfterOn503 + overload.missingRetryAfterOn503}`);
-    console.log(`accepted (200) throughput under overload: ${okRate(overload).toFixed(1)} req/s (${((100 * okRate(overload)) / capacityRate).toFixed(0)} % of capacity)`);
-    console.log(`accepted (200) latency vs the ${deadlineMs} ms deadline: p50 ${ms(quantile(overload.okMs, 0.5))}, p99 ${ms(quantile(overload.okMs, 0.99))}, max ${ms(Math.max(...overload.okMs))} ms; ${over} of ${overload.okMs.length} over the deadline`);
-    console.log(`live probe (new connection every 100 ms): ${live.latencies.length} ok, ${live.failures} failed; p50 ${ms(quantile(live.latencies, 0.5))} ms, p99 ${ms(quantile(live.latencies, 0.99))} ms, max ${ms(Math.max(...live.latencies))} ms`);
-    console.log(`server RSS: ${mb(rssBeforeOverload)} before overload; during it min ${mb(Math.min(...overloadRss))}, max ${mb(Math.max(...overloadRss))}; after recovery ${mb(rss.samples.at(-1)!.rssBytes)}`);
+    console.log(
+      `accepted (200) throughput under overload: ${okRate(overload).toFixed(1)} req/s (${((100 * okRate(overload)) / capacityRate).toFixed(0)} % of capacity)`,
+    );
+    console.log(
+      `accepted (200) latency vs the ${deadlineMs} ms deadline: p50 ${ms(quantile(overload.okMs, 0.5))}, p99 ${ms(quantile(overload.okMs, 0.99))}, max ${ms(Math.max(...overload.okMs))} ms; ${over} of ${overload.okMs.length} over the deadline`,
+    );
+    console.log(
+      `live probe (new connection every 100 ms): ${live.latencies.length} ok, ${live.failures} failed; p50 ${ms(quantile(live.latencies, 0.5))} ms, p99 ${ms(quantile(live.latencies, 0.99))} ms, max ${ms(Math.max(...live.latencies))} ms`,
+    );
+    console.log(
+      `server RSS: ${mb(rssBeforeOverload)} before overload; during it min ${mb(Math.min(...overloadRss))}, max ${mb(Math.max(...overloadRss))}; after recovery ${mb(rss.samples.at(-1)!.rssBytes)}`,
+    );
     const every5 = rss.samples.filter((_, i) => i % 20 === 0).map((m) => `${(m.atMs / 1000).toFixed(0)}s:${(m.rssBytes / 2 ** 20).toFixed(0)}`);
     console.log(`RSS over the run (s:MB, every 5 s): ${every5.join(' ')}`);
 
     const series = throughputSeries(recovery, 5);
     console.log(`\n## Recovery: the capacity load again for ${recovery.seconds.toFixed(0)} s`);
-    console.log(`throughput ${okRate(recovery).toFixed(1)} req/s vs ${capacityRate.toFixed(1)} before (${((100 * okRate(recovery)) / capacityRate).toFixed(0)} %); non-200: ${total(recovery) - count(recovery, 200)}`);
+    console.log(
+      `throughput ${okRate(recovery).toFixed(1)} req/s vs ${capacityRate.toFixed(1)} before (${((100 * okRate(recovery)) / capacityRate).toFixed(0)} %); non-200: ${total(recovery) - count(recovery, 200)}`,
+    );
     console.log(`per 5 s from the moment load dropped: ${series.map((r) => r.toFixed(0)).join(', ')} req/s`);
-    console.log(`latency p50 ${ms(quantile(recovery.okMs, 0.5))} ms, p99 ${ms(quantile(recovery.okMs, 0.99))} ms (before: ${ms(quantile(capacity.okMs, 0.5))} / ${ms(quantile(capacity.okMs, 0.99))})`);
+    console.log(
+      `latency p50 ${ms(quantile(recovery.okMs, 0.5))} ms, p99 ${ms(quantile(recovery.okMs, 0.99))} ms (before: ${ms(quantile(capacity.okMs, 0.5))} / ${ms(quantile(capacity.okMs, 0.99))})`,
+    );
   } finally {
     const code = await server?.stop();
     if (code !== undefined && code !== 0) console.log(`server exited with code ${code}`);

@@ -78,19 +78,26 @@ export function measureTensorWriteMs(spec: PreprocessSpec, { reuse = false, iter
   return rounds.sort((a, b) => a - b)[4] as number;
 }
 
-
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({ options: { iterations: { type: 'string', default: '20' } }, allowPositionals: true });
   const iterations = Number(values.iterations);
   let paths = positionals.map((p) => resolve(p));
   if (paths.length === 0) {
     const photos = join(findRepoRoot(dirname(fileURLToPath(import.meta.url))), '..', 'shared', 'images', 'photos');
-    paths = readdirSync(photos).sort().map((f) => join(photos, f));
+    paths = readdirSync(photos)
+      .sort()
+      .map((f) => join(photos, f));
   }
   const versions = decoderVersions();
   const cpu = cpus();
-  console.log(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}; load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  console.log(`node ${process.version}, sharp ${versions.sharp}, libvips ${versions.libvips}, UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`);
+  console.log(
+    `machine: ${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}; load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(
+    `node ${process.version}, sharp ${versions.sharp}, libvips ${versions.libvips}, UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
+  );
   console.log(`spec: ImageNet (resize ${IMAGENET_PREPROCESS.resize}, crop ${IMAGENET_PREPROCESS.crop}), ${iterations} iterations, one image at a time`);
   for (const path of paths) {
     const cost = await measurePreprocessCost(IMAGENET_PREPROCESS, [path], { iterations });

@@ -142,7 +142,6 @@ function parseCliArgs(argv: string[]): Args {
   };
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Model, repository, tensors
 
@@ -209,7 +208,11 @@ async function checkAnswers(url: string, kinds: readonly Kind[], outputName: str
   for (const input of ['fp32', 'jpeg'] as const) {
     const json = logits.get(`${input}-json`)!;
     const binary = logits.get(`${input}-binary`)!;
-    const check = { what: `${input === 'fp32' ? 'FP32' : 'JPEG'}: JSON vs binary`, maxAbsDifference: maxAbsDifference(json, binary), maxAbsLogit: maxAbs(json) };
+    const check = {
+      what: `${input === 'fp32' ? 'FP32' : 'JPEG'}: JSON vs binary`,
+      maxAbsDifference: maxAbsDifference(json, binary),
+      maxAbsLogit: maxAbs(json),
+    };
     // Both carry the same float32 values to the same batch of the same session: any
     // difference beyond rounding means one framing decoded the input or encoded the answer wrongly.
     if (!(check.maxAbsDifference <= 1e-5 * Math.max(1, check.maxAbsLogit))) {
@@ -222,7 +225,11 @@ async function checkAnswers(url: string, kinds: readonly Kind[], outputName: str
     const classes = fp32.length / kinds.find((k) => k.id === 'fp32-binary')!.outputShape[0]!;
     const row = fp32.subarray(imageRow * classes, (imageRow + 1) * classes);
     const jpeg = logits.get('jpeg-binary')!;
-    checks.push({ what: `FP32 row ${imageRow} (the JPEG preprocessed here) vs the JPEG preprocessed by the server (batch ${kinds[0]!.images} vs 1)`, maxAbsDifference: maxAbsDifference(row, jpeg), maxAbsLogit: maxAbs(jpeg) });
+    checks.push({
+      what: `FP32 row ${imageRow} (the JPEG preprocessed here) vs the JPEG preprocessed by the server (batch ${kinds[0]!.images} vs 1)`,
+      maxAbsDifference: maxAbsDifference(row, jpeg),
+      maxAbsLogit: maxAbs(jpeg),
+    });
   }
   return checks;
 }
@@ -252,7 +259,16 @@ interface Run {
   readonly loadAverage: number;
 }
 
-async function runOne(url: string, pid: number, kind: Kind, connections: number, round: number, args: Args, outputName: string, requestTimeoutMs: number): Promise<Run> {
+async function runOne(
+  url: string,
+  pid: number,
+  kind: Kind,
+  connections: number,
+  round: number,
+  args: Args,
+  outputName: string,
+  requestTimeoutMs: number,
+): Promise<Run> {
   let threads: ThreadTimes | undefined;
   let machine: MachineTimes | undefined;
   let bench = 0;
@@ -367,7 +383,11 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(bytes < 1e6 ? 3 : 1)} MB`
 
 /** A Markdown table, its first `textColumns` columns aligned left and the numbers right. */
 function table(header: string[], rows: string[][], textColumns: number): string {
-  return [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < textColumns ? ':---' : '---:')).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i < textColumns ? ':---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
 }
 
 function runOutside(r: Run): number {
@@ -407,7 +427,21 @@ function renderMarkdown(r: Report): string {
   const label = new Map(r.kinds.map((k) => [k.id, k.label]));
   const body = new Map(r.kinds.map((k) => [k.id, k.bodyBytes]));
   const main = table(
-    ['clients', 'request', 'body', 'requests/s', 'images/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU ms/request', 'inference threads ms/request', '**outside inference ms/request**', 'of which main thread', 'other processes (cores)'],
+    [
+      'clients',
+      'request',
+      'body',
+      'requests/s',
+      'images/s',
+      'p50 ms',
+      'p99 ms',
+      'errors',
+      'server CPU ms/request',
+      'inference threads ms/request',
+      '**outside inference ms/request**',
+      'of which main thread',
+      'other processes (cores)',
+    ],
     r.figures.map((f) => [
       String(f.connections),
       label.get(f.kind)!,
@@ -426,7 +460,22 @@ function renderMarkdown(r: Report): string {
     2,
   );
   const perRun = table(
-    ['clients', 'round', 'request', 'warm-up s', 'window s', 'answers', 'requests/s', 'server CPU ms/request', 'inference ms/request', 'outside ms/request', 'server threads (CPU s in the window)', 'bench process cores', 'other processes cores', 'load avg'],
+    [
+      'clients',
+      'round',
+      'request',
+      'warm-up s',
+      'window s',
+      'answers',
+      'requests/s',
+      'server CPU ms/request',
+      'inference ms/request',
+      'outside ms/request',
+      'server threads (CPU s in the window)',
+      'bench process cores',
+      'other processes cores',
+      'load avg',
+    ],
     r.runs.map((x) => [
       String(x.connections),
       String(x.round),
@@ -438,7 +487,10 @@ function renderMarkdown(r: Report): string {
       f1((x.server.totalSeconds * 1000) / x.load.ok),
       f1((x.server.inferenceSeconds * 1000) / x.load.ok),
       f1(runOutside(x)),
-      x.server.groups.filter((g) => g.seconds >= 0.005).map((g) => `${g.group} ${f2(g.seconds)}`).join(', '),
+      x.server.groups
+        .filter((g) => g.seconds >= 0.005)
+        .map((g) => `${g.group} ${f2(g.seconds)}`)
+        .join(', '),
       f2(x.benchSeconds / x.load.windowSeconds),
       f2(Math.max(0, x.machineBusySeconds - x.server.totalSeconds - x.benchSeconds) / x.load.windowSeconds),
       f2(x.loadAverage),
@@ -472,7 +524,7 @@ function renderMarkdown(r: Report): string {
     '',
     ...r.checks.map((c) => `- ${c.what}: ${c.maxAbsDifference.toExponential(2)} (largest logit ${f2(c.maxAbsLogit)})`),
     '',
-    'Every kind and client count over all rounds (CPU from /proc over the measured windows, divided by the answers completed in them; inference threads = `ort-inference`, the inference worker and onnxruntime\'s intra-op threads; outside inference = every other thread of the server: event loop, libuv pool (sharp), V8 helpers):',
+    "Every kind and client count over all rounds (CPU from /proc over the measured windows, divided by the answers completed in them; inference threads = `ort-inference`, the inference worker and onnxruntime's intra-op threads; outside inference = every other thread of the server: event loop, libuv pool (sharp), V8 helpers):",
     '',
     main,
     '',
@@ -508,7 +560,9 @@ function describeSettings(config: Config): string {
 
 async function main(): Promise<void> {
   const args = parseCliArgs(process.argv.slice(2));
-  const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadBefore = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const cores = availableCpus();
   const cgroup = cgroupCpuLimit();
   const maxClients = Math.max(...args.concurrency);
@@ -530,7 +584,9 @@ async function main(): Promise<void> {
   const unset = (k: string) => process.env[k] === undefined || process.env[k] === '';
   const benchEnv: Record<string, string> = {
     ...(unset('JSON_BODY_MAX_BYTES') ? { JSON_BODY_MAX_BYTES: String(Math.max(BENCH_JSON_BODY_MAX_BYTES, mibAbove(largestBody))) } : {}),
-    ...(unset('BODY_MEMORY_BUDGET_BYTES') ? { BODY_MEMORY_BUDGET_BYTES: String(Math.max(DEFAULT_BODY_BUDGET_BYTES, mibAbove(largestBody * maxClients * 1.25))) } : {}),
+    ...(unset('BODY_MEMORY_BUDGET_BYTES')
+      ? { BODY_MEMORY_BUDGET_BYTES: String(Math.max(DEFAULT_BODY_BUDGET_BYTES, mibAbove(largestBody * maxClients * 1.25))) }
+      : {}),
     ...(unset('QUEUE_MAX_SIZE') ? { QUEUE_MAX_SIZE: String(Math.max(128, args.batch * maxClients)) } : {}),
     ...(unset('REQUEST_TIMEOUT_MS') ? { REQUEST_TIMEOUT_MS: String(BENCH_REQUEST_TIMEOUT_MS) } : {}),
   };
@@ -545,13 +601,21 @@ async function main(): Promise<void> {
   const versions = decoderVersions();
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
-  const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench:protocol', direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}` });
+  const command = commandLine({
+    serverEnv: ENV_VARS,
+    forced: FORCED_SERVER_ENV,
+    own: OWN_SERVER_ENV,
+    npmScript: 'bench:protocol',
+    direct: `node ${relative(ROOT, fileURLToPath(import.meta.url))}`,
+  });
   const revisionAtStart = revision(ROOT, ['src']);
   const machine =
     `${cpuModel}, ${cpus().length} logical cores (nproc ${availableParallelism()}), cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores for the server, ` +
     `${(totalmem() / 2 ** 30).toFixed(1)} GiB memory; a shared VM whose speed drifts (other tenants), so figures vary from run to run`;
 
-  process.stdout.write(`v2 protocol benchmark ${date}\n${command}\nmachine: ${machine}\nload average: ${loadBefore}\nmodel: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n`);
+  process.stdout.write(
+    `v2 protocol benchmark ${date}\n${command}\nmachine: ${machine}\nload average: ${loadBefore}\nmodel: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n`,
+  );
 
   await prepareRepository(model, REPOSITORY);
   process.stdout.write(`Starting ${relative(ROOT, SERVER_ENTRY)} (log: ${SERVER_LOG}) ...\n`);
@@ -572,7 +636,14 @@ async function main(): Promise<void> {
     const fp32 = `FP32 [${tensorShape.join(',')}]`;
     const kinds: Kind[] = [
       { id: 'fp32-json', label: `${fp32} JSON`, framing: 'JSON', request: requests['fp32-json'], images: args.batch, outputShape: [args.batch, classes] },
-      { id: 'fp32-binary', label: `${fp32} binary`, framing: 'binary', request: requests['fp32-binary'], images: args.batch, outputShape: [args.batch, classes] },
+      {
+        id: 'fp32-binary',
+        label: `${fp32} binary`,
+        framing: 'binary',
+        request: requests['fp32-binary'],
+        images: args.batch,
+        outputShape: [args.batch, classes],
+      },
       { id: 'jpeg-json', label: 'JPEG BYTES [1] JSON (base64)', framing: 'JSON', request: requests['jpeg-json'], images: 1, outputShape: [1, classes] },
       { id: 'jpeg-binary', label: 'JPEG BYTES [1] binary', framing: 'binary', request: requests['jpeg-binary'], images: 1, outputShape: [1, classes] },
     ];
@@ -596,13 +667,23 @@ async function main(): Promise<void> {
             `${run.load.ok} answers in ${f1(run.load.windowSeconds)} s (warm-up ${f1(run.load.warmupSeconds)} s): ${f2(run.load.ok / run.load.windowSeconds)} requests/s, ` +
               `p50 ${f1(quantile(run.latenciesMs, 0.5))} ms, errors ${errors}; server CPU ${f1((run.server.totalSeconds * 1000) / run.load.ok)} ms/request, ` +
               `inference ${f1((run.server.inferenceSeconds * 1000) / run.load.ok)}, outside ${f1(runOutside(run))} ` +
-              `[${run.server.groups.filter((g) => g.seconds >= 0.005).map((g) => `${g.group}×${g.threads} ${f2(g.seconds)} s`).join(', ')}]\n`,
+              `[${run.server.groups
+                .filter((g) => g.seconds >= 0.005)
+                .map((g) => `${g.group}×${g.threads} ${f2(g.seconds)} s`)
+                .join(', ')}]\n`,
           );
         }
       }
     }
 
-    const figures = args.concurrency.flatMap((c) => kinds.map((k) => figuresOf(runs.filter((r) => r.connections === c && r.kind === k.id), k)));
+    const figures = args.concurrency.flatMap((c) =>
+      kinds.map((k) =>
+        figuresOf(
+          runs.filter((r) => r.connections === c && r.kind === k.id),
+          k,
+        ),
+      ),
+    );
     report = {
       date,
       command,

@@ -62,7 +62,13 @@ const IMAGES = resolve(ROOT, '..', 'shared', 'images');
 const DEFAULT_MODEL_DIR = join(CACHE, 'models', 'resnet50');
 const REPOSITORY = join(CACHE, 'serve-repository');
 const SERVER_LOG = join(CACHE, 'serve-server.log');
-const CONTENT_TYPES: Readonly<Record<string, string>> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp', '.gif': 'image/gif' };
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.png': 'image/png',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+};
 /** Largest batch size measured directly (the issue's range). */
 const DIRECT_MAX_BATCH = 16;
 /**
@@ -124,7 +130,6 @@ function parseCliArgs(argv: string[]): Args {
     json: values.json === undefined ? undefined : resolve(values.json),
   };
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Model, repository, images
@@ -426,7 +431,9 @@ function figuresOf(level: LevelResult, model: string, reference: Bracket): Level
     computeMsPerBatch: (compute.sum / compute.count) * 1000,
     computeMsPerImage: (compute.sum / batchSizes.sum) * 1000,
     serverCores: serverSeconds / seconds,
-    threadCores: level.serverThreads.filter((g) => g.seconds / seconds >= 0.005).map((g) => ({ group: g.group, threads: g.threads, cores: g.seconds / seconds })),
+    threadCores: level.serverThreads
+      .filter((g) => g.seconds / seconds >= 0.005)
+      .map((g) => ({ group: g.group, threads: g.threads, cores: g.seconds / seconds })),
     benchCores: level.benchCpuSeconds / seconds,
     otherCores: Math.max(0, (level.machineBusySeconds - serverSeconds - level.benchCpuSeconds) / seconds),
     stealCores: level.machineStealSeconds / seconds,
@@ -500,14 +507,28 @@ function targets(r: Report): string[] {
   }
   if (saturated) {
     const pass = saturated.probeP99 <= 20 && saturated.probeFailures === 0;
-    lines.push(`- live probe p99 ≤ 20 ms while saturated (${saturated.connections} clients): ${f1(saturated.probeP99)} ms, ${saturated.probeFailures} failed → **${pass ? 'met' : 'not met'}**`);
+    lines.push(
+      `- live probe p99 ≤ 20 ms while saturated (${saturated.connections} clients): ${f1(saturated.probeP99)} ms, ${saturated.probeFailures} failed → **${pass ? 'met' : 'not met'}**`,
+    );
   }
   return lines;
 }
 
 function renderMarkdown(r: Report): string {
   const main = table(
-    ['clients', 'images/s', 'limit', '× limit', 'p50 ms', 'p99 ms', 'errors', 'probe p50 ms', 'probe p99 ms', 'probe max ms', 'server event-loop delay p99 / max ms'],
+    [
+      'clients',
+      'images/s',
+      'limit',
+      '× limit',
+      'p50 ms',
+      'p99 ms',
+      'errors',
+      'probe p50 ms',
+      'probe p99 ms',
+      'probe max ms',
+      'server event-loop delay p99 / max ms',
+    ],
     r.levels.map((l) => [
       String(l.connections),
       f1(l.imagesPerSecond),
@@ -589,7 +610,15 @@ function renderMarkdown(r: Report): string {
     `Because this machine's speed drifts, the reference is measured again with the server idle just before and just after each load level (batch 1 and batch ${r.best.batchSize}, 5 interleaved rounds; preprocessing one pass), and each level is compared with the mean of the two:`,
     '',
     table(
-      ['clients', 'batch 1 ms (before / after)', `batch ${r.best.batchSize} ms/image`, 'preprocessing CPU ms/image', 'median preprocessing wall ms', 'limit images/s', 'other processes (cores)'],
+      [
+        'clients',
+        'batch 1 ms (before / after)',
+        `batch ${r.best.batchSize} ms/image`,
+        'preprocessing CPU ms/image',
+        'median preprocessing wall ms',
+        'limit images/s',
+        'other processes (cores)',
+      ],
       r.levels.map((l) => {
         const { before: b, after: a } = l.reference;
         return [
@@ -631,7 +660,17 @@ function pairedSection(p: PairedLatency | undefined): string[] {
       'each followed by the same images preprocessed and run at batch 1 directly in the benchmark process, one after the other as the server does them; medians of the block medians, in ms:',
     '',
     table(
-      ['client p50', 'direct preprocessing', 'direct batch 1', 'serving adds', 'server total', 'server preprocess', 'server infer', 'server other (routing, body, batching, worker messages, reply)', 'outside the server clock (connection, HTTP parsing, client)'],
+      [
+        'client p50',
+        'direct preprocessing',
+        'direct batch 1',
+        'serving adds',
+        'server total',
+        'server preprocess',
+        'server infer',
+        'server other (routing, body, batching, worker messages, reply)',
+        'outside the server clock (connection, HTTP parsing, client)',
+      ],
       [
         [
           f1(p.clientMs),
@@ -667,7 +706,9 @@ function describeSettings(config: Config, maxBatchSize: number): string {
 
 async function main(): Promise<void> {
   const args = parseCliArgs(process.argv.slice(2));
-  const loadBefore = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadBefore = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const cores = availableCpus();
   const cgroup = cgroupCpuLimit();
   const config = loadConfig({ ...process.env, ...FORCED_SERVER_ENV }, { availableCpus: cores });
@@ -696,7 +737,11 @@ async function main(): Promise<void> {
 
   process.stdout.write(`Preprocessing cost over ${images.length} images (${args.preprocessIterations} passes) ...\n`);
   const { value: preprocess, otherCores: otherDuringPreprocess } = await withOtherLoad(() =>
-    measurePreprocessing(input.preprocess, images.map((i) => i.path), args.preprocessIterations),
+    measurePreprocessing(
+      input.preprocess,
+      images.map((i) => i.path),
+      args.preprocessIterations,
+    ),
   );
   process.stdout.write(
     `  CPU ${f2(preprocess.cpuMsPerImage)} ms/image; wall ${f2(preprocess.wallMsMean)} mean, ${f2(preprocess.wallMsMedian)} median (other processes: ${f2(otherDuringPreprocess)} cores)\n`,
@@ -715,7 +760,8 @@ async function main(): Promise<void> {
     }),
   );
   process.stdout.write(`  other processes used ${f2(otherDuringDirect)} cores meanwhile\n`);
-  for (const d of direct) process.stdout.write(`  batch ${String(d.batchSize).padStart(2)}: ${f1(d.msPerBatch).padStart(7)} ms, ${f1(d.msPerImage)} ms/image (${d.runs} runs)\n`);
+  for (const d of direct)
+    process.stdout.write(`  batch ${String(d.batchSize).padStart(2)}: ${f1(d.msPerBatch).padStart(7)} ms, ${f1(d.msPerImage)} ms/image (${d.runs} runs)\n`);
   const best = direct.reduce((a, b) => (b.msPerImage < a.msPerImage ? b : a));
   const batch1 = direct.find((d) => d.batchSize === 1) ?? direct[0]!;
   const limit = limitOf(best.msPerImage, preprocess.cpuMsPerImage, cores);
@@ -737,7 +783,14 @@ async function main(): Promise<void> {
     const measureNow = async () => {
       const idle = await waitUntilIdle(server.pid);
       if (!idle) process.stdout.write('  warning: the server did not become idle within 15 s; the reference may be low\n');
-      const r = await measureReference(join(model.dir, 'model.onnx'), input, images.map((i) => i.path), config.intraOpThreads, best.batchSize, cores);
+      const r = await measureReference(
+        join(model.dir, 'model.onnx'),
+        input,
+        images.map((i) => i.path),
+        config.intraOpThreads,
+        best.batchSize,
+        cores,
+      );
       process.stdout.write(
         `reference (server idle): batch 1 ${f1(r.batch1Ms)} ms, batch ${r.bestBatch} ${f1(r.bestMsPerImage)} ms/image, ` +
           `preprocessing ${f2(r.preprocessCpuMs)} CPU ms/image → limit ${f1(r.limit)} images/s (other processes ${f2(r.otherCores)} cores)\n`,
@@ -746,7 +799,9 @@ async function main(): Promise<void> {
     };
     let before = await measureNow();
     for (const connections of args.concurrency) {
-      process.stdout.write(`${connections} clients: ${args.warmupSeconds} s warm-up, ${args.durationSeconds} s measured (load ${loadavg()[0]!.toFixed(2)}) ...\n`);
+      process.stdout.write(
+        `${connections} clients: ${args.warmupSeconds} s warm-up, ${args.durationSeconds} s measured (load ${loadavg()[0]!.toFixed(2)}) ...\n`,
+      );
       const result = await runLevel(server.baseUrl, server.pid, path, uploads, connections, args);
       const after = await measureNow();
       const level = figuresOf(result, model.name, bracket(before, after, cores));
@@ -759,7 +814,7 @@ async function main(): Promise<void> {
       );
     }
     if (args.concurrency.includes(1)) {
-      process.stdout.write('Where a lone request\'s time goes: blocks of requests alternating with the same work done directly ...\n');
+      process.stdout.write("Where a lone request's time goes: blocks of requests alternating with the same work done directly ...\n");
       await waitUntilIdle(server.pid);
       paired = await measurePairedLatency({
         baseUrl: server.baseUrl,

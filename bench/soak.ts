@@ -64,12 +64,7 @@ function forgedPng(): Buffer {
   ihdr.writeUInt32BE(60_000, 0);
   ihdr.writeUInt32BE(60_000, 4);
   ihdr.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([
-    PNG_SIGNATURE,
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(Buffer.alloc(1024))),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(1024))), pngChunk('IEND', Buffer.alloc(0))]);
 }
 
 /** The request mix: each image by raw body, multipart and base64 JSON, and one refused input in ten. */
@@ -123,7 +118,12 @@ async function main(): Promise<void> {
   const duration = num('duration');
   const workload = await prepareWorkload(model, resolve(values['model-dir']!));
   const requests = requestMix(workload);
-  console.log(machineBanner('Soak benchmark', `model ${model}; ${num('connections')} clients in closed loop for ${duration} s after a ${num('warmup-seconds')} s warm-up; ${requests.length} requests in rotation (raw, multipart, v2 BYTES; 3 refused inputs)`));
+  console.log(
+    machineBanner(
+      'Soak benchmark',
+      `model ${model}; ${num('connections')} clients in closed loop for ${duration} s after a ${num('warmup-seconds')} s warm-up; ${requests.length} requests in rotation (raw, multipart, v2 BYTES; 3 refused inputs)`,
+    ),
+  );
 
   let server: ServerProcess | undefined;
   try {
@@ -151,12 +151,21 @@ async function main(): Promise<void> {
       instance.on('reqError', () => {
         if (loadStart > 0) errors++;
       });
-      setTimeout(() => {
-        loadStart = performance.now();
-        const take = () => pending.push(sample(running, (performance.now() - loadStart) / 1000).then((s) => void samples.push(s), () => undefined));
-        take();
-        sampling = setInterval(take, num('sample-seconds') * 1000);
-      }, num('warmup-seconds') * 1000);
+      setTimeout(
+        () => {
+          loadStart = performance.now();
+          const take = () =>
+            pending.push(
+              sample(running, (performance.now() - loadStart) / 1000).then(
+                (s) => void samples.push(s),
+                () => undefined,
+              ),
+            );
+          take();
+          sampling = setInterval(take, num('sample-seconds') * 1000);
+        },
+        num('warmup-seconds') * 1000,
+      );
     });
     clearInterval(sampling);
     const seconds = (performance.now() - loadStart) / 1000;
@@ -169,16 +178,26 @@ async function main(): Promise<void> {
     const secondHalf = samples.filter((s) => s.t >= seconds / 2);
     const perHour = (pick: (s: Sample) => number) => (slope(secondHalf.map((s) => [s.t, pick(s)])) * 3600) / 2 ** 20;
     const total = [...statuses.values()].reduce((a, b) => a + b, 0);
-    console.log(`\n${total} responses in ${seconds.toFixed(0)} s (${(total / seconds).toFixed(1)}/s): ${JSON.stringify(Object.fromEntries(statuses))}; transport errors ${errors}`);
+    console.log(
+      `\n${total} responses in ${seconds.toFixed(0)} s (${(total / seconds).toFixed(1)}/s): ${JSON.stringify(Object.fromEntries(statuses))}; transport errors ${errors}`,
+    );
     console.log('| t (s) | RSS | heap used | heap total | external | VmRSS (/proc) |');
     console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
     const every = Math.max(1, Math.round(60 / num('sample-seconds')));
     for (const s of samples.filter((_, i) => i % every === 0 || i === samples.length - 1)) {
-      console.log(`| ${s.t.toFixed(0)} | ${mb(s.rssBytes)} | ${mb(s.heapUsedBytes)} | ${mb(s.heapTotalBytes)} | ${mb(s.externalBytes)} | ${mb(s.procRssBytes)} |`);
+      console.log(
+        `| ${s.t.toFixed(0)} | ${mb(s.rssBytes)} | ${mb(s.heapUsedBytes)} | ${mb(s.heapTotalBytes)} | ${mb(s.externalBytes)} | ${mb(s.procRssBytes)} |`,
+      );
     }
-    console.log(`\nRSS: ${mb(first.rssBytes)} at the start, ${mb(last.rssBytes)} at the end: drift ${mb(last.rssBytes - first.rssBytes)}; max ${mb(Math.max(...samples.map((s) => s.rssBytes)))}`);
-    console.log(`heap used: ${mb(first.heapUsedBytes)} at the start, ${mb(last.heapUsedBytes)} at the end: drift ${mb(last.heapUsedBytes - first.heapUsedBytes)}; max ${mb(Math.max(...samples.map((s) => s.heapUsedBytes)))}`);
-    console.log(`trend over the second half (${secondHalf.length} samples, least squares): RSS ${perHour((s) => s.rssBytes).toFixed(1)} MB/h, heap used ${perHour((s) => s.heapUsedBytes).toFixed(1)} MB/h`);
+    console.log(
+      `\nRSS: ${mb(first.rssBytes)} at the start, ${mb(last.rssBytes)} at the end: drift ${mb(last.rssBytes - first.rssBytes)}; max ${mb(Math.max(...samples.map((s) => s.rssBytes)))}`,
+    );
+    console.log(
+      `heap used: ${mb(first.heapUsedBytes)} at the start, ${mb(last.heapUsedBytes)} at the end: drift ${mb(last.heapUsedBytes - first.heapUsedBytes)}; max ${mb(Math.max(...samples.map((s) => s.heapUsedBytes)))}`,
+    );
+    console.log(
+      `trend over the second half (${secondHalf.length} samples, least squares): RSS ${perHour((s) => s.rssBytes).toFixed(1)} MB/h, heap used ${perHour((s) => s.heapUsedBytes).toFixed(1)} MB/h`,
+    );
   } finally {
     const code = await server?.stop();
     if (code !== undefined && code !== 0) console.log(`server exited with code ${code}`);

@@ -49,5 +49,5 @@ const npm = process.env.npm_execpath
   : spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
 if (npm.error) throw npm.error;
 if (npm.status !== 0) process.exit(npm.status ?? 1);
-writeFileSync(STAMP, 'The time the last successful build started (this file\'s mtime); see scripts/build-if-stale.mjs.\n');
+writeFileSync(STAMP, "The time the last successful build started (this file's mtime); see scripts/build-if-stale.mjs.\n");
 utimesSync(STAMP, startedSec, startedSec);

@@ -243,7 +243,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   installRequestBodies(app, bodyBudget, incoming);
   installAccessLog(app);
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.observeHttp(request.method, routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate), reply.statusCode, reply.elapsedTime / 1000);
+    metrics.observeHttp(
+      request.method,
+      routeLabel(request.routeOptions.url, request.routeOptions.config?.routeTemplate),
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
     done();
   });
   app.addHook('onClose', async () => {
@@ -254,13 +259,19 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.removeContentTypeParser('text/plain');
   // JSON bodies: nesting, arrays and objects, and keys are counted in one pass over the bytes
   // and refused before JSON.parse sees them (json-body.ts: a 16 MiB nested body took 1.6 s).
-  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.jsonBodyMaxBytes }, createJsonBodyParser(defaultJsonBodyLimits(config.jsonBodyMaxBytes)));
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'buffer', bodyLimit: config.jsonBodyMaxBytes },
+    createJsonBodyParser(defaultJsonBodyLimits(config.jsonBodyMaxBytes)),
+  );
   // Raw image bodies declared image/*, whatever its parameters (the format is detected from the
   // bytes later; `image/jpeg; charset=binary` is still a JPEG), and the literal `image/*` that
   // Swagger UI's "Try it out" sends for openapi.yaml's `image/*` body. The generic types a raw image may
   // also come under (application/octet-stream, curl's urlencoded default, none) are each route
   // plugin's own (accepted-bodies.ts, routes/v2.ts), since what they mean differs by route.
-  app.addContentTypeParser(/^image\/(?:[\w.+-]+|\*)\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser(/^image\/(?:[\w.+-]+|\*)\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) =>
+    done(null, body),
+  );
   await app.register(multipart, { throwFileSizeLimit: true, limits: multipartLimits(config) });
   if (config.rateLimitMax > 0) {
     await app.register(rateLimit, {

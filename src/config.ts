@@ -150,16 +150,46 @@ export class ConfigError extends Error {
  * are documented on the fields of `Config` above.
  */
 export const ENV_VARS = [
-  'HOST', 'PORT', 'METRICS_PORT', 'GRPC_PORT', 'LOG_LEVEL',
-  'MODEL_REPOSITORY', 'DEFAULT_MODEL', 'SEED_DEFAULT_MODEL', 'BUILD_DEFAULT_MODEL',
-  'MODEL_CONTROL_MODE', 'MODEL_LOAD', 'MODEL_POLL_INTERVAL_S',
-  'BATCH_MAX_SIZE', 'BATCH_MAX_DELAY_MS', 'INFERENCE_WORKERS', 'INTRA_OP_THREADS', 'INFERENCE_NICE', 'QUEUE_MAX_SIZE', 'REQUEST_TIMEOUT_MS',
-  'UPLOAD_MAX_BYTES', 'JSON_BODY_MAX_BYTES', 'MAX_IMAGES_PER_REQUEST', 'MAX_IMAGE_PIXELS',
-  'MAX_IMAGE_DECODE_BYTES', 'DECODE_MEMORY_BUDGET_BYTES', 'BODY_MEMORY_BUDGET_BYTES',
-  'HTTP_KEEP_ALIVE_TIMEOUT_MS', 'HTTP_HEADERS_TIMEOUT_MS', 'HTTP_REQUEST_TIMEOUT_MS',
-  'EXECUTION_PROVIDER', 'CUDA_DEVICE_ID', 'CUDA_MEM_LIMIT_BYTES', 'CUDNN_CONV_ALGO_SEARCH',
-  'SHUTDOWN_DELAY_MS', 'SHUTDOWN_TIMEOUT_MS',
-  'API_KEYS', 'API_KEYS_FILE', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'TRUST_PROXY',
+  'HOST',
+  'PORT',
+  'METRICS_PORT',
+  'GRPC_PORT',
+  'LOG_LEVEL',
+  'MODEL_REPOSITORY',
+  'DEFAULT_MODEL',
+  'SEED_DEFAULT_MODEL',
+  'BUILD_DEFAULT_MODEL',
+  'MODEL_CONTROL_MODE',
+  'MODEL_LOAD',
+  'MODEL_POLL_INTERVAL_S',
+  'BATCH_MAX_SIZE',
+  'BATCH_MAX_DELAY_MS',
+  'INFERENCE_WORKERS',
+  'INTRA_OP_THREADS',
+  'INFERENCE_NICE',
+  'QUEUE_MAX_SIZE',
+  'REQUEST_TIMEOUT_MS',
+  'UPLOAD_MAX_BYTES',
+  'JSON_BODY_MAX_BYTES',
+  'MAX_IMAGES_PER_REQUEST',
+  'MAX_IMAGE_PIXELS',
+  'MAX_IMAGE_DECODE_BYTES',
+  'DECODE_MEMORY_BUDGET_BYTES',
+  'BODY_MEMORY_BUDGET_BYTES',
+  'HTTP_KEEP_ALIVE_TIMEOUT_MS',
+  'HTTP_HEADERS_TIMEOUT_MS',
+  'HTTP_REQUEST_TIMEOUT_MS',
+  'EXECUTION_PROVIDER',
+  'CUDA_DEVICE_ID',
+  'CUDA_MEM_LIMIT_BYTES',
+  'CUDNN_CONV_ALGO_SEARCH',
+  'SHUTDOWN_DELAY_MS',
+  'SHUTDOWN_TIMEOUT_MS',
+  'API_KEYS',
+  'API_KEYS_FILE',
+  'RATE_LIMIT_MAX',
+  'RATE_LIMIT_WINDOW_MS',
+  'TRUST_PROXY',
 ] as const;
 
 function readInt(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -228,7 +258,10 @@ function readTrustProxy(env: Env): false | readonly string[] {
 
 /** `MODEL_LOAD`: model names, comma-separated, or `*` alone for every model folder. */
 function readModelLoad(env: Env): readonly string[] | '*' {
-  const names = (env.MODEL_LOAD ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
+  const names = (env.MODEL_LOAD ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n.length > 0);
   if (names.includes('*')) {
     if (names.length > 1) throw new ConfigError(`Expected \`MODEL_LOAD\` to be \`*\` alone or a list of model names, got \`${env.MODEL_LOAD}\``);
     return '*';
@@ -237,7 +270,10 @@ function readModelLoad(env: Env): readonly string[] | '*' {
 }
 
 function parseKeys(text: string): string[] {
-  return text.split(/[,\n]/).map((k) => k.trim()).filter((k) => k.length > 0);
+  return text
+    .split(/[,\n]/)
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
 }
 
 /** Parses and validates the environment; throws `ConfigError` naming the variable at fault. */
@@ -299,7 +335,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     executionProvider,
     cudaDeviceId: readInt(env, 'CUDA_DEVICE_ID', 0, 0),
     cudaMemLimitBytes: readInt(env, 'CUDA_MEM_LIMIT_BYTES', 0, 0),
-    cudnnConvAlgoSearch: readEnum<CudnnConvAlgoSearch>(env, 'CUDNN_CONV_ALGO_SEARCH', ['EXHAUSTIVE', 'HEURISTIC', 'DEFAULT'], 'HEURISTIC', (s) => s.toUpperCase()),
+    cudnnConvAlgoSearch: readEnum<CudnnConvAlgoSearch>(env, 'CUDNN_CONV_ALGO_SEARCH', ['EXHAUSTIVE', 'HEURISTIC', 'DEFAULT'], 'HEURISTIC', (s) =>
+      s.toUpperCase(),
+    ),
     shutdownDelayMs: readInt(env, 'SHUTDOWN_DELAY_MS', 0, 0),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 25_000, 0),
     apiKeys: Object.freeze(apiKeys),
@@ -308,7 +346,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     trustProxy: readTrustProxy(env),
   };
   if (config.maxImagesPerRequest > config.queueMaxSize) {
-    throw new ConfigError(`Expected \`MAX_IMAGES_PER_REQUEST\` (${config.maxImagesPerRequest}) to be at most \`QUEUE_MAX_SIZE\` (${config.queueMaxSize}): a larger request could never be queued`);
+    throw new ConfigError(
+      `Expected \`MAX_IMAGES_PER_REQUEST\` (${config.maxImagesPerRequest}) to be at most \`QUEUE_MAX_SIZE\` (${config.queueMaxSize}): a larger request could never be queued`,
+    );
   }
   if (config.maxImageDecodeBytes > config.decodeMemoryBudgetBytes) {
     throw new ConfigError(
@@ -322,7 +362,9 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     );
   }
   if (config.modelControlMode !== 'explicit' && env.MODEL_LOAD?.trim()) {
-    throw new ConfigError(`\`MODEL_LOAD\` applies to \`MODEL_CONTROL_MODE=explicit\` only (it is \`${config.modelControlMode}\`, which loads every model folder)`);
+    throw new ConfigError(
+      `\`MODEL_LOAD\` applies to \`MODEL_CONTROL_MODE=explicit\` only (it is \`${config.modelControlMode}\`, which loads every model folder)`,
+    );
   }
   if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
     throw new ConfigError('Expected `HTTP_HEADERS_TIMEOUT_MS` to be at most `HTTP_REQUEST_TIMEOUT_MS`');

@@ -41,8 +41,7 @@ export type ErrorFactory = ((message?: string, options?: ServingErrorOptions) =>
 };
 
 function createError(code: string, defaultMessage: string, statusCode: number): ErrorFactory {
-  const factory = (message?: string, options?: ServingErrorOptions) =>
-    new ServingError(code, message ?? defaultMessage, statusCode, options);
+  const factory = (message?: string, options?: ServingErrorOptions) => new ServingError(code, message ?? defaultMessage, statusCode, options);
   return Object.assign(factory, { code, statusCode });
 }
 

@@ -125,13 +125,33 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ['model', 'version', 'outcome', 'protocol'] as const,
     registers,
   });
-  const images = new client.Counter({ name: 'inference_images_total', help: 'Images (or tensor items) inferred successfully.', labelNames: ['model', 'version'] as const, registers });
-  const batches = new client.Counter({ name: 'inference_batches_total', help: 'Batches run to completion.', labelNames: ['model', 'version'] as const, registers });
-  const queueDepth = new client.Gauge({ name: 'inference_queue_depth', help: 'Images waiting in the batch queue.', labelNames: ['model', 'version'] as const, registers });
+  const images = new client.Counter({
+    name: 'inference_images_total',
+    help: 'Images (or tensor items) inferred successfully.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
+  const batches = new client.Counter({
+    name: 'inference_batches_total',
+    help: 'Batches run to completion.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
+  const queueDepth = new client.Gauge({
+    name: 'inference_queue_depth',
+    help: 'Images waiting in the batch queue.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
   const queueCapacity =
     options.queueMaxSize === undefined
       ? undefined
-      : new client.Gauge({ name: 'inference_queue_capacity', help: 'Images the batch queue holds before it refuses requests (QUEUE_MAX_SIZE).', labelNames: ['model', 'version'] as const, registers });
+      : new client.Gauge({
+          name: 'inference_queue_capacity',
+          help: 'Images the batch queue holds before it refuses requests (QUEUE_MAX_SIZE).',
+          labelNames: ['model', 'version'] as const,
+          registers,
+        });
   const inflightRequests = new client.Gauge({
     name: 'inference_inflight_requests',
     help: 'Inference requests admitted and not yet answered (preprocessing, queued or running).',
@@ -150,7 +170,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
           this.set(read());
         },
       });
-    gauge('http_request_body_arriving_bytes', 'Bytes received of request bodies not yet complete (BODY_MEMORY_BUDGET_BYTES bounds them).', () => budgets.body.usedBytes);
+    gauge(
+      'http_request_body_arriving_bytes',
+      'Bytes received of request bodies not yet complete (BODY_MEMORY_BUDGET_BYTES bounds them).',
+      () => budgets.body.usedBytes,
+    );
     gauge('http_request_body_budget_bytes', 'BODY_MEMORY_BUDGET_BYTES.', () => budgets.body.capacityBytes);
     gauge('image_decode_reserved_bytes', 'Memory reserved by image decodes running now, as estimated from their headers.', () => budgets.decode.usedBytes);
     gauge('image_decode_budget_bytes', 'DECODE_MEMORY_BUDGET_BYTES.', () => budgets.decode.capacityBytes);
@@ -162,7 +186,12 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ['model', 'version', 'execution_provider', 'sha256'] as const,
     registers,
   });
-  const loadDuration = new client.Gauge({ name: 'model_load_duration_seconds', help: 'Time to load and warm up the model version.', labelNames: ['model', 'version'] as const, registers });
+  const loadDuration = new client.Gauge({
+    name: 'model_load_duration_seconds',
+    help: 'Time to load and warm up the model version.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
   const loadFailures = new client.Counter({
     name: 'model_load_failures_total',
     help: 'Loads of a model (version, when one version failed) that failed, leaving what served before serving.',
@@ -230,7 +259,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
           requestDuration.remove({ ...labels, outcome, protocol });
         }
       }
-      for (const metric of [preprocess, queue, compute, postprocess, batchSize, images, batches, queueDepth, inflight, inflightRequests, loadDuration]) metric.remove(labels);
+      for (const metric of [preprocess, queue, compute, postprocess, batchSize, images, batches, queueDepth, inflight, inflightRequests, loadDuration])
+        metric.remove(labels);
       queueCapacity?.remove(labels);
     },
     modelLoadFailed(model, version) {

@@ -66,7 +66,11 @@ try {
   if (metricsApp) await metricsApp.listen({ host: cfg.host, port: cfg.metricsPort ?? 0 });
   if (cfg.grpcPort !== 0) {
     const { registry, lifecycle, dataPlane, control } = app.serving;
-    grpcServer = await startGrpcServer({ config: cfg, registry, lifecycle, control, ...dataPlane, version: SERVER_VERSION, log: app.log }, cfg.host, cfg.grpcPort);
+    grpcServer = await startGrpcServer(
+      { config: cfg, registry, lifecycle, control, ...dataPlane, version: SERVER_VERSION, log: app.log },
+      cfg.host,
+      cfg.grpcPort,
+    );
     app.log.info({ grpcPort: grpcServer.port }, 'gRPC listening');
   }
   app.log.info(

@@ -66,7 +66,9 @@ export async function readModelInput(dir: string): Promise<ResolvedModelInput> {
 
 /** `batch` real items: the images of `photosDir`, preprocessed as the model's config says, in rotation. */
 export async function photoBatch(input: ResolvedModelInput, batch: number, photosDir: string): Promise<{ data: Float32Array; names: string[] }> {
-  const files = readdirSync(photosDir).filter((f) => IMAGE_EXTENSIONS.test(f)).sort();
+  const files = readdirSync(photosDir)
+    .filter((f) => IMAGE_EXTENSIONS.test(f))
+    .sort();
   if (files.length === 0) throw new Error(`no photos in ${photosDir}`);
   const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: 100_000_000 });
   const data = new Float32Array(batch * input.itemSize);

@@ -62,7 +62,11 @@ export function readThreadTimes(pid: number): ThreadTimes {
  * together; the main thread (its id is the process id) is `main`. In a Node process the
  * threads left called `node` are libuv's pool (sharp's work, file I/O) and V8's helpers (GC).
  */
-export function threadGroupDelta(pid: number, before: ThreadTimes, after: ThreadTimes): Array<{ readonly group: string; readonly threads: number; readonly seconds: number }> {
+export function threadGroupDelta(
+  pid: number,
+  before: ThreadTimes,
+  after: ThreadTimes,
+): Array<{ readonly group: string; readonly threads: number; readonly seconds: number }> {
   const groups = new Map<string, { threads: number; seconds: number }>();
   for (const [tid, now] of after.threads) {
     const seconds = now.seconds - (before.threads.get(tid)?.seconds ?? 0);
@@ -85,7 +89,9 @@ export interface MachineTimes {
 export function readMachineTimes(): MachineTimes {
   let line: string | undefined;
   try {
-    line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+    line = readFileSync('/proc/stat', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('cpu '));
   } catch {
     line = undefined;
   }

@@ -22,7 +22,10 @@ export interface MemoryLimit {
 /** `resources.limits.memory` of container `container` of the Deployment in the manifest at `path`. */
 export function readDeploymentMemoryLimit(path: string, container = 'server'): MemoryLimit {
   for (const doc of parseAllDocuments(readFileSync(path, 'utf8'))) {
-    const manifest = doc.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ name?: string; resources?: { limits?: { memory?: unknown } } }> } } } } | null;
+    const manifest = doc.toJS() as {
+      kind?: string;
+      spec?: { template?: { spec?: { containers?: Array<{ name?: string; resources?: { limits?: { memory?: unknown } } }> } } };
+    } | null;
     if (manifest?.kind !== 'Deployment') continue;
     const memory = manifest.spec?.template?.spec?.containers?.find((c) => c.name === container)?.resources?.limits?.memory;
     if (memory === undefined) continue;

@@ -80,7 +80,7 @@ function segment(marker: number, body: readonly number[] | Uint8Array): Buffer {
 
 /** An end-of-band run over `blocks` blocks: EOBr symbols (AC table code r, 4 bits) and r extra bits. */
 function endOfBandRun(out: EntropyWriter, blocks: number): void {
-  for (let left = blocks; left > 0; ) {
+  for (let left = blocks; left > 0;) {
     const run = Math.min(left, 0x7fff); // EOB14 with 14 extra bits covers at most 32,767 blocks
     const r = 31 - Math.clz32(run);
     out.write(r, 4);
@@ -128,7 +128,16 @@ export function progressiveJpegScanBomb(options: ScanBombOptions): Buffer {
   // DC first scan, all components interleaved, Al = 0: one 1-bit code a block.
   const dc = new EntropyWriter();
   for (let i = 0; i < blocks * components; i++) dc.write(0, 1);
-  parts.push(sos(Array.from({ length: components }, (_, c) => c + 1), 0, 0, 0, 0), dc.finish());
+  parts.push(
+    sos(
+      Array.from({ length: components }, (_, c) => c + 1),
+      0,
+      0,
+      0,
+      0,
+    ),
+    dc.finish(),
+  );
 
   const empty = (() => {
     const w = new EntropyWriter();
@@ -160,7 +169,15 @@ export function progressiveJpegScanBomb(options: ScanBombOptions): Buffer {
 // ---------------------------------------------------------------------------------------------
 
 /** Adam7's passes: where each starts and how far it steps, in x and y. */
-const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
+const ADAM7 = [
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
+] as const;
 
 export interface InterlacedPngOptions {
   readonly width: number;

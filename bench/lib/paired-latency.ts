@@ -73,7 +73,14 @@ export async function measurePairedLatency(options: PairedLatencyOptions): Promi
     new Promise<{ ms: number; timing: Record<string, number> }>((resolve, reject) => {
       const started = performance.now();
       const req = request(
-        { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent, headers: { 'content-type': upload.contentType, 'content-length': upload.body.length } },
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          agent,
+          headers: { 'content-type': upload.contentType, 'content-length': upload.body.length },
+        },
         (res) => {
           res.resume();
           res.on('error', reject);

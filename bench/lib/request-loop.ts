@@ -55,7 +55,14 @@ export interface RequestLoopResult {
   readonly warmupErrors: number;
 }
 
-function post(url: string, headers: Readonly<Record<string, string>>, body: Buffer, agent: http.Agent, signal: AbortSignal, timeoutMs: number): Promise<RawAnswer> {
+function post(
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  body: Buffer,
+  agent: http.Agent,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const request = http.request(url, { method: 'POST', agent, signal, headers: { 'content-length': String(body.length), ...headers } });
     const timer = setTimeout(() => request.destroy(Object.assign(new Error(`no whole answer within ${timeoutMs} ms`), { code: 'TIMEOUT' })), timeoutMs);
@@ -79,7 +86,8 @@ function post(url: string, headers: Readonly<Record<string, string>>, body: Buff
 
 export async function runRequestLoop(options: RequestLoopOptions): Promise<RequestLoopResult> {
   const { connections, timeoutMs = 120_000 } = options;
-  if (!Number.isInteger(connections) || connections < 1) throw new RangeError(`Expected \`connections\` to be an integer from 1 and up, got \`${connections}\``);
+  if (!Number.isInteger(connections) || connections < 1)
+    throw new RangeError(`Expected \`connections\` to be an integer from 1 and up, got \`${connections}\``);
   const stopping = new AbortController();
   // Every request listens to it until its 'close', which can come after the next has started.
   setMaxListeners(0, stopping.signal);

@@ -67,7 +67,10 @@ export function bytesBinaryRequest(name: string, elements: readonly Uint8Array[]
     parts.push(length, Buffer.from(e.buffer, e.byteOffset, e.byteLength));
   }
   const tail = Buffer.concat(parts);
-  const header = { inputs: [{ name, shape: [elements.length], datatype: 'BYTES', parameters: { binary_data_size: tail.length } }], parameters: { binary_data_output: true } };
+  const header = {
+    inputs: [{ name, shape: [elements.length], datatype: 'BYTES', parameters: { binary_data_size: tail.length } }],
+    parameters: { binary_data_output: true },
+  };
   return binaryRequest(header, tail);
 }
 
@@ -95,7 +98,8 @@ export function readV2Answer(headers: IncomingHttpHeaders, body: Buffer): V2Outp
       const data = o.datatype === 'FP32' && Array.isArray(o.data) ? Float32Array.from(o.data as number[]) : undefined;
       return { name: o.name, datatype: o.datatype, shape, data };
     }
-    if (!Number.isSafeInteger(size) || (size as number) < 0 || offset + (size as number) > body.length) throw new Error(`outputs[${i}].parameters.binary_data_size ${String(size)} runs past the answer`);
+    if (!Number.isSafeInteger(size) || (size as number) < 0 || offset + (size as number) > body.length)
+      throw new Error(`outputs[${i}].parameters.binary_data_size ${String(size)} runs past the answer`);
     const bytes = body.subarray(offset, offset + (size as number));
     offset += size as number;
     let data: Float32Array | undefined;

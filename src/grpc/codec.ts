@@ -13,7 +13,15 @@
  */
 import { errors, type ServingError } from '../errors.js';
 import type { InferOutput, InferResponse } from '../protocol/v2-infer.js';
-import { buildInput, newImageBudget, quoteValue, type DecodeLimits, type InferRequest, type RequestedOutput, type TensorSource } from '../protocol/v2-request.js';
+import {
+  buildInput,
+  newImageBudget,
+  quoteValue,
+  type DecodeLimits,
+  type InferRequest,
+  type RequestedOutput,
+  type TensorSource,
+} from '../protocol/v2-request.js';
 import { encodeOutputBytes } from '../protocol/v2-response.js';
 
 /** `InferParameter`: one of its typed values. */
@@ -68,7 +76,16 @@ export interface GrpcInferResponse {
   raw_output_contents: Buffer[];
 }
 
-const TYPED_FIELDS = ['fp32_contents', 'bytes_contents', 'bool_contents', 'int_contents', 'int64_contents', 'uint_contents', 'uint64_contents', 'fp64_contents'] as const;
+const TYPED_FIELDS = [
+  'fp32_contents',
+  'bytes_contents',
+  'bool_contents',
+  'int_contents',
+  'int64_contents',
+  'uint_contents',
+  'uint64_contents',
+  'fp64_contents',
+] as const;
 
 /** The typed contents an input carries, or `undefined` when it has none. */
 function typedValues(contents: InferTensorContents | null | undefined, what: string): readonly number[] | readonly Uint8Array[] | undefined {
@@ -85,7 +102,8 @@ function classificationOf(output: GrpcRequestedOutput, what: string): number | u
   const p = output.parameters?.classification;
   if (p === undefined) return undefined;
   const value = p.int64_param ?? p.uint64_param ?? p.double_param;
-  if (!Number.isSafeInteger(value) || (value as number) < 1) throw errors.INVALID_REQUEST(`${what}.parameters.classification must be an integer from 1 up, got ${quoteValue(value)}`);
+  if (!Number.isSafeInteger(value) || (value as number) < 1)
+    throw errors.INVALID_REQUEST(`${what}.parameters.classification must be an integer from 1 up, got ${quoteValue(value)}`);
   return value;
 }
 
@@ -99,7 +117,8 @@ export function decodeGrpcInferRequest(request: GrpcInferRequest, limits: Decode
   const decoded = inputs.map((input, i) => {
     const what = `inputs[${i}]`;
     const typed = typedValues(input.contents, what);
-    if (typed !== undefined && raw.length > 0) throw errors.INVALID_TENSOR(`${what} has typed contents and the request has raw_input_contents: send one or the other`);
+    if (typed !== undefined && raw.length > 0)
+      throw errors.INVALID_TENSOR(`${what} has typed contents and the request has raw_input_contents: send one or the other`);
     let source: TensorSource;
     if (raw.length > 0) source = { kind: 'binary', bytes: raw[i]! };
     else if (typed !== undefined) source = { kind: 'elements', values: typed };

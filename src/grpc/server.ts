@@ -114,7 +114,9 @@ function createRateLimit(max: number, windowMs: number) {
     const n = (counts.get(peer) ?? 0) + 1;
     counts.set(peer, n);
     if (n > max) {
-      throw errors.RATE_LIMITED(`Rate limit of ${max} requests per ${windowMs} ms exceeded`, { retryAfterSeconds: Math.max(1, Math.ceil((windowStart + windowMs - now) / 1000)) });
+      throw errors.RATE_LIMITED(`Rate limit of ${max} requests per ${windowMs} ms exceeded`, {
+        retryAfterSeconds: Math.max(1, Math.ceil((windowStart + windowMs - now) / 1000)),
+      });
     }
   };
 }
@@ -138,7 +140,10 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     [FLOW_CONTROL_WINDOW_OPTION]: RECEIVE_WINDOW_BYTES,
   });
   if (applyReceiveWindow(server, RECEIVE_WINDOW_BYTES) === 'unavailable') {
-    log.info({ windowBytes: RECEIVE_WINDOW_BYTES }, 'gRPC: this @grpc/grpc-js neither honours grpc-node.flow_control_window on the server nor has the internals src/grpc/receive-window.ts reaches; HTTP/2 receive windows stay at 64 KiB (large messages arrive slower)');
+    log.info(
+      { windowBytes: RECEIVE_WINDOW_BYTES },
+      'gRPC: this @grpc/grpc-js neither honours grpc-node.flow_control_window on the server nor has the internals src/grpc/receive-window.ts reaches; HTTP/2 receive windows stay at 64 KiB (large messages arrive slower)',
+    );
   }
   const verifyKey = createKeyVerifier(config.apiKeys);
   const rateLimit = createRateLimit(config.rateLimitMax, config.rateLimitWindowMs);
@@ -173,7 +178,8 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
    * Wraps a unary handler: admission (unless `polled`: probes need no key), one access-log line
    * (at debug for probes, as HTTP's), the catalog's errors as statuses.
    */
-  const unary = <Req, Res>(method: string, work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, requestId: string) => Promise<Res> | Res, polled = false) =>
+  const unary =
+    <Req, Res>(method: string, work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, requestId: string) => Promise<Res> | Res, polled = false) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
       const started = performance.now();
       let requestId = '';
@@ -195,7 +201,15 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
         },
         (err: unknown) => {
           const status = toStatus(err);
-          const line = { protocol: 'grpc', method, requestId, code: status.error.code, grpcCode: status.code, responseTime: performance.now() - started, peer: call.getPeer() };
+          const line = {
+            protocol: 'grpc',
+            method,
+            requestId,
+            code: status.error.code,
+            grpcCode: status.code,
+            responseTime: performance.now() - started,
+            peer: call.getPeer(),
+          };
           if (status.error.statusCode >= 500 && status.error.code === 'INTERNAL') log.error({ ...line, err }, 'grpc call failed');
           else log.info(line, status.details);
           callback({ code: status.code, details: status.details, metadata: status.metadata });
@@ -233,7 +247,9 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
 
   /** The rpc's parameters map as the HTTP body's `parameters` (each value its oneof's). */
   const repositoryParameters = (request: RepositoryRequest): Record<string, unknown> =>
-    Object.fromEntries(Object.entries(request.parameters ?? {}).map(([key, value]) => [key, value.parameter_choice === undefined ? undefined : value[value.parameter_choice]]));
+    Object.fromEntries(
+      Object.entries(request.parameters ?? {}).map(([key, value]) => [key, value.parameter_choice === undefined ? undefined : value[value.parameter_choice]]),
+    );
 
   const modelName = (request: { name?: string; version?: string }) => ({ name: request.name ?? '', ...(request.version ? { version: request.version } : {}) });
 
@@ -359,7 +375,9 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
   });
 
   const boundPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    ),
   );
 
   let closing: Promise<void> | undefined;

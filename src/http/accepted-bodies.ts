@@ -26,8 +26,7 @@ declare module 'fastify' {
 const FORMATLESS_TYPES = ['application/octet-stream', 'application/x-www-form-urlencoded'] as const;
 
 /** How a route that takes raw images says so, for its `acceptedBodies`. */
-export const RAW_IMAGE_BODY_TEXT =
-  `a ${ACCEPTED_FORMATS_TEXT} image as the body (Content-Type image/*, ${FORMATLESS_TYPES.join(', ')} or none; the format is read from the bytes)`;
+export const RAW_IMAGE_BODY_TEXT = `a ${ACCEPTED_FORMATS_TEXT} image as the body (Content-Type image/*, ${FORMATLESS_TYPES.join(', ')} or none; the format is read from the bytes)`;
 
 /** A client's header value in a message: quoted, and short. */
 const shown = (value: string) => JSON.stringify(value.slice(0, 100));

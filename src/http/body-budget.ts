@@ -65,8 +65,7 @@ export function createBodyBudget(capacityBytes: number): BodyBudget {
   };
 }
 
-const full = () =>
-  errors.QUEUE_FULL('The server holds as many arriving request bodies as it may; retry later', { retryAfterSeconds: RETRY_AFTER_SECONDS });
+const full = () => errors.QUEUE_FULL('The server holds as many arriving request bodies as it may; retry later', { retryAfterSeconds: RETRY_AFTER_SECONDS });
 
 /** One body's bytes under the budget, given back once. */
 export class BodyCount {

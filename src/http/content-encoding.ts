@@ -21,7 +21,8 @@ export async function decodeBody(body: Buffer, contentEncoding: string | undefin
   const coding = contentEncoding?.trim().toLowerCase();
   if (coding === undefined || coding === '' || coding === 'identity') return body;
   const inflater = coding === 'gzip' || coding === 'x-gzip' ? gunzipAsync : coding === 'deflate' ? inflateAsync : undefined;
-  if (inflater === undefined) throw errors.UNSUPPORTED_MEDIA_TYPE(`Content-Encoding ${JSON.stringify(coding.slice(0, 32))} is not supported: send gzip, deflate or identity`);
+  if (inflater === undefined)
+    throw errors.UNSUPPORTED_MEDIA_TYPE(`Content-Encoding ${JSON.stringify(coding.slice(0, 32))} is not supported: send gzip, deflate or identity`);
   try {
     return await inflater(body, { maxOutputLength: maxBytes });
   } catch (err) {

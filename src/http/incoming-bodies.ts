@@ -33,7 +33,9 @@ export function createIncomingBodies(): IncomingBodies {
         receiving.delete(request);
         if (reply.sent || reply.raw.headersSent) continue;
         // Node closes the connection after an answer that says so, unread body or not.
-        void reply.header('Connection', 'close').send(errors.SHUTTING_DOWN('The server is shutting down; the request body had not all arrived', { retryAfterSeconds: RETRY_AFTER_SECONDS }));
+        void reply
+          .header('Connection', 'close')
+          .send(errors.SHUTTING_DOWN('The server is shutting down; the request body had not all arrived', { retryAfterSeconds: RETRY_AFTER_SECONDS }));
         refused++;
       }
       return refused;

@@ -106,7 +106,11 @@ function readInstances(body: unknown, limits: InputLimits): Buffer[] {
     }
     throw errors.INVALID_REQUEST(`instances[${i}] must be {"b64": "<base64 image>"}`);
   });
-  return decodeBase64Images(values.map((v) => v.value), (i) => values[i]!.what, limits);
+  return decodeBase64Images(
+    values.map((v) => v.value),
+    (i) => values[i]!.what,
+    limits,
+  );
 }
 
 /** The images of a v1 predict request, in order. */
@@ -125,7 +129,8 @@ export function readTopK(query: unknown, classes: number): number {
   const raw = (query as { top_k?: unknown } | undefined)?.top_k;
   if (raw === undefined || raw === '') return Math.min(5, classes);
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw errors.INVALID_REQUEST(`top_k must be an integer from 1 and up, got ${JSON.stringify(String(raw).slice(0, 32))}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw errors.INVALID_REQUEST(`top_k must be an integer from 1 and up, got ${JSON.stringify(String(raw).slice(0, 32))}`);
   return Math.min(value, classes);
 }
 

@@ -24,8 +24,8 @@ export const DEFAULT_BATCH_MAX_SIZE: Readonly<Record<ExecutionProvider, number>>
 
 /** How a GPU user installs what the CUDA execution provider needs. */
 export const CUDA_INSTALL_HINT =
-  'It needs an NVIDIA GPU with its driver, CUDA 12 and cuDNN 9, and onnxruntime-node\'s CUDA provider libraries, which ' +
-  'this project does not let npm install (package.json denies onnxruntime-node\'s install script): run it yourself with ' +
+  "It needs an NVIDIA GPU with its driver, CUDA 12 and cuDNN 9, and onnxruntime-node's CUDA provider libraries, which " +
+  "this project does not let npm install (package.json denies onnxruntime-node's install script): run it yourself with " +
   '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
   '(README, "GPU (CUDA)"). Set EXECUTION_PROVIDER=auto to fall back to CPU instead.';
 

@@ -82,7 +82,10 @@ export function executionProviders(options: OpenSessionOptions): ort.InferenceSe
  * `InferenceSession.create` on a path or on bytes: one implementation, which TypeScript sees as
  * separate overloads that a union argument matches none of.
  */
-const createSession = ort.InferenceSession.create as (model: string | Uint8Array, options: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
+const createSession = ort.InferenceSession.create as (
+  model: string | Uint8Array,
+  options: ort.InferenceSession.SessionOptions,
+) => Promise<ort.InferenceSession>;
 
 /** Opens an inference session on a model file path or its bytes. */
 export async function openSession(model: string | Uint8Array, options: OpenSessionOptions = {}): Promise<OnnxSession> {

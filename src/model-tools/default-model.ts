@@ -62,7 +62,10 @@ export async function ensureDefaultModel(
   const inTheWay = scan.skipped.find((s) => s.name === DEFAULT_MODEL_NAME);
   if (inTheWay) {
     // Something of that name that is not a model folder (a file, a dangling symlink) is the user's: never replace it.
-    log.warn({ path: target, reason: inTheWay.reason }, `The model repository holds no model, and ${target} is in the way (${inTheWay.reason}); not copying the default model there`);
+    log.warn(
+      { path: target, reason: inTheWay.reason },
+      `The model repository holds no model, and ${target} is in the way (${inTheWay.reason}); not copying the default model there`,
+    );
     return { seeded: false, name: undefined };
   }
 

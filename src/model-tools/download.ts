@@ -12,13 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
 
-export type DownloadErrorCode =
-  | 'NOT_FOUND'
-  | 'HTTP_STATUS'
-  | 'UNREACHABLE'
-  | 'INTERRUPTED'
-  | 'SIZE_MISMATCH'
-  | 'CHECKSUM_MISMATCH';
+export type DownloadErrorCode = 'NOT_FOUND' | 'HTTP_STATUS' | 'UNREACHABLE' | 'INTERRUPTED' | 'SIZE_MISMATCH' | 'CHECKSUM_MISMATCH';
 
 export class DownloadError extends Error {
   readonly code: DownloadErrorCode;
@@ -71,7 +65,13 @@ const MAX_BACKOFF_MS = 30_000;
 const UNREACHABLE_RETRIES = 2;
 /** Error codes meaning the host could not be reached at all (rather than a dropped transfer). */
 const UNREACHABLE_CODES = new Set([
-  'ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ETIMEDOUT', 'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNREFUSED',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ETIMEDOUT',
+  'ENETDOWN',
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
@@ -262,9 +262,13 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
             { cause: error },
           );
         }
-        throw new DownloadError('INTERRUPTED', `Cannot download ${options.url}: ${error.message} (gave up after ${failures} failed attempts; run again to resume)`, {
-          cause: error,
-        });
+        throw new DownloadError(
+          'INTERRUPTED',
+          `Cannot download ${options.url}: ${error.message} (gave up after ${failures} failed attempts; run again to resume)`,
+          {
+            cause: error,
+          },
+        );
       }
       const delayMs = Math.min(baseDelayMs * 2 ** Math.max(0, failures - 1), MAX_BACKOFF_MS);
       options.onRetry?.({ attempt: failures, delayMs, error });

@@ -44,9 +44,11 @@ function createProgressPrinter(stream: NodeJS.WriteStream, file: string) {
       lastDraw = now;
       const seconds = Math.max((now - started) / 1000, 0.001);
       const total = p.totalBytes === undefined ? '?' : formatMegabytes(p.totalBytes);
-      const percent = p.totalBytes ? ` ${Math.floor((100 * p.receivedBytes) / p.totalBytes)
-        .toString()
-        .padStart(3)} %` : '';
+      const percent = p.totalBytes
+        ? ` ${Math.floor((100 * p.receivedBytes) / p.totalBytes)
+            .toString()
+            .padStart(3)} %`
+        : '';
       stream.write(`\r  ${file}  ${formatMegabytes(p.receivedBytes)} / ${total} MB${percent}  (${formatMegabytes(p.receivedBytes / seconds)} MB/s)   `);
     },
     finish() {
@@ -120,7 +122,9 @@ async function main(): Promise<number> {
       const entry = findCatalogEntry(name);
       const staging = entry === undefined ? undefined : fetchStagingDir(repositoryDir, entry.name);
       if (staging !== undefined && existsSync(staging)) {
-        process.stderr.write(`  What was downloaded is kept in ${staging} (the server ignores it): run the same command again to resume, or delete that folder.\n`);
+        process.stderr.write(
+          `  What was downloaded is kept in ${staging} (the server ignores it): run the same command again to resume, or delete that folder.\n`,
+        );
       }
       return 1;
     }
@@ -133,7 +137,7 @@ main().then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`model:fetch failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    process.stderr.write(`model:fetch failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exitCode = 1;
   },
 );

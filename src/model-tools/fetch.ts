@@ -115,7 +115,15 @@ async function discardUnresumable(staging: string, modelPath: string, repository
   const top = resolve(createdFrom);
   for (let dir = resolve(repositoryDir); ; dir = dirname(dir)) {
     // rmdir removes only an empty folder: one that something else wrote into stays.
-    if (!(await rmdir(dir).then(() => true, () => false)) || dir === top || dir === dirname(dir)) return;
+    if (
+      !(await rmdir(dir).then(
+        () => true,
+        () => false,
+      )) ||
+      dir === top ||
+      dir === dirname(dir)
+    )
+      return;
   }
 }
 
@@ -150,7 +158,13 @@ export async function fetchModel(options: FetchModelOptions): Promise<FetchModel
 }
 
 /** Puts the complete model folder together in `staging`: the verified model, labels, config. */
-async function stage(entry: CatalogEntry, url: string, staging: string, modelPath: string, options: FetchModelOptions): Promise<{ bytes: number; sha256: string; resumed: boolean }> {
+async function stage(
+  entry: CatalogEntry,
+  url: string,
+  staging: string,
+  modelPath: string,
+  options: FetchModelOptions,
+): Promise<{ bytes: number; sha256: string; resumed: boolean }> {
   let result: { bytes: number; sha256: string; resumed: boolean };
   if (existsSync(modelPath) && (await sha256File(modelPath)) === entry.sha256) {
     // Downloaded and verified by a run that stopped before moving it into place.

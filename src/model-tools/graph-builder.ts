@@ -70,11 +70,16 @@ export class GraphBuilder {
     if (spec.bias.length !== outChannels) throw new Error(`conv ${name}: bias has ${spec.bias.length} values, expected ${outChannels}`);
     const weight = this.floatInitializer(`${name}.weight`, [outChannels, inChannels, kernel, kernel], spec.weight);
     const bias = this.floatInitializer(`${name}.bias`, [outChannels], spec.bias);
-    return this.node('Conv', name, [x, weight, bias], [
-      ['kernel_shape', ints([kernel, kernel])],
-      ['pads', ints([pad, pad, pad, pad])],
-      ['strides', ints([stride, stride])],
-    ]);
+    return this.node(
+      'Conv',
+      name,
+      [x, weight, bias],
+      [
+        ['kernel_shape', ints([kernel, kernel])],
+        ['pads', ints([pad, pad, pad, pad])],
+        ['strides', ints([stride, stride])],
+      ],
+    );
   }
 
   relu(name: string, x: string): string {
@@ -86,11 +91,16 @@ export class GraphBuilder {
   }
 
   maxPool(name: string, x: string, kernel: number, stride: number, pad: number): string {
-    return this.node('MaxPool', name, [x], [
-      ['kernel_shape', ints([kernel, kernel])],
-      ['pads', ints([pad, pad, pad, pad])],
-      ['strides', ints([stride, stride])],
-    ]);
+    return this.node(
+      'MaxPool',
+      name,
+      [x],
+      [
+        ['kernel_shape', ints([kernel, kernel])],
+        ['pads', ints([pad, pad, pad, pad])],
+        ['strides', ints([stride, stride])],
+      ],
+    );
   }
 
   globalAveragePool(name: string, x: string): string {
@@ -105,11 +115,17 @@ export class GraphBuilder {
   linear(name: string, x: string, weight: Float32Array, bias: Float32Array, inFeatures: number, outFeatures: number, output = name): string {
     const w = this.floatInitializer(`${name}.weight`, [outFeatures, inFeatures], weight);
     const b = this.floatInitializer(`${name}.bias`, [outFeatures], bias);
-    return this.node('Gemm', name, [x, w, b], [
-      ['alpha', float(1)],
-      ['beta', float(1)],
-      ['transB', int(1)],
-    ], output);
+    return this.node(
+      'Gemm',
+      name,
+      [x, w, b],
+      [
+        ['alpha', float(1)],
+        ['beta', float(1)],
+        ['transB', int(1)],
+      ],
+      output,
+    );
   }
 
   /** Keeps every `step`-th row and column of an NCHW tensor (`x[:, :, ::step, ::step]`). */

@@ -160,9 +160,7 @@ export function buildBlockModel(options: BlockGraphOptions): OnnxModel {
     graph = {
       ...graph,
       initializers: graph.initializers.map((init) =>
-        /^block\.conv\d\.(weight|bias)$/.test(init.name) && init.elementType === 'float32'
-          ? { ...init, data: new Float32Array(init.data.length) }
-          : init,
+        /^block\.conv\d\.(weight|bias)$/.test(init.name) && init.elementType === 'float32' ? { ...init, data: new Float32Array(init.data.length) } : init,
       ),
     };
   }

@@ -62,7 +62,9 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
   checkBytes('capacityBytes', capacityBytes);
   checkBytes('maxImageBytes', maxImageBytes);
   if (maxImageBytes > capacityBytes) {
-    throw new RangeError(`Expected \`maxImageBytes\` (${maxImageBytes}) to be at most \`capacityBytes\` (${capacityBytes}): such an image could never be decoded`);
+    throw new RangeError(
+      `Expected \`maxImageBytes\` (${maxImageBytes}) to be at most \`capacityBytes\` (${capacityBytes}): such an image could never be decoded`,
+    );
   }
   const now = options.now ?? (() => performance.now());
   let reserved = 0;
@@ -97,7 +99,9 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
     reserve(bytes, wait = {}) {
       if (bytes > maxImageBytes) {
         return Promise.reject(
-          errors.IMAGE_TOO_LARGE(`Decoding this image would take about ${Math.ceil(bytes / 2 ** 20)} MiB; at most ${Math.floor(maxImageBytes / 2 ** 20)} MiB are allowed per image`),
+          errors.IMAGE_TOO_LARGE(
+            `Decoding this image would take about ${Math.ceil(bytes / 2 ** 20)} MiB; at most ${Math.floor(maxImageBytes / 2 ** 20)} MiB are allowed per image`,
+          ),
         );
       }
       const { deadline, signal } = wait;
@@ -130,7 +134,10 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
         queue.push(waiter);
         signal?.addEventListener('abort', onAbort, { once: true });
         if (deadline !== undefined) {
-          timer = setTimeout(() => leave(errors.DEADLINE_EXCEEDED('The request deadline passed while its image waited for decoding memory')), Math.max(0, deadline - now()));
+          timer = setTimeout(
+            () => leave(errors.DEADLINE_EXCEEDED('The request deadline passed while its image waited for decoding memory')),
+            Math.max(0, deadline - now()),
+          );
           timer.unref();
         }
       });

@@ -36,7 +36,7 @@ const HEIF_BRANDS = new Set(['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'he
 /** AVIF or HEIF from the ISO-BMFF `ftyp` box: its major brand and compatible brands. */
 function isoBmffFormat(bytes: Uint8Array): ImageFormat | undefined {
   if (bytes.length < 16 || ascii(bytes, 4, 4) !== 'ftyp') return undefined;
-  const boxSize = ((bytes[0] as number) << 24 >>> 0) + ((bytes[1] as number) << 16) + ((bytes[2] as number) << 8) + (bytes[3] as number);
+  const boxSize = (((bytes[0] as number) << 24) >>> 0) + ((bytes[1] as number) << 16) + ((bytes[2] as number) << 8) + (bytes[3] as number);
   if (boxSize < 16 || boxSize % 4 !== 0) return undefined;
   const brands = [ascii(bytes, 8, 4)];
   const end = Math.min(boxSize, bytes.length);
@@ -63,7 +63,10 @@ export function detectImageFormat(bytes: Uint8Array): ImageFormat | undefined {
  * the message: the decision to refuse is `detectImageFormat` returning `undefined`.
  */
 export function describeRefusedContent(bytes: Uint8Array): string | undefined {
-  const head = ascii(bytes, 0, 1024).replace(/^\uFEFF|^\xEF\xBB\xBF/, '').trimStart().toLowerCase();
+  const head = ascii(bytes, 0, 1024)
+    .replace(/^\uFEFF|^\xEF\xBB\xBF/, '')
+    .trimStart()
+    .toLowerCase();
   if (head.startsWith('%pdf-') || ascii(bytes, 0, 1024).includes('%PDF-')) return 'PDF';
   if (head.includes('<svg')) return 'SVG';
   if (head.startsWith('<!doctype html') || head.startsWith('<html')) return 'HTML';

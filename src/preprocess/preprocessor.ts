@@ -89,7 +89,12 @@ const LIBVIPS_FORMAT: Readonly<Record<ImageFormat, string>> = {
 };
 
 /** Like `createImagePreprocessor`, with the decoder given (tests wrap it to watch its calls). */
-export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageLimits, decoder: ImageDecoder, options: PreprocessorOptions = {}): ImagePreprocessor {
+export function createImagePreprocessorWith(
+  spec: PreprocessSpec,
+  limits: ImageLimits,
+  decoder: ImageDecoder,
+  options: PreprocessorOptions = {},
+): ImagePreprocessor {
   const { decodeBudget } = options;
   const checkedSpec = validatePreprocessSpec(spec);
   const { maxPixels } = validateImageLimits(limits);
@@ -145,7 +150,8 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
       }
     }
 
-    const release = decodeBudget === undefined ? undefined : await decodeBudget.reserve(estimateDecodeBytes({ ...header, ...(jpegFrame ? { jpegFrame } : {}) }), wait);
+    const release =
+      decodeBudget === undefined ? undefined : await decodeBudget.reserve(estimateDecodeBytes({ ...header, ...(jpegFrame ? { jpegFrame } : {}) }), wait);
     try {
       return await decodeToTensor(bytes, format, name, header, into);
     } finally {
@@ -153,7 +159,13 @@ export function createImagePreprocessorWith(spec: PreprocessSpec, limits: ImageL
     }
   }
 
-  async function decodeToTensor(bytes: Uint8Array, format: ImageFormat, name: string, header: ImageHeader, into: Float32Array | undefined): Promise<PreprocessedImage> {
+  async function decodeToTensor(
+    bytes: Uint8Array,
+    format: ImageFormat,
+    name: string,
+    header: ImageHeader,
+    into: Float32Array | undefined,
+  ): Promise<PreprocessedImage> {
     const plan = planResize(header.width, header.height, checkedSpec.resize, checkedSpec.crop);
     // CMYK with alpha (rare, TIFF only) is left to libvips' ICC conversion.
     const colour = header.space === 'cmyk' && !header.hasAlpha ? 'cmyk' : 'srgb';

@@ -133,7 +133,18 @@ async function readHeader(bytes: Uint8Array, formatName: string): Promise<ImageH
 }
 
 /** Bytes a sample of each of libvips' band formats takes. */
-const BYTES_PER_SAMPLE: Readonly<Record<string, number>> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, complex: 8, double: 8, dpcomplex: 16 };
+const BYTES_PER_SAMPLE: Readonly<Record<string, number>> = {
+  uchar: 1,
+  char: 1,
+  ushort: 2,
+  short: 2,
+  uint: 4,
+  int: 4,
+  float: 4,
+  complex: 8,
+  double: 8,
+  dpcomplex: 16,
+};
 
 function finish(pipeline: Sharp, colour: DecodeRequest['colour']): Sharp {
   return colour === 'cmyk' ? pipeline.toColourspace('cmyk').raw() : pipeline.removeAlpha().toColourspace('srgb').raw();

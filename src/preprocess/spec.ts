@@ -58,8 +58,7 @@ const isPositiveNumber = (value: unknown) => typeof value === 'number' && Number
 function tripleRule(positive: boolean): PreprocessFieldRule {
   return {
     expected: positive ? 'an array of 3 finite numbers above 0' : 'an array of 3 finite numbers',
-    valid: (value) =>
-      Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v) && (!positive || v > 0)),
+    valid: (value) => Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v) && (!positive || v > 0)),
   };
 }
 

@@ -129,7 +129,7 @@ function endOfString(body: Buffer, from: number): number {
     if (c === QUOTE) return i;
     if (c === BACKSLASH) break;
   }
-  for (let start = from; ; ) {
+  for (let start = from; ;) {
     const quote = body.indexOf(QUOTE, start);
     if (quote < 0) return body.length;
     let before = quote - 1;
@@ -171,7 +171,8 @@ export function checkJsonLimits(body: Buffer, limits: JsonBodyLimits): void {
       i = endOfString(body, i + 1);
     } else if (kind === Kind.Open) {
       if (++depth > maxDepth) throw errors.INVALID_JSON(`The JSON body nests arrays and objects deeper than ${maxDepth} levels`);
-      if (++containers > maxContainers) throw errors.PAYLOAD_TOO_LARGE(`The JSON body holds more than ${maxContainers} arrays and objects; send fewer items, or tensor data flat`);
+      if (++containers > maxContainers)
+        throw errors.PAYLOAD_TOO_LARGE(`The JSON body holds more than ${maxContainers} arrays and objects; send fewer items, or tensor data flat`);
     } else if (kind === Kind.Close) {
       if (--depth < 0) throw errors.INVALID_JSON();
     } else if (++keys > maxKeys) {
@@ -184,8 +185,10 @@ export function checkJsonLimits(body: Buffer, limits: JsonBodyLimits): void {
  * Keys that may name `__proto__` or `constructor`, escapes included: secure-json-parse's own
  * test, which keeps the walk below off nearly every body.
  */
-const SUSPECT_PROTO = /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
-const SUSPECT_CONSTRUCTOR = /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
+const SUSPECT_PROTO =
+  /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
+const SUSPECT_CONSTRUCTOR =
+  /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
 
 const FORBIDDEN_KEY = 'The JSON body holds a `__proto__` key or a `constructor` with a `prototype`';
 

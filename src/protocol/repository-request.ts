@@ -53,7 +53,8 @@ export function parseUnloadRequest(body: unknown): void {
 function parametersOf(body: unknown, what: string, known: readonly string[]): Record<string, unknown> {
   if (body === undefined || body === null) return {};
   if (!isRecord(body)) throw errors.INVALID_REQUEST(`Expected the ${what} request to be a JSON object`);
-  for (const key of Object.keys(body)) if (key !== 'parameters') throw errors.INVALID_REQUEST(`Unknown field \`${key}\` in the ${what} request (known: parameters)`);
+  for (const key of Object.keys(body))
+    if (key !== 'parameters') throw errors.INVALID_REQUEST(`Unknown field \`${key}\` in the ${what} request (known: parameters)`);
   if (body.parameters === undefined) return {};
   if (!isRecord(body.parameters)) throw errors.INVALID_REQUEST('Expected `parameters` to be a JSON object');
   for (const key of Object.keys(body.parameters)) {

@@ -59,7 +59,10 @@ export async function runInfer(service: InferenceService, model: ServedModel, re
   if (request.inputs.length !== 1) throw errors.INVALID_TENSOR(`Model ${model.name} takes exactly one input, got ${request.inputs.length}`);
   const requested = request.outputs ?? [{ name: model.output.name, binary: undefined, classification: undefined }];
   for (const o of requested) {
-    if (o.name !== model.output.name) throw errors.INVALID_REQUEST(`Model ${model.name} has no output ${JSON.stringify(o.name.slice(0, 64))}; its output is ${JSON.stringify(model.output.name)}`);
+    if (o.name !== model.output.name)
+      throw errors.INVALID_REQUEST(
+        `Model ${model.name} has no output ${JSON.stringify(o.name.slice(0, 64))}; its output is ${JSON.stringify(model.output.name)}`,
+      );
   }
   const input = request.inputs[0]!;
   let result;
@@ -67,7 +70,9 @@ export async function runInfer(service: InferenceService, model: ServedModel, re
     result = await service.inferImages(model, input.elements, control);
   } else {
     if (input.name !== model.input.name) {
-      throw errors.INVALID_TENSOR(`Model ${model.name} has no input ${JSON.stringify(input.name.slice(0, 64))}; its input is ${JSON.stringify(model.input.name)}`);
+      throw errors.INVALID_TENSOR(
+        `Model ${model.name} has no input ${JSON.stringify(input.name.slice(0, 64))}; its input is ${JSON.stringify(model.input.name)}`,
+      );
     }
     const itemShape = model.input.shape.slice(1);
     const { shape } = input;

@@ -146,7 +146,8 @@ function parseShape(shape: unknown, what: string, limits: DecodeLimits): { shape
   let count = 1;
   for (const d of shape as number[]) {
     count *= d;
-    if (count > limits.maxElements) throw errors.INVALID_TENSOR(`${what}.shape [${(shape as number[]).join(', ')}] holds more than ${limits.maxElements} elements`);
+    if (count > limits.maxElements)
+      throw errors.INVALID_TENSOR(`${what}.shape [${(shape as number[]).join(', ')}] holds more than ${limits.maxElements} elements`);
   }
   return { shape: shape as number[], count };
 }
@@ -171,9 +172,11 @@ class Tail {
   constructor(private readonly bytes: Uint8Array) {}
 
   take(size: unknown, what: string): Uint8Array {
-    if (!Number.isSafeInteger(size) || (size as number) < 0) throw errors.INVALID_TENSOR(`${what}.parameters.binary_data_size must be a non-negative integer, got ${quoteValue(size)}`);
+    if (!Number.isSafeInteger(size) || (size as number) < 0)
+      throw errors.INVALID_TENSOR(`${what}.parameters.binary_data_size must be a non-negative integer, got ${quoteValue(size)}`);
     const left = this.bytes.length - this.offset;
-    if ((size as number) > left) throw errors.INVALID_TENSOR(`${what}.parameters.binary_data_size is ${size as number} bytes, but only ${left} follow the header`);
+    if ((size as number) > left)
+      throw errors.INVALID_TENSOR(`${what}.parameters.binary_data_size is ${size as number} bytes, but only ${left} follow the header`);
     const out = this.bytes.subarray(this.offset, this.offset + (size as number));
     this.offset += size as number;
     return out;
@@ -223,7 +226,15 @@ export function newImageBudget(limits: DecodeLimits): ImageBudget {
  * One validated input, whatever carried it. The shape is checked (and bounded) before any value
  * is read; the values must match it exactly.
  */
-export function buildInput(name: unknown, datatype: unknown, rawShape: unknown, source: TensorSource, what: string, limits: DecodeLimits, budget: ImageBudget): InferInput {
+export function buildInput(
+  name: unknown,
+  datatype: unknown,
+  rawShape: unknown,
+  source: TensorSource,
+  what: string,
+  limits: DecodeLimits,
+  budget: ImageBudget,
+): InferInput {
   if (typeof name !== 'string') throw errors.INVALID_TENSOR(`${what}.name must be a string, got ${quoteValue(name)}`);
   const { shape, count } = parseShape(rawShape, what, limits);
   if (datatype === 'FP32') {
@@ -235,7 +246,8 @@ export function buildInput(name: unknown, datatype: unknown, rawShape: unknown, 
       return { name, datatype: 'FP32', shape, data: flattenNumbers(values, count, shape.length) };
     }
     const { bytes } = source;
-    if (bytes.length !== count * 4) throw errors.INVALID_TENSOR(`${what}: ${bytes.length} bytes of FP32 data, but shape [${shape.join(', ')}] takes ${count * 4}`);
+    if (bytes.length !== count * 4)
+      throw errors.INVALID_TENSOR(`${what}: ${bytes.length} bytes of FP32 data, but shape [${shape.join(', ')}] takes ${count * 4}`);
     // Copied: the offset need not be 4-byte aligned, and the request's buffer is not ours to keep.
     const data = new Float32Array(count);
     new Uint8Array(data.buffer).set(bytes);
@@ -278,7 +290,8 @@ function decodeInput(raw: unknown, index: number, tail: Tail | undefined, limits
   const params = parameters(raw.parameters, what);
   const binarySize = params.binary_data_size;
   if (binarySize !== undefined && raw.data !== undefined) throw errors.INVALID_TENSOR(`${what} has both data and parameters.binary_data_size`);
-  if (binarySize !== undefined && tail === undefined) throw errors.INVALID_TENSOR(`${what} has parameters.binary_data_size but the request has no binary data (no Inference-Header-Content-Length)`);
+  if (binarySize !== undefined && tail === undefined)
+    throw errors.INVALID_TENSOR(`${what} has parameters.binary_data_size but the request has no binary data (no Inference-Header-Content-Length)`);
   if (binarySize === undefined && raw.data === undefined) throw errors.INVALID_TENSOR(`${what} has no data`);
   // The shape is checked before the binary part is taken, so a wrong one names itself.
   parseShape(raw.shape, what, limits);
@@ -297,7 +310,11 @@ function decodeOutputs(raw: unknown): RequestedOutput[] | undefined {
     if (classification !== undefined && !(Number.isSafeInteger(classification) && (classification as number) >= 1)) {
       throw errors.INVALID_REQUEST(`${what}.parameters.classification must be an integer from 1 up, got ${quoteValue(classification)}`);
     }
-    return { name: o.name, binary: optionalBoolean(params.binary_data, `${what}.parameters.binary_data`), classification: classification as number | undefined };
+    return {
+      name: o.name,
+      binary: optionalBoolean(params.binary_data, `${what}.parameters.binary_data`),
+      classification: classification as number | undefined,
+    };
   });
 }
 
@@ -337,6 +354,7 @@ export function decodeInferRequest(body: Uint8Array, headerLength: number | unde
 export function parseHeaderLength(value: string | string[] | undefined): number | undefined {
   if (value === undefined) return undefined;
   const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || !/^\d{1,15}$/.test(text.trim())) throw errors.INVALID_TENSOR(`Inference-Header-Content-Length must be a byte count, got ${quoteValue(text)}`);
+  if (text === undefined || !/^\d{1,15}$/.test(text.trim()))
+    throw errors.INVALID_TENSOR(`Inference-Header-Content-Length must be a byte count, got ${quoteValue(text)}`);
   return Number(text.trim());
 }

@@ -165,28 +165,30 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batcher<I, O
     } catch (err) {
       outputs = Promise.reject(err);
     }
-    outputs.then(
-      (values) => {
-        batch.forEach((entry, i) => {
-          const request = entry.request;
-          if (request.settled) return;
-          request.results[entry.index] = { output: values[i] as O, queueMs: startedAt - entry.enqueuedAt, batchSize: batch.length };
-          if (--request.remaining === 0) {
-            request.settled = true;
-            request.cleanup();
-            request.resolve(request.results as Array<ItemResult<O>>);
-          }
-        });
-      },
-      (err: Error) => {
-        for (const entry of batch) fail(entry.request, err);
-      },
-    ).finally(() => {
-      inflight--;
-      observer.inflightBatches?.(inflight);
-      pump();
-      checkDrained();
-    });
+    outputs
+      .then(
+        (values) => {
+          batch.forEach((entry, i) => {
+            const request = entry.request;
+            if (request.settled) return;
+            request.results[entry.index] = { output: values[i] as O, queueMs: startedAt - entry.enqueuedAt, batchSize: batch.length };
+            if (--request.remaining === 0) {
+              request.settled = true;
+              request.cleanup();
+              request.resolve(request.results as Array<ItemResult<O>>);
+            }
+          });
+        },
+        (err: Error) => {
+          for (const entry of batch) fail(entry.request, err);
+        },
+      )
+      .finally(() => {
+        inflight--;
+        observer.inflightBatches?.(inflight);
+        pump();
+        checkDrained();
+      });
   };
 
   const pump = () => {

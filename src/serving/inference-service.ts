@@ -119,7 +119,12 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     return tensors;
   };
 
-  const runItems = async (model: ServedModel, items: Float32Array[], control: RequestControl, timings: StageTimings): Promise<Array<ItemResult<ItemOutput>>> => {
+  const runItems = async (
+    model: ServedModel,
+    items: Float32Array[],
+    control: RequestControl,
+    timings: StageTimings,
+  ): Promise<Array<ItemResult<ItemOutput>>> => {
     const results = await model.batcher.enqueue(items, { deadline: control.deadline, ...(control.signal ? { signal: control.signal } : {}) });
     for (const r of results) {
       observer.queued(model, r.queueMs / 1000);
@@ -148,7 +153,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     const count = inflight.get(model) ?? 0;
     if (count >= maxInflightPerModel) {
       observer.requestFinished(model, 'rejected', 0, images, protocol);
-      throw errors.QUEUE_FULL(`Model ${model.name} version ${model.version} has ${count} requests in flight, its limit`, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+      throw errors.QUEUE_FULL(`Model ${model.name} version ${model.version} has ${count} requests in flight, its limit`, {
+        retryAfterSeconds: RETRY_AFTER_SECONDS,
+      });
     }
     inflight.set(model, count + 1);
     admitted++;

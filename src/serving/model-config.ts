@@ -143,14 +143,22 @@ export function resolveModelInput(config: ModelConfigFile, inputs: readonly Tens
     throw new ModelConfigError(files.model, undefined, `input \`${input.name}\` must be float32, found ${input.type}`);
   }
   if (input.shape.length !== 4) {
-    throw new ModelConfigError(files.model, undefined, `input \`${input.name}\` must have rank 4 (batch, channels, height, width), found shape [${input.shape.join(', ')}]`);
+    throw new ModelConfigError(
+      files.model,
+      undefined,
+      `input \`${input.name}\` must have rank 4 (batch, channels, height, width), found shape [${input.shape.join(', ')}]`,
+    );
   }
   const pre = config.preprocess ?? {};
   const layout = pre.layout ?? 'NCHW';
   const [batchDim, d1, d2, d3] = input.shape as [number | string, number | string, number | string, number | string];
   const [channelDim, heightDim, widthDim] = layout === 'NCHW' ? [d1, d2, d3] : [d3, d1, d2];
   if (typeof channelDim === 'number' && channelDim !== 3) {
-    throw new ModelConfigError(files.config, 'preprocess.layout', `is ${layout}, but the graph input \`${input.name}\` has ${channelDim} channels there (shape [${input.shape.join(', ')}]); expected 3`);
+    throw new ModelConfigError(
+      files.config,
+      'preprocess.layout',
+      `is ${layout}, but the graph input \`${input.name}\` has ${channelDim} channels there (shape [${input.shape.join(', ')}]); expected 3`,
+    );
   }
   const fixedH = typeof heightDim === 'number' ? heightDim : undefined;
   const fixedW = typeof widthDim === 'number' ? widthDim : undefined;

@@ -143,7 +143,8 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
       const where = failure.version === undefined ? `model ${name}` : `model ${name} version ${failure.version}`;
       log.error({ model: name, version: failure.version, err: failure.cause }, `${where} failed to load; what was serving still serves: ${failure.message}`);
       // A served version that failed to reload keeps serving (READY); others show the failure.
-      if (failure.version !== undefined && !current.some((m) => m.version === failure.version)) setStatus(name, failure.version, 'UNAVAILABLE', failure.message);
+      if (failure.version !== undefined && !current.some((m) => m.version === failure.version))
+        setStatus(name, failure.version, 'UNAVAILABLE', failure.message);
       else if (failure.version === undefined && current.length === 0) setStatus(name, '', 'UNAVAILABLE', failure.message);
       throw failure;
     } finally {
@@ -157,14 +158,19 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
     status.get(name)?.delete('');
     failedSnapshots.delete(name);
     for (const v of loaded) setStatus(name, v.version, 'READY');
-    log.info({ model: name, versions: loaded.map((m) => m.version), retiring: out.map((m) => m.version) }, `model ${name} serves version(s) ${loaded.map((m) => m.version).join(', ')}`);
+    log.info(
+      { model: name, versions: loaded.map((m) => m.version), retiring: out.map((m) => m.version) },
+      `model ${name} serves version(s) ${loaded.map((m) => m.version).join(', ')}`,
+    );
     await retire(name, out);
   };
 
   const doLoad = (name: string, override?: ConfigOverride) =>
     loadAndServe(name, override).catch((err: unknown) => {
       if (err instanceof ModelLoadError) {
-        throw errors.MODEL_LOAD_FAILED(`${err.version === undefined ? `Model ${name}` : `Model ${name} version ${err.version}`} failed to load: ${err.message}`);
+        throw errors.MODEL_LOAD_FAILED(
+          `${err.version === undefined ? `Model ${name}` : `Model ${name} version ${err.version}`} failed to load: ${err.message}`,
+        );
       }
       throw err;
     });
@@ -196,7 +202,10 @@ export function createModelControl(options: ModelControlOptions): ModelControl {
   };
 
   /** The same string for what `name` serves now. */
-  const servedSnapshot = (name: string) => servedOf(name).map((m) => `${m.version}=${m.fingerprint}`).join(',');
+  const servedSnapshot = (name: string) =>
+    servedOf(name)
+      .map((m) => `${m.version}=${m.fingerprint}`)
+      .join(',');
 
   const doRescan = async () => {
     let folders: readonly string[];

@@ -19,7 +19,16 @@ import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { loadModel, type ModelLoadOptions, type ServedModel } from './model.js';
 import { ModelConfigError } from './model-config.js';
-import { fingerprintOf, readModelPlan, readModelVersion, scanRepository, type ConfigOverride, type ModelPlan, type RepositoryScan, type SkippedEntry } from './model-repository.js';
+import {
+  fingerprintOf,
+  readModelPlan,
+  readModelVersion,
+  scanRepository,
+  type ConfigOverride,
+  type ModelPlan,
+  type RepositoryScan,
+  type SkippedEntry,
+} from './model-repository.js';
 
 /** A load that failed: the model, the version at fault (none when the model's own files are), and why (`cause`). */
 export class ModelLoadError extends Error {
@@ -208,7 +217,10 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
   };
 
   /** Loads every version `name`'s policy selects, highest first; all or none (a failure stops those loaded here). */
-  const loadVersions = async (name: string, { override, keep = [] }: { override?: ConfigOverride; keep?: readonly ServedModel[] } = {}): Promise<ServedModel[]> => {
+  const loadVersions = async (
+    name: string,
+    { override, keep = [] }: { override?: ConfigOverride; keep?: readonly ServedModel[] } = {},
+  ): Promise<ServedModel[]> => {
     const plan = await planOf(name, override).catch((err: unknown) => {
       throw new ModelLoadError(name, undefined, err);
     });
@@ -276,11 +288,17 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
         const initial = options.initialModels ?? '*';
         const skippedText = describeSkipped(scan.skipped);
         const missing = initial === '*' ? [] : initial.filter((n) => !scan.models.includes(n));
-        if (missing.length > 0) throw new Error(`MODEL_LOAD names ${missing.join(', ')}, but ${options.repository} has no such model folder (it has: ${scan.models.join(', ')}${skippedText})`);
+        if (missing.length > 0)
+          throw new Error(
+            `MODEL_LOAD names ${missing.join(', ')}, but ${options.repository} has no such model folder (it has: ${scan.models.join(', ')}${skippedText})`,
+          );
         const names = initial === '*' ? scan.models : scan.models.filter((n) => initial.includes(n));
-        if (initial === '*' && names.length === 0) throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}${describeHidden(scan.skipped)}`);
+        if (initial === '*' && names.length === 0)
+          throw new Error(`MODEL_REPOSITORY ${options.repository} holds no model folder${skippedText}${describeHidden(scan.skipped)}`);
         if (options.defaultModel !== undefined && !scan.models.includes(options.defaultModel)) {
-          throw new Error(`DEFAULT_MODEL is ${JSON.stringify(options.defaultModel)}, but ${options.repository} has no such folder (it has: ${names.join(', ')}${skippedText})`);
+          throw new Error(
+            `DEFAULT_MODEL is ${JSON.stringify(options.defaultModel)}, but ${options.repository} has no such folder (it has: ${names.join(', ')}${skippedText})`,
+          );
         }
         // One at a time: loading and warm-up are CPU-bound, and a failure stops the rest.
         for (const name of names) {
@@ -306,7 +324,9 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
       if (version === undefined) return set.highest;
       const model = set.byVersion.get(version);
       if (!model) {
-        throw errors.MODEL_NOT_FOUND(`Model ${set.name} does not serve version ${JSON.stringify(version.slice(0, 64))}; it serves version${set.versions.length > 1 ? 's' : ''} ${versionList(set)}`);
+        throw errors.MODEL_NOT_FOUND(
+          `Model ${set.name} does not serve version ${JSON.stringify(version.slice(0, 64))}; it serves version${set.versions.length > 1 ? 's' : ''} ${versionList(set)}`,
+        );
       }
       return model;
     },

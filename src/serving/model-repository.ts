@@ -221,7 +221,8 @@ async function scanVersions(dir: string, entries: readonly Dirent[]): Promise<{ 
     // Files beside the version folders (config.json, labels, a README) are the model's own.
     if ((await skipReason(dir, entry)) !== undefined) continue;
     const version = versionOfFolderName(entry.name);
-    if (version === undefined) skipped.push({ name: entry.name, reason: 'not a version folder: its name is not a positive integer (1, 2, …, no leading zeros)', hidden: false });
+    if (version === undefined)
+      skipped.push({ name: entry.name, reason: 'not a version folder: its name is not a positive integer (1, 2, …, no leading zeros)', hidden: false });
     else versions.push(version);
   }
   versions.sort((a, b) => a - b);
@@ -242,13 +243,21 @@ export async function readModelPlan(dir: string, override?: ConfigOverride): Pro
   const { versions, skipped } = await scanVersions(dir, entries);
   const hasModelFile = entries.some((e) => e.name === MODEL_FILE);
   if (hasModelFile && versions.length > 0) {
-    throw new ModelConfigError(dir, undefined, `holds both ${MODEL_FILE} and version folders (${versions.join(', ')}): use one layout, e.g. move ${MODEL_FILE} into a version folder`);
+    throw new ModelConfigError(
+      dir,
+      undefined,
+      `holds both ${MODEL_FILE} and version folders (${versions.join(', ')}): use one layout, e.g. move ${MODEL_FILE} into a version folder`,
+    );
   }
   if (!hasModelFile && versions.length === 0) throw new ModelConfigError(join(dir, MODEL_FILE), undefined, `is missing: ${MISSING_MODEL}`);
   const config = override?.config ?? (await readConfig(configPath)) ?? {};
   if (hasModelFile) {
     if (config.version_policy !== undefined) {
-      throw new ModelConfigError(configPath, 'version_policy', `chooses among version folders (${dir}/<version>/${MODEL_FILE}), but this model has ${MODEL_FILE} at its top (one version)`);
+      throw new ModelConfigError(
+        configPath,
+        'version_policy',
+        `chooses among version folders (${dir}/<version>/${MODEL_FILE}), but this model has ${MODEL_FILE} at its top (one version)`,
+      );
     }
     const version = config.version ?? '1';
     // Folders beside a flat model.onnx are not candidate versions: nothing to say about them.
@@ -285,7 +294,11 @@ export async function readModelVersion(plan: ModelPlan, version: string): Promis
           throw new ModelConfigError(ownPath, 'version_policy', `applies to the whole model: set it in ${plan.configPath}`);
         }
         if (own.version !== undefined && own.version !== version) {
-          throw new ModelConfigError(ownPath, 'version', `is ${JSON.stringify(own.version)}, but this is version folder ${version}; remove it (the folder's name is the version)`);
+          throw new ModelConfigError(
+            ownPath,
+            'version',
+            `is ${JSON.stringify(own.version)}, but this is version folder ${version}; remove it (the folder's name is the version)`,
+          );
         }
         config = own;
         configPath = ownPath;
@@ -305,7 +318,9 @@ export async function readModelVersion(plan: ModelPlan, version: string): Promis
  * reload or a rescan keeps a served version whose fingerprint is unchanged.
  */
 export function fingerprintOf(folder: Pick<ModelFolder, 'sha256' | 'config' | 'labels'>): string {
-  const rest = createHash('sha256').update(JSON.stringify([folder.config, folder.labels ?? null])).digest('hex');
+  const rest = createHash('sha256')
+    .update(JSON.stringify([folder.config, folder.labels ?? null]))
+    .digest('hex');
   return `${folder.sha256}:${rest}`;
 }
 

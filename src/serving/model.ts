@@ -185,7 +185,11 @@ export async function loadModel(source: ModelSource, options: ModelLoadOptions):
       },
     });
     let stopped: Promise<void> | undefined;
-    const preprocessor = createImagePreprocessor(input.preprocess, { maxPixels: options.maxImagePixels }, options.decodeBudget ? { decodeBudget: options.decodeBudget } : {});
+    const preprocessor = createImagePreprocessor(
+      input.preprocess,
+      { maxPixels: options.maxImagePixels },
+      options.decodeBudget ? { decodeBudget: options.decodeBudget } : {},
+    );
     const loadSeconds = (performance.now() - started) / 1000;
     options.observer.modelLoaded({ model: name, version, executionProvider: pool.executionProvider, sha256, seconds: loadSeconds });
     return {

@@ -42,17 +42,27 @@ const KINDS = ['latest', 'specific', 'all'] as const;
 /** Validates `config.json`'s `version_policy`; `file` is only used in messages. */
 export function parseVersionPolicy(raw: unknown, file: string): VersionPolicy {
   const field = 'version_policy';
-  if (!isRecord(raw)) throw new ModelConfigError(file, field, `must be an object such as {"latest": {"num_versions": 1}}, {"specific": {"versions": [1, 2]}} or {"all": {}}, got ${JSON.stringify(raw)}`);
+  if (!isRecord(raw))
+    throw new ModelConfigError(
+      file,
+      field,
+      `must be an object such as {"latest": {"num_versions": 1}}, {"specific": {"versions": [1, 2]}} or {"all": {}}, got ${JSON.stringify(raw)}`,
+    );
   const keys = Object.keys(raw);
   if (keys.length !== 1 || !(KINDS as readonly string[]).includes(keys[0]!)) {
-    throw new ModelConfigError(file, field, `must hold exactly one of ${KINDS.map((k) => JSON.stringify(k)).join(', ')}, got ${keys.length === 0 ? 'none' : keys.map((k) => JSON.stringify(k)).join(', ')}`);
+    throw new ModelConfigError(
+      file,
+      field,
+      `must hold exactly one of ${KINDS.map((k) => JSON.stringify(k)).join(', ')}, got ${keys.length === 0 ? 'none' : keys.map((k) => JSON.stringify(k)).join(', ')}`,
+    );
   }
   const kind = keys[0] as (typeof KINDS)[number];
   const body = raw[kind];
   if (!isRecord(body)) throw new ModelConfigError(file, `${field}.${kind}`, `must be an object, got ${JSON.stringify(body)}`);
   const known = kind === 'latest' ? ['num_versions'] : kind === 'specific' ? ['versions'] : [];
   for (const key of Object.keys(body)) {
-    if (!known.includes(key)) throw new ModelConfigError(file, `${field}.${kind}.${key}`, `is not a known field (known: ${known.length === 0 ? 'none' : known.join(', ')})`);
+    if (!known.includes(key))
+      throw new ModelConfigError(file, `${field}.${kind}.${key}`, `is not a known field (known: ${known.length === 0 ? 'none' : known.join(', ')})`);
   }
   if (kind === 'all') return { all: {} };
   if (kind === 'latest') {
@@ -68,7 +78,14 @@ export function parseVersionPolicy(raw: unknown, file: string): VersionPolicy {
   }
   const versions: number[] = [];
   for (const item of list) {
-    const version = typeof item === 'number' ? (Number.isSafeInteger(item) && item >= 1 ? item : undefined) : typeof item === 'string' ? versionOfFolderName(item) : undefined;
+    const version =
+      typeof item === 'number'
+        ? Number.isSafeInteger(item) && item >= 1
+          ? item
+          : undefined
+        : typeof item === 'string'
+          ? versionOfFolderName(item)
+          : undefined;
     if (version === undefined) throw new ModelConfigError(file, `${field}.specific.versions`, `must hold positive integers, got ${JSON.stringify(item)}`);
     if (versions.includes(version)) throw new ModelConfigError(file, `${field}.specific.versions`, `lists version ${version} twice`);
     versions.push(version);
@@ -84,14 +101,22 @@ export function parseVersionPolicy(raw: unknown, file: string): VersionPolicy {
 export function selectVersions(policy: VersionPolicy, available: readonly number[], file: string, modelDir: string): number[] {
   const present = [...available].sort((a, b) => b - a);
   if (present.length === 0) {
-    throw new ModelConfigError(modelDir, undefined, 'has no version folder: a model folder holds model.onnx, or version folders named 1, 2, … each holding one');
+    throw new ModelConfigError(
+      modelDir,
+      undefined,
+      'has no version folder: a model folder holds model.onnx, or version folders named 1, 2, … each holding one',
+    );
   }
   if ('all' in policy) return present;
   if ('latest' in policy) return present.slice(0, policy.latest.num_versions);
   const missing = policy.specific.versions.filter((v) => !present.includes(v));
   if (missing.length > 0) {
     const which = missing.length === 1 ? `version ${missing[0]}` : `versions ${missing.join(', ')}`;
-    throw new ModelConfigError(file, 'version_policy.specific.versions', `names ${which}, but ${modelDir} has no such version folder (it has: ${[...present].reverse().join(', ')})`);
+    throw new ModelConfigError(
+      file,
+      'version_policy.specific.versions',
+      `names ${which}, but ${modelDir} has no such version folder (it has: ${[...present].reverse().join(', ')})`,
+    );
   }
   return [...policy.specific.versions].sort((a, b) => b - a);
 }

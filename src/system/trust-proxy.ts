@@ -22,7 +22,10 @@ export class TrustProxyError extends Error {
  */
 export function parseTrustProxy(raw: string | undefined): false | readonly string[] {
   if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'false') return false;
-  const entries = raw.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
+  const entries = raw
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e.length > 0);
   const valid = (entry: string) => {
     const [address, prefix, extra] = entry.split('/');
     const family = isIP(address ?? '');
@@ -101,7 +104,10 @@ function trustedAddresses(entry: string): { IPv4: bigint; IPv6: bigint } {
   const [address = '', prefix] = entry.split('/');
   const ipv4 = (value: bigint, bits: number) => ({ IPv4: bits >= 8 && value >> 24n === 127n ? 0n : 1n << BigInt(32 - bits), IPv6: 0n });
   if (isIP(address) === 4) {
-    return ipv4(address.split('.').reduce((n, octet) => (n << 8n) | BigInt(octet), 0n), Number(prefix ?? 32));
+    return ipv4(
+      address.split('.').reduce((n, octet) => (n << 8n) | BigInt(octet), 0n),
+      Number(prefix ?? 32),
+    );
   }
   const bits = Number(prefix ?? 128);
   const value = ipv6ToBigInt(address);

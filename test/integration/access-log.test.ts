@@ -40,7 +40,12 @@ describe('access log', () => {
     const { app, parsed } = await appWithLog(t, 'info');
     const chelsea = await photo('chelsea.png');
     const before = parsed().length;
-    const predict = await app.inject({ method: 'POST', url: '/v1/models/resnet20:predict', headers: { 'content-type': 'image/png', 'x-request-id': 'access-log-1' }, payload: chelsea });
+    const predict = await app.inject({
+      method: 'POST',
+      url: '/v1/models/resnet20:predict',
+      headers: { 'content-type': 'image/png', 'x-request-id': 'access-log-1' },
+      payload: chelsea,
+    });
     assert.equal(predict.statusCode, 200);
     const v2 = await app.inject({
       method: 'POST',
@@ -86,7 +91,9 @@ describe('access log', () => {
     // Headers and part of the body of an upload, then the client hangs up.
     const socket = connect(port, '127.0.0.1');
     await new Promise<void>((resolve) => socket.once('connect', resolve));
-    socket.write('POST /v1/models/resnet20:predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\nX-Request-Id: access-log-abort\r\n\r\n');
+    socket.write(
+      'POST /v1/models/resnet20:predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\nX-Request-Id: access-log-abort\r\n\r\n',
+    );
     socket.write(Buffer.alloc(1000));
     await sleep(100);
     socket.destroy();

@@ -13,8 +13,14 @@ import { openSession } from '../../src/inference/onnx-binding.js';
 import { CIFAR_DIR, PHOTOS_DIR, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, photo, resnet20App, startApp, tempRepository, testConfig } from '../helpers.js';
 import { listen, send } from './hostile-support.js';
 
-interface ClassScore { label: string; index: number; score: number }
-interface Prediction extends ClassScore { top_k: ClassScore[] }
+interface ClassScore {
+  label: string;
+  index: number;
+  score: number;
+}
+interface Prediction extends ClassScore {
+  top_k: ClassScore[];
+}
 
 const b64 = (bytes: Buffer) => ({ b64: bytes.toString('base64') });
 
@@ -33,7 +39,10 @@ function assertClose(actual: number[], expected: number[], tolerance: number, wh
 describe('v1 predict with the trained ResNet-20', () => {
   it('names the cat in chelsea.png, with a softmax score, labels and top_k', async (t) => {
     const app = await resnet20App(t);
-    const res = await request(app.server).post('/v1/models/resnet20:predict?top_k=3').set('Content-Type', 'image/png').send(await photo('chelsea.png'));
+    const res = await request(app.server)
+      .post('/v1/models/resnet20:predict?top_k=3')
+      .set('Content-Type', 'image/png')
+      .send(await photo('chelsea.png'));
     assert.equal(res.status, 200, res.text);
     assert.equal(res.body.model_name, 'resnet20');
     assert.equal(res.body.model_version, '1');
@@ -90,7 +99,9 @@ describe('v1 predict with the trained ResNet-20', () => {
     const img = await photo('coffee.png');
     const raw = await request(app.server).post('/v1/models/resnet20:predict?top_k=10').set('Content-Type', 'image/png').send(img);
     const multipart = await request(app.server).post('/v1/models/resnet20:predict?top_k=10').attach('file', img, 'coffee.png');
-    const json = await request(app.server).post('/v1/models/resnet20:predict?top_k=10').send({ instances: [b64(img)] });
+    const json = await request(app.server)
+      .post('/v1/models/resnet20:predict?top_k=10')
+      .send({ instances: [b64(img)] });
     for (const res of [raw, multipart, json]) assert.equal(res.status, 200, res.text);
     const scores = (res: request.Response) => (res.body.predictions[0] as Prediction).top_k;
     assert.deepEqual(scores(multipart), scores(raw));
@@ -131,13 +142,18 @@ describe('v1 predict with the trained ResNet-20', () => {
 describe('raw images under a Content-Type that says nothing of the format', () => {
   const topLabel = (text: string) => (JSON.parse(text) as { predictions: Prediction[] }).predictions[0]!.label;
 
-  it('takes chelsea.png as application/x-www-form-urlencoded (curl\'s default), application/octet-stream, or with no Content-Type', async (t) => {
+  it("takes chelsea.png as application/x-www-form-urlencoded (curl's default), application/octet-stream, or with no Content-Type", async (t) => {
     const app = await resnet20App(t);
     const port = await listen(app);
     const png = await photo('chelsea.png');
     for (const type of ['application/x-www-form-urlencoded', 'application/octet-stream', undefined]) {
       for (const path of ['/v1/predict', '/v1/models/resnet20:predict']) {
-        const answer = await send(port, { method: 'POST', path, headers: { 'Content-Length': png.length, ...(type === undefined ? {} : { 'Content-Type': type }) }, body: png });
+        const answer = await send(port, {
+          method: 'POST',
+          path,
+          headers: { 'Content-Length': png.length, ...(type === undefined ? {} : { 'Content-Type': type }) },
+          body: png,
+        });
         assert.equal(answer.status, 200, `${type ?? 'no Content-Type'} to ${path}: ${answer.text}`);
         assert.equal(topLabel(answer.text), 'cat', `${type ?? 'no Content-Type'} to ${path}`);
       }
@@ -153,8 +169,18 @@ describe('raw images under a Content-Type that says nothing of the format', () =
     const app = await resnet20App(t);
     const port = await listen(app);
     const out = await new Promise<string>((resolve, reject) =>
-      execFile('curl', ['--silent', '--show-error', '--data-binary', `@${join(PHOTOS_DIR, 'chelsea.png')}`, '--write-out', '\n%{http_code}', `http://127.0.0.1:${port}/v1/predict`], (error, stdout) =>
-        error ? reject(error) : resolve(stdout),
+      execFile(
+        'curl',
+        [
+          '--silent',
+          '--show-error',
+          '--data-binary',
+          `@${join(PHOTOS_DIR, 'chelsea.png')}`,
+          '--write-out',
+          '\n%{http_code}',
+          `http://127.0.0.1:${port}/v1/predict`,
+        ],
+        (error, stdout) => (error ? reject(error) : resolve(stdout)),
       ),
     );
     const [body = '', status] = [out.slice(0, out.lastIndexOf('\n')), out.slice(out.lastIndexOf('\n') + 1)];
@@ -185,14 +211,35 @@ describe('raw images under a Content-Type that says nothing of the format', () =
     const app = await resnet20App(t, { UPLOAD_MAX_BYTES: '200000' });
     const port = await listen(app);
     const post = (path: string, body: string | Buffer, type?: string) =>
-      send(port, { method: 'POST', path, headers: { 'Content-Length': Buffer.byteLength(body), ...(type === undefined ? {} : { 'Content-Type': type }) }, body });
-    const v1Inputs = /takes a JPEG, PNG, WebP, GIF, TIFF or AVIF image as the body \(Content-Type image\/\*, application\/octet-stream, application\/x-www-form-urlencoded or none; .*\), multipart\/form-data with image files, or application\/json \{"instances": \[\{"b64"/;
+      send(port, {
+        method: 'POST',
+        path,
+        headers: { 'Content-Length': Buffer.byteLength(body), ...(type === undefined ? {} : { 'Content-Type': type }) },
+        body,
+      });
+    const v1Inputs =
+      /takes a JPEG, PNG, WebP, GIF, TIFF or AVIF image as the body \(Content-Type image\/\*, application\/octet-stream, application\/x-www-form-urlencoded or none; .*\), multipart\/form-data with image files, or application\/json \{"instances": \[\{"b64"/;
     const refusals: Array<[string, string, string | undefined, RegExp]> = [
-      ['/v1/predict', 'a=b&c=d', 'application/x-www-form-urlencoded', /^The body \(Content-Type "application\/x-www-form-urlencoded"\) is not an image; POST \/v1\/predict takes /],
-      ['/v1/models/resnet20:predict', 'a=b&c=d', 'application/x-www-form-urlencoded', /^The body \(Content-Type "application\/x-www-form-urlencoded"\) is not an image; POST \/v1\/models\/\{name\}:predict takes /],
+      [
+        '/v1/predict',
+        'a=b&c=d',
+        'application/x-www-form-urlencoded',
+        /^The body \(Content-Type "application\/x-www-form-urlencoded"\) is not an image; POST \/v1\/predict takes /,
+      ],
+      [
+        '/v1/models/resnet20:predict',
+        'a=b&c=d',
+        'application/x-www-form-urlencoded',
+        /^The body \(Content-Type "application\/x-www-form-urlencoded"\) is not an image; POST \/v1\/models\/\{name\}:predict takes /,
+      ],
       ['/v1/predict', 'a=b&c=d', undefined, /^The body \(no Content-Type\) is not an image; /],
       ['/v1/predict', 'a=b&c=d', 'application/octet-stream', /^The body \(Content-Type "application\/octet-stream"\) is not an image; /],
-      ['/v1/predict', '{"instances": []}', 'application/x-www-form-urlencoded', /is not an image: it looks like JSON \(send it with Content-Type: application\/json\); /],
+      [
+        '/v1/predict',
+        '{"instances": []}',
+        'application/x-www-form-urlencoded',
+        /is not an image: it looks like JSON \(send it with Content-Type: application\/json\); /,
+      ],
       ['/v1/predict', '%PDF-1.7\n', undefined, /is not an image: it looks like PDF; /],
     ];
     for (const [path, body, type, message] of refusals) {
@@ -213,10 +260,16 @@ describe('raw images under a Content-Type that says nothing of the format', () =
     assert.deepEqual([empty.status, (JSON.parse(empty.text) as { code: string }).code], [400, 'NO_IMAGES']);
   });
 
-  it('has v2 infer refuse what it does not take naming v2\'s inputs, raw images included', async (t) => {
+  it("has v2 infer refuse what it does not take naming v2's inputs, raw images included", async (t) => {
     const app = await resnet20App(t);
     const png = await photo('chelsea.png');
-    for (const [type, body] of [['image/png', png], ['application/x-www-form-urlencoded', png], ['text/plain', 'hello'], ['multipart/form-data; boundary=x', 'hello'], ['not a type', 'hello']] as const) {
+    for (const [type, body] of [
+      ['image/png', png],
+      ['application/x-www-form-urlencoded', png],
+      ['text/plain', 'hello'],
+      ['multipart/form-data; boundary=x', 'hello'],
+      ['not a type', 'hello'],
+    ] as const) {
       const res = await request(app.server).post('/v2/models/resnet20/infer').set('Content-Type', type).send(body);
       assert.deepEqual([res.status, res.body.code], [415, 'UNSUPPORTED_MEDIA_TYPE'], `${type}: ${res.text}`);
       assert.match(
@@ -279,8 +332,12 @@ describe('v2 infer', () => {
     const app = await resnet20App(t);
     const flat = Array.from({ length: 3 * 32 * 32 }, (_, i) => (i % 7) / 7);
     const nested = [[0, 1, 2].map((c) => Array.from({ length: 32 }, (_, y) => flat.slice(c * 1024 + y * 32, c * 1024 + y * 32 + 32)))];
-    const a = await request(app.server).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: flat }] });
-    const b = await request(app.server).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: nested }] });
+    const a = await request(app.server)
+      .post('/v2/models/resnet20/infer')
+      .send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: flat }] });
+    const b = await request(app.server)
+      .post('/v2/models/resnet20/infer')
+      .send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: nested }] });
     assert.equal(a.status, 200, a.text);
     assert.equal(b.status, 200, b.text);
     assert.deepEqual(a.body.outputs[0].data, b.body.outputs[0].data);
@@ -294,7 +351,9 @@ describe('v2 infer', () => {
       .send({ inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: imgs.map((i) => i.toString('base64')) }] });
     assert.equal(v2.status, 200, v2.text);
     assert.deepEqual(v2.body.outputs[0].shape, [2, 10]);
-    const v1 = await request(app.server).post('/v1/models/resnet20:predict?top_k=10').send({ instances: imgs.map(b64) });
+    const v1 = await request(app.server)
+      .post('/v1/models/resnet20:predict?top_k=10')
+      .send({ instances: imgs.map(b64) });
     assert.equal(v1.status, 200, v1.text);
     (v1.body.predictions as Prediction[]).forEach((p, i) => {
       const probs = softmax(v2.body.outputs[0].data.slice(i * 10, i * 10 + 10));
@@ -320,16 +379,26 @@ describe('errors', () => {
     const truncated = (await photo('chelsea.png')).subarray(0, 400);
     expectError(await request(s).post('/v1/predict').set('Content-Type', 'image/png').send(truncated), 400, 'INVALID_IMAGE');
     expectError(await request(s).post('/v1/predict').set('Content-Type', 'application/json').send('{"instances": [{"b64": '), 400, 'INVALID_JSON');
-    expectError(await request(s).post('/v1/predict').send({ instances: [{ b64: 'not*base64!' }] }), 400, 'INVALID_BASE64');
+    expectError(
+      await request(s)
+        .post('/v1/predict')
+        .send({ instances: [{ b64: 'not*base64!' }] }),
+      400,
+      'INVALID_BASE64',
+    );
     expectError(await request(s).post('/v1/predict').send({ images: [] }), 400, 'INVALID_REQUEST');
     expectError(await request(s).post('/v1/predict').set('Content-Type', 'image/png').send(Buffer.alloc(0)), 400, 'NO_IMAGES');
     expectError(
-      await request(s).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'input', shape: [1, 3, 16, 16], datatype: 'FP32', data: new Array(768).fill(0) }] }),
+      await request(s)
+        .post('/v2/models/resnet20/infer')
+        .send({ inputs: [{ name: 'input', shape: [1, 3, 16, 16], datatype: 'FP32', data: new Array(768).fill(0) }] }),
       400,
       'INVALID_TENSOR',
     );
     expectError(
-      await request(s).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: [1, 2, 3] }] }),
+      await request(s)
+        .post('/v2/models/resnet20/infer')
+        .send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: [1, 2, 3] }] }),
       400,
       'INVALID_TENSOR',
     );
@@ -341,7 +410,13 @@ describe('errors', () => {
     expectError(await request(s).get('/no/such/route'), 404, 'NOT_FOUND');
     expectError(await request(s).post('/v1/predict').set('Content-Type', 'image/png').send(Buffer.alloc(300_000, 1)), 413, 'PAYLOAD_TOO_LARGE');
     expectError(await request(s).post('/v1/predict').attach('f', Buffer.alloc(300_000, 1), 'big.png'), 413, 'PAYLOAD_TOO_LARGE');
-    expectError(await request(s).post('/v1/predict').send({ instances: [{ b64: 'A'.repeat(310_000) }] }), 413, 'PAYLOAD_TOO_LARGE');
+    expectError(
+      await request(s)
+        .post('/v1/predict')
+        .send({ instances: [{ b64: 'A'.repeat(310_000) }] }),
+      413,
+      'PAYLOAD_TOO_LARGE',
+    );
     expectError(await request(s).post('/v1/predict').set('Content-Type', 'text/plain').send('hello'), 415, 'UNSUPPORTED_MEDIA_TYPE');
     expectError(
       await request(s).post('/v1/predict').set('Content-Type', 'image/svg+xml').send('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'),
@@ -362,7 +437,14 @@ describe('errors', () => {
     assert.equal((await request(app.server).get('/readyz')).status, 503);
     assert.equal((await request(app.server).get('/v2/health/live')).status, 200, 'alive while loading');
     assert.equal((await request(app.server).get('/livez')).status, 200);
-    expectError(await request(app.server).post('/v1/predict').set('Content-Type', 'image/png').send(await photo('chelsea.png')), 503, 'MODEL_NOT_READY');
+    expectError(
+      await request(app.server)
+        .post('/v1/predict')
+        .set('Content-Type', 'image/png')
+        .send(await photo('chelsea.png')),
+      503,
+      'MODEL_NOT_READY',
+    );
     expectError(await request(app.server).get('/v2/models/resnet20'), 503, 'MODEL_NOT_READY');
 
     await app.serving.registry.load();

@@ -53,13 +53,31 @@ describe('API keys', () => {
 
     const guarded: Array<[string, (headers: Record<string, string>) => Promise<Answer>]> = [
       ['POST /v1/predict', (h) => send(port, { method: 'POST', path: '/v1/predict', headers: { ...h, 'Content-Type': 'image/png' }, body: chelsea })],
-      ['POST /v1/models/resnet20:predict', (h) => send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { ...h, 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: [{ b64 }] }) })],
+      [
+        'POST /v1/models/resnet20:predict',
+        (h) =>
+          send(port, {
+            method: 'POST',
+            path: '/v1/models/resnet20:predict',
+            headers: { ...h, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ instances: [{ b64 }] }),
+          }),
+      ],
       ['GET /v1/models/resnet20', (h) => send(port, { path: '/v1/models/resnet20', headers: h })],
       ['GET /v2', (h) => send(port, { path: '/v2', headers: h })],
       ['GET /v2/models/resnet20', (h) => send(port, { path: '/v2/models/resnet20', headers: h })],
       ['GET /v2/models/resnet20/versions/1', (h) => send(port, { path: '/v2/models/resnet20/versions/1', headers: h })],
       ['GET /v2/models/resnet20/ready', (h) => send(port, { path: '/v2/models/resnet20/ready', headers: h })],
-      ['POST /v2/models/resnet20/infer', (h) => send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { ...h, 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }) })],
+      [
+        'POST /v2/models/resnet20/infer',
+        (h) =>
+          send(port, {
+            method: 'POST',
+            path: '/v2/models/resnet20/infer',
+            headers: { ...h, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }),
+          }),
+      ],
       // Its series name the models and their files' sha256 (model_info).
       ['GET /metrics', (h) => send(port, { path: '/metrics', headers: h })],
     ];
@@ -67,7 +85,12 @@ describe('API keys', () => {
       const none = await call({});
       assertCatalogError(none, { status: 401, code: 'UNAUTHORIZED' }, `${route} without a key`);
       assert.equal(none.headers['www-authenticate'], 'Bearer realm="inference"', route);
-      for (const headers of [bearer(WRONG_KEY), { Authorization: `Basic ${Buffer.from(`user:${KEY}`).toString('base64')}` }, { Authorization: KEY }, bearer(`${KEY} extra`)]) {
+      for (const headers of [
+        bearer(WRONG_KEY),
+        { Authorization: `Basic ${Buffer.from(`user:${KEY}`).toString('base64')}` },
+        { Authorization: KEY },
+        bearer(`${KEY} extra`),
+      ]) {
         const bad = await call(headers);
         assertCatalogError(bad, { status: 401, code: 'UNAUTHORIZED' }, `${route} with ${headers.Authorization.slice(0, 12)}…`);
         assert.match(String(bad.headers['www-authenticate']), /^Bearer realm="inference"/, route);
@@ -85,7 +108,9 @@ describe('API keys', () => {
     assertCatalogError(await send(port, { path: '/v2/models/secret-model', headers: bearer(KEY) }), { status: 404, code: 'MODEL_NOT_FOUND' });
 
     // The key is checked before the body is read: headers alone get the 401.
-    const { answer } = await exchange(port, ['POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n'], { untilAnswer: true });
+    const { answer } = await exchange(port, ['POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n'], {
+      untilAnswer: true,
+    });
     assert.ok(answer, 'no answer before the body');
     assertCatalogError(answer, { status: 401, code: 'UNAUTHORIZED' }, 'headers only');
 
@@ -149,7 +174,9 @@ describe('rate limit', () => {
   it('logs the forwarded client as remoteAddress only behind a trusted proxy', async (t) => {
     const { port, log } = await startAuthApp(t, { TRUST_PROXY: '127.0.0.0/8' });
     await send(port, { path: '/v2/models/resnet20', headers: { 'X-Forwarded-For': '203.0.113.7' } });
-    const line = log.lines.map((l) => JSON.parse(l) as { msg: string; req?: { url: string; remoteAddress: string } }).find((l) => l.msg === 'request completed' && l.req?.url === '/v2/models/resnet20');
+    const line = log.lines
+      .map((l) => JSON.parse(l) as { msg: string; req?: { url: string; remoteAddress: string } })
+      .find((l) => l.msg === 'request completed' && l.req?.url === '/v2/models/resnet20');
     assert.equal(line?.req?.remoteAddress, '203.0.113.7');
   });
 });

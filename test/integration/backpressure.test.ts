@@ -25,10 +25,14 @@ describe('back-pressure through HTTP', () => {
     const { app, gate, model } = await gatedApp(t, { QUEUE_MAX_SIZE: '4', MAX_IMAGES_PER_REQUEST: '4', BATCH_MAX_SIZE: '1' });
     await gate('close');
     const img = await image();
-    const first = request(app.server).post('/v1/predict').send({ instances: Array.from({ length: 4 }, () => ({ b64: img.toString('base64') })) });
+    const first = request(app.server)
+      .post('/v1/predict')
+      .send({ instances: Array.from({ length: 4 }, () => ({ b64: img.toString('base64') })) });
     const firstDone = first.then((r) => r);
     await until(() => model.batcher.queueDepth === 3 && model.batcher.inflightBatches === 1, 'one image running, three queued');
-    const refused = await request(app.server).post('/v1/predict').send({ instances: [{ b64: img.toString('base64') }, { b64: img.toString('base64') }] });
+    const refused = await request(app.server)
+      .post('/v1/predict')
+      .send({ instances: [{ b64: img.toString('base64') }, { b64: img.toString('base64') }] });
     assert.equal(refused.status, 503);
     assert.equal(refused.body.code, 'QUEUE_FULL');
     assert.equal(refused.headers['retry-after'], '1');
@@ -44,7 +48,11 @@ describe('back-pressure through HTTP', () => {
     const { app, gate, events, model } = await gatedApp(t, { BATCH_MAX_SIZE: '1' });
     await gate('close');
     const img = await image();
-    const blocker = request(app.server).post('/v1/predict').set('Content-Type', 'image/jpeg').send(img).then((r) => r);
+    const blocker = request(app.server)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/jpeg')
+      .send(img)
+      .then((r) => r);
     await until(() => model.batcher.inflightBatches === 1, 'the blocker is running');
     const late = await request(app.server).post('/v1/predict').set('Content-Type', 'image/jpeg').set('X-Request-Timeout-Ms', '50').send(img);
     assert.equal(late.status, 504);
@@ -52,7 +60,11 @@ describe('back-pressure through HTTP', () => {
     assert.equal(model.batcher.queueDepth, 0, 'the expired image left the queue');
     await gate('open');
     assert.equal((await blocker).status, 200);
-    assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'only the blocker ran');
+    assert.deepEqual(
+      events.filter((e) => e.event === 'run').map((e) => e.batch),
+      [1],
+      'only the blocker ran',
+    );
     assert.equal(await metricValue(app, /^inference_requests_total\{model="m",version="1",outcome="timeout",protocol="http"\} (\d+)/m), 1);
   });
 
@@ -69,7 +81,11 @@ describe('back-pressure through HTTP', () => {
 
   it('refuses a malformed X-Request-Timeout-Ms with 400', async (t) => {
     const app = await resnet20App(t);
-    const res = await request(app.server).post('/v1/predict').set('Content-Type', 'image/jpeg').set('X-Request-Timeout-Ms', 'soon').send(await image());
+    const res = await request(app.server)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/jpeg')
+      .set('X-Request-Timeout-Ms', 'soon')
+      .send(await image());
     assert.equal(res.status, 400);
     assert.equal(res.body.code, 'INVALID_REQUEST');
   });
@@ -80,10 +96,20 @@ describe('back-pressure through HTTP', () => {
     const { port } = app.server.address() as { port: number };
     await gate('close');
     const img = await image();
-    const blocker = request(app.server).post('/v1/predict').set('Content-Type', 'image/jpeg').send(img).then((r) => r);
+    const blocker = request(app.server)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/jpeg')
+      .send(img)
+      .then((r) => r);
     await until(() => model.batcher.inflightBatches === 1, 'the blocker is running');
     const body = JSON.stringify({ instances: [{ b64: img.toString('base64') }, { b64: img.toString('base64') }] });
-    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/v1/predict', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } });
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/v1/predict',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
     req.on('error', () => undefined);
     req.end(body);
     await until(() => model.batcher.queueDepth === 2, 'the second request is queued');
@@ -91,7 +117,11 @@ describe('back-pressure through HTTP', () => {
     await until(() => model.batcher.queueDepth === 0, 'its images left the queue');
     await gate('open');
     assert.equal((await blocker).status, 200);
-    assert.deepEqual(events.filter((e) => e.event === 'run').map((e) => e.batch), [1], 'the abandoned images never ran');
+    assert.deepEqual(
+      events.filter((e) => e.event === 'run').map((e) => e.batch),
+      [1],
+      'the abandoned images never ran',
+    );
     assert.equal(await metricValue(app, /^inference_requests_total\{model="m",version="1",outcome="cancelled",protocol="http"\} (\d+)/m), 1);
   });
 
@@ -99,7 +129,11 @@ describe('back-pressure through HTTP', () => {
     const { app, gate, model } = await gatedApp(t, { BATCH_MAX_SIZE: '1' });
     await gate('close');
     const img = await image();
-    const running = request(app.server).post('/v1/predict').set('Content-Type', 'image/jpeg').send(img).then((r) => r);
+    const running = request(app.server)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/jpeg')
+      .send(img)
+      .then((r) => r);
     await until(() => model.batcher.inflightBatches === 1, 'the request is running on the worker');
     crashGatedWorkers();
     const failed = await running;

@@ -23,7 +23,8 @@ async function arrivingBytes(app: FastifyInstance): Promise<number> {
   return Number(/^http_request_body_arriving_bytes (\d+)$/m.exec(text)?.[1]);
 }
 
-const head = (length: number) => `POST /v1/models/resnet20:predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: ${length}\r\n\r\n`;
+const head = (length: number) =>
+  `POST /v1/models/resnet20:predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: ${length}\r\n\r\n`;
 
 /** A client that sends its headers and `sent` bytes of a `declared`-byte body, then stalls. */
 async function stalled(port: number, declared: number, sent: number): Promise<Socket> {
@@ -144,7 +145,9 @@ describe('body budget', () => {
     const socket = connect(port, '127.0.0.1');
     try {
       await once(socket, 'connect');
-      socket.write(`POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: 95000\r\n\r\n${partHead}`);
+      socket.write(
+        `POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: 95000\r\n\r\n${partHead}`,
+      );
       socket.write(randomBytes(70_000).map((b) => (b === 0x2d ? 0x2e : b))); // no '-' so no boundary by chance
       await until(async () => (await arrivingBytes(app)) >= 60_000, 'the file bytes counted');
       const refused = await exchange(port, [head(90_000), randomBytes(60_000)], { untilAnswer: true });

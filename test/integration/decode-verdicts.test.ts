@@ -72,14 +72,27 @@ describe('decode errors as Pillow decides them', () => {
     const { cases, versions } = await loadVerdicts();
     assert.match(versions.pillow, /^\d+\.\d+/);
     const bases = new Set(cases.map((c) => c.base));
-    assert.deepEqual([...bases].sort(), ['gif', 'jpeg-baseline', 'jpeg-cifar', 'jpeg-progressive', 'png', 'tiff-deflate', 'tiff-raw', 'webp-lossless', 'webp-lossy']);
+    assert.deepEqual([...bases].sort(), [
+      'gif',
+      'jpeg-baseline',
+      'jpeg-cifar',
+      'jpeg-progressive',
+      'png',
+      'tiff-deflate',
+      'tiff-raw',
+      'webp-lossless',
+      'webp-lossy',
+    ]);
     for (const base of bases) {
       const of = cases.filter((c) => c.base === base);
       assert.equal(of.find((c) => c.damage === 'intact')?.pil, 'accepted', `${base}: the intact control`);
       for (const kind of [/^truncated-/, /^flip-(?!data)/, /^(flip|scramble)-data-/]) {
         assert.ok(of.filter((c) => kind.test(c.damage)).length >= 3, `${base}: at least 3 files damaged as ${kind}`);
       }
-      assert.ok(of.some((c) => c.pil === 'refused' && c.signature !== null), `${base}: some refusal by a decoder, not by the magic numbers`);
+      assert.ok(
+        of.some((c) => c.pil === 'refused' && c.signature !== null),
+        `${base}: some refusal by a decoder, not by the magic numbers`,
+      );
     }
   });
 
@@ -108,7 +121,9 @@ describe('decode errors as Pillow decides them', () => {
       if (same(got, reference)) agreed++;
       if (!same(got, want)) {
         const pil = c.pil === 'accepted' ? 'accepted' : `refused (${c.exception}: ${c.message})`;
-        wrong.push(`${c.file}: got ${got.status} ${got.code ?? ''}, want ${want.status} ${want.code ?? ''}${listed ? ' (listed disagreement)' : ''}; Pillow ${pil}; server said ${res.text.slice(0, 160)}`);
+        wrong.push(
+          `${c.file}: got ${got.status} ${got.code ?? ''}, want ${want.status} ${want.code ?? ''}${listed ? ' (listed disagreement)' : ''}; Pillow ${pil}; server said ${res.text.slice(0, 160)}`,
+        );
       }
     }
     assert.deepEqual(wrong, [], `${wrong.length} of ${cases.length} files answered unlike the reference or the list:\n${wrong.join('\n')}`);

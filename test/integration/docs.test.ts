@@ -62,7 +62,13 @@ describe('API documentation', () => {
 
   it('serves nothing outside the UI files', async (t) => {
     const app = await resnet20App(t);
-    for (const path of ['/docs/static/../../package.json', '/docs/static/%2e%2e/%2e%2e/package.json', '/docs/static/..%2f..%2fpackage.json', '/docs/package.json', '/docs/static/nope.js']) {
+    for (const path of [
+      '/docs/static/../../package.json',
+      '/docs/static/%2e%2e/%2e%2e/package.json',
+      '/docs/static/..%2f..%2fpackage.json',
+      '/docs/package.json',
+      '/docs/static/nope.js',
+    ]) {
       const res = await request(app.server).get(path);
       assert.ok(res.status === 404 || res.status === 400, `${path}: ${res.status}`);
       assert.doesNotMatch(res.text, /"name":\s*"resnet-serve"/, path);

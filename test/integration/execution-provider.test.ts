@@ -15,7 +15,16 @@ describe('execution provider on a machine without CUDA', () => {
   it('EXECUTION_PROVIDER=cuda stops startup with a message naming CUDA and how to install it', async (t) => {
     const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
     const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'server.js')], {
-      env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', GRPC_PORT: '0', MODEL_REPOSITORY: repo, SEED_DEFAULT_MODEL: 'false', EXECUTION_PROVIDER: 'cuda', LOG_LEVEL: 'error' },
+      env: {
+        PATH: process.env.PATH,
+        HOST: '127.0.0.1',
+        PORT: '0',
+        GRPC_PORT: '0',
+        MODEL_REPOSITORY: repo,
+        SEED_DEFAULT_MODEL: 'false',
+        EXECUTION_PROVIDER: 'cuda',
+        LOG_LEVEL: 'error',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     t.after(() => {

@@ -35,4 +35,3 @@ export async function until(predicate: () => boolean | Promise<boolean>, what: s
   }
   assert.fail(`never happened: ${what}`);
 }
-

@@ -11,7 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import { applyReceiveWindow, FLOW_CONTROL_WINDOW_OPTION, RECEIVE_WINDOW_BYTES } from '../../src/grpc/receive-window.js';
 import { fp32Request, grpcApp, items, unary, type InferResponse } from './grpc-support.js';
 
-const UPGRADE_HINT = 'a @grpc/grpc-js upgrade changed what src/grpc/receive-window.ts reaches: see grpc/grpc-node#3058 (if it has landed, the option alone does it)';
+const UPGRADE_HINT =
+  'a @grpc/grpc-js upgrade changed what src/grpc/receive-window.ts reaches: see grpc/grpc-node#3058 (if it has landed, the option alone does it)';
 
 describe('gRPC: HTTP/2 receive windows', () => {
   it(`gives every connection ${RECEIVE_WINDOW_BYTES} bytes per stream (SETTINGS) and per connection (WINDOW_UPDATE), not 64 KiB`, async (t) => {
@@ -50,7 +51,10 @@ describe('gRPC: HTTP/2 receive windows', () => {
 
   it('refuses a window HTTP/2 cannot carry, with the value it got', () => {
     const server = new grpc.Server();
-    assert.throws(() => applyReceiveWindow(server, 1024), { name: 'RangeError', message: 'Expected `windowBytes` to be an integer from 65535 to 2147483647, got `1024`' });
+    assert.throws(() => applyReceiveWindow(server, 1024), {
+      name: 'RangeError',
+      message: 'Expected `windowBytes` to be an integer from 65535 to 2147483647, got `1024`',
+    });
     assert.throws(() => applyReceiveWindow(server, 2 ** 31), RangeError);
     assert.throws(() => applyReceiveWindow(server, 1.5e6 + 0.5), RangeError);
   });

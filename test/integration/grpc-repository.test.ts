@@ -47,13 +47,22 @@ describe('gRPC: the repository extension', () => {
     assert.deepEqual(app.serving.registry.get(MODEL).labels?.[3], 'x-cat');
 
     const bad = await expectStatus(
-      unary(inference, 'RepositoryModelLoad', { model_name: MODEL, parameters: { config: { string_param: JSON.stringify({ preprocess: { resize: 64, crop: 64 } }) } } }, key),
+      unary(
+        inference,
+        'RepositoryModelLoad',
+        { model_name: MODEL, parameters: { config: { string_param: JSON.stringify({ preprocess: { resize: 64, crop: 64 } }) } } },
+        key,
+      ),
       status.INVALID_ARGUMENT,
       'MODEL_LOAD_FAILED',
     );
     assert.match(bad.details, /failed to load/);
     assert.equal(app.serving.registry.get(MODEL).labels?.[3], 'x-cat', 'a failed reload leaves what served');
     await expectStatus(unary(inference, 'RepositoryModelLoad', { model_name: 'nope' }, key), status.NOT_FOUND, 'MODEL_NOT_FOUND');
-    await expectStatus(unary(inference, 'RepositoryModelLoad', { model_name: MODEL, parameters: { config: { int64_param: 1 } } }, key), status.INVALID_ARGUMENT, 'INVALID_REQUEST');
+    await expectStatus(
+      unary(inference, 'RepositoryModelLoad', { model_name: MODEL, parameters: { config: { int64_param: 1 } } }, key),
+      status.INVALID_ARGUMENT,
+      'INVALID_REQUEST',
+    );
   });
 });

@@ -34,7 +34,16 @@ async function spawnServer(t: TestContext, env: Record<string, string>): Promise
   const port = await freePort();
   const grpcPort = await freePort();
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'server.js')], {
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), GRPC_PORT: String(grpcPort), MODEL_REPOSITORY: repo, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      GRPC_PORT: String(grpcPort),
+      MODEL_REPOSITORY: repo,
+      SEED_DEFAULT_MODEL: 'false',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
@@ -92,9 +101,7 @@ async function load(inference: DynamicClient) {
   const image = await readFile(join(CIFAR_DIR, 'dog_0000.jpg'));
   const request = bytesRequest(Array.from({ length: 32 }, () => image));
   let settled = 0;
-  const calls = Array.from({ length: 40 }, (_, i) =>
-    unary<InferResponse>(inference, 'ModelInfer', { ...request, id: `load-${i}` }).finally(() => settled++),
-  );
+  const calls = Array.from({ length: 40 }, (_, i) => unary<InferResponse>(inference, 'ModelInfer', { ...request, id: `load-${i}` }).finally(() => settled++));
   // Failures are asserted at the end; meanwhile they must not be unhandled.
   for (const c of calls) c.catch(() => undefined);
   return { calls, settled: () => settled };
@@ -123,7 +130,9 @@ describe('graceful shutdown of the server process, over gRPC', () => {
 
     const answers = await Promise.allSettled(calls);
     assert.deepEqual(
-      answers.map((a) => (a.status === 'fulfilled' ? 'OK' : `${grpc.status[(a.reason as grpc.ServiceError).code]}: ${(a.reason as grpc.ServiceError).details}`)),
+      answers.map((a) =>
+        a.status === 'fulfilled' ? 'OK' : `${grpc.status[(a.reason as grpc.ServiceError).code]}: ${(a.reason as grpc.ServiceError).details}`,
+      ),
       new Array(calls.length).fill('OK'),
       'every call in flight at SIGTERM completed',
     );
@@ -168,7 +177,11 @@ describe('graceful shutdown of the server process, over gRPC', () => {
 
     const answers = await Promise.allSettled([...calls, ...duringDelay]);
     const outcomes = answers.map((a) => (a.status === 'fulfilled' ? 'OK' : (a.reason as grpc.ServiceError).metadata.get('error-code')[0]));
-    assert.deepEqual(outcomes.slice(0, calls.length + 1), new Array(calls.length + 1).fill('OK'), 'calls in flight at SIGTERM and the call during the delay completed');
+    assert.deepEqual(
+      outcomes.slice(0, calls.length + 1),
+      new Array(calls.length + 1).fill('OK'),
+      'calls in flight at SIGTERM and the call during the delay completed',
+    );
     // Probes sent before intake stopped were served; from the first refusal on, all were refused.
     const probes = outcomes.slice(calls.length + 1);
     const firstRefused = probes.indexOf('SHUTTING_DOWN');

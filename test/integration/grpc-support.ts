@@ -60,7 +60,12 @@ function toMetadata(entries: Record<string, string> = {}): grpc.Metadata {
 }
 
 /** Starts a unary call; `call` cancels it, `response` settles with its answer or status. */
-export function startUnary<Res = unknown>(client: DynamicClient, method: string, request: unknown, options: CallOptions = {}): { call: grpc.ClientUnaryCall; response: Promise<Res> } {
+export function startUnary<Res = unknown>(
+  client: DynamicClient,
+  method: string,
+  request: unknown,
+  options: CallOptions = {},
+): { call: grpc.ClientUnaryCall; response: Promise<Res> } {
   let call!: grpc.ClientUnaryCall;
   const response = new Promise<Res>((resolve, reject) => {
     const fn = client[method] as UnaryMethod;
@@ -71,7 +76,8 @@ export function startUnary<Res = unknown>(client: DynamicClient, method: string,
   return { call, response };
 }
 
-export const unary = <Res = unknown>(client: DynamicClient, method: string, request: unknown, options: CallOptions = {}) => startUnary<Res>(client, method, request, options).response;
+export const unary = <Res = unknown>(client: DynamicClient, method: string, request: unknown, options: CallOptions = {}) =>
+  startUnary<Res>(client, method, request, options).response;
 
 /** Opens a bidirectional or server stream; `messages` collects what arrives. */
 export function openStream(client: DynamicClient, method: string, requestOrNothing?: unknown, options: CallOptions = {}) {
@@ -249,7 +255,7 @@ export function bytesElements(elements: readonly Uint8Array[]): Buffer {
 export function readBytesElements(bytes: Uint8Array): string[] {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: string[] = [];
-  for (let offset = 0; offset < b.length; ) {
+  for (let offset = 0; offset < b.length;) {
     const length = b.readUInt32LE(offset);
     out.push(b.subarray(offset + 4, offset + 4 + length).toString());
     offset += 4 + length;

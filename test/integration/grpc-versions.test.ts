@@ -17,7 +17,9 @@ import { argmax, connect, expectStatus, fp32Request, items, MODEL, readFp32, una
 const CLOSE_TIMEOUT_MS = 2_000;
 
 async function versionedGrpcApp(t: TestContext) {
-  const repo = await tempRepository(t, [{ name: MODEL, from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '2'] }]);
+  const repo = await tempRepository(t, [
+    { name: MODEL, from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '2'] },
+  ]);
   const config = testConfig(repo);
   const app = await buildApp(config, { defaultMetrics: false });
   const quiet = () => {};
@@ -29,7 +31,11 @@ async function versionedGrpcApp(t: TestContext) {
   });
   await app.ready();
   await registry.load();
-  const server = await startGrpcServer({ config, registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: { info: quiet, error: quiet, debug: quiet } }, '127.0.0.1', 0);
+  const server = await startGrpcServer(
+    { config, registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: { info: quiet, error: quiet, debug: quiet } },
+    '127.0.0.1',
+    0,
+  );
   const { inference } = connect(`127.0.0.1:${server.port}`);
   close = async () => {
     inference.close();
@@ -76,8 +82,18 @@ describe('gRPC: model versions', () => {
     await unary(inference, 'ModelInfer', fp32Request(items(2), { model_version: '1' }));
     type Stats = { model_stats: Array<{ name: string; version: string; inference_count: number }> };
     const all = await unary<Stats>(inference, 'ModelStatistics', { name: MODEL });
-    assert.deepEqual(all.model_stats.map((s) => [s.version, s.inference_count]), [['2', 0], ['1', 2]], 'every served version, as Triton answers');
+    assert.deepEqual(
+      all.model_stats.map((s) => [s.version, s.inference_count]),
+      [
+        ['2', 0],
+        ['1', 2],
+      ],
+      'every served version, as Triton answers',
+    );
     const one = await unary<Stats>(inference, 'ModelStatistics', { name: MODEL, version: '1' });
-    assert.deepEqual(one.model_stats.map((s) => [s.version, s.inference_count]), [['1', 2]]);
+    assert.deepEqual(
+      one.model_stats.map((s) => [s.version, s.inference_count]),
+      [['1', 2]],
+    );
   });
 });

@@ -104,7 +104,10 @@ describe('gRPC: inference', () => {
     assert.equal(raw.model_name, MODEL);
     assert.equal(raw.model_version, '1');
     assert.equal(raw.id, 'raw-1');
-    assert.deepEqual(raw.outputs.map((o) => [o.name, o.datatype, o.shape]), [['logits', 'FP32', [2, 10]]]);
+    assert.deepEqual(
+      raw.outputs.map((o) => [o.name, o.datatype, o.shape]),
+      [['logits', 'FP32', [2, 10]]],
+    );
     assert.equal(raw.raw_output_contents.length, 1);
     const rawLogits = readFp32(raw.raw_output_contents[0]!);
     assert.equal(rawLogits.length, 20);
@@ -123,7 +126,10 @@ describe('gRPC: inference', () => {
     const { inference } = await grpcApp(t);
     const png = await photo('chelsea.png');
     const raw = await unary<InferResponse>(inference, 'ModelInfer', bytesRequest([png]));
-    assert.deepEqual(raw.outputs.map((o) => [o.name, o.datatype, o.shape]), [['logits', 'FP32', [1, 10]]]);
+    assert.deepEqual(
+      raw.outputs.map((o) => [o.name, o.datatype, o.shape]),
+      [['logits', 'FP32', [1, 10]]],
+    );
     const logits = readFp32(raw.raw_output_contents[0]!);
     assert.equal(argmax(logits), 3);
 
@@ -137,13 +143,23 @@ describe('gRPC: inference', () => {
   it('answers classification (int64_param 3) as BYTES [1, 3] in raw_output_contents, highest first', async (t) => {
     const { inference } = await grpcApp(t);
     const png = await photo('chelsea.png');
-    const answer = await unary<InferResponse>(inference, 'ModelInfer', bytesRequest([png], { outputs: [{ name: 'logits', parameters: { classification: { int64_param: 3 } } }] }));
-    assert.deepEqual(answer.outputs.map((o) => [o.name, o.datatype, o.shape]), [['logits', 'BYTES', [1, 3]]]);
+    const answer = await unary<InferResponse>(
+      inference,
+      'ModelInfer',
+      bytesRequest([png], { outputs: [{ name: 'logits', parameters: { classification: { int64_param: 3 } } }] }),
+    );
+    assert.deepEqual(
+      answer.outputs.map((o) => [o.name, o.datatype, o.shape]),
+      [['logits', 'BYTES', [1, 3]]],
+    );
     const classes = readBytesElements(answer.raw_output_contents[0]!);
     assert.equal(classes.length, 3);
     assert.match(classes[0]!, /^-?\d+\.\d{6}:3:cat$/);
     const values = classes.map((s) => Number(s.split(':')[0]));
-    assert.deepEqual(values, [...values].sort((a, b) => b - a));
+    assert.deepEqual(
+      values,
+      [...values].sort((a, b) => b - a),
+    );
   });
 
   it('answers server and model metadata, liveness and readiness', async (t) => {
@@ -165,7 +181,10 @@ describe('gRPC: inference', () => {
     await expectStatus(unary(inference, 'ModelMetadata', { name: 'nope' }), status.NOT_FOUND, 'MODEL_NOT_FOUND');
     await expectStatus(unary(inference, 'ModelStatistics', { name: 'nope' }), status.NOT_FOUND, 'MODEL_NOT_FOUND');
     const stats = await unary<{ model_stats: Array<{ name: string; version: string; inference_count: number }> }>(inference, 'ModelStatistics', {});
-    assert.deepEqual(stats.model_stats.map((m) => [m.name, m.version, m.inference_count]), [[MODEL, '1', 0]]);
+    assert.deepEqual(
+      stats.model_stats.map((m) => [m.name, m.version, m.inference_count]),
+      [[MODEL, '1', 0]],
+    );
   });
 });
 
@@ -177,33 +196,152 @@ describe('gRPC: malformed inputs', () => {
     const chelsea = await photo('chelsea.png');
     const fp32Input = { name: 'input', datatype: 'FP32', shape: [1, 3, 32, 32] };
     const cases: Array<[string, unknown, grpc.status, string]> = [
-      ['FP32 raw bytes one value short of the shape', { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [fp32Bytes(one).subarray(4)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['FP32 raw bytes not a multiple of 4', { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [Buffer.concat([fp32Bytes(one), Buffer.from([0])])] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['FP32 shape of two items, bytes of one', { model_name: MODEL, inputs: [{ ...fp32Input, shape: [2, 3, 32, 32] }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['BYTES shape [2], one element', { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [2] }], raw_input_contents: [bytesElements([png])] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['BYTES element length past the end', { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }], raw_input_contents: [bytesElements([png]).subarray(0, 100)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['BYTES length prefix cut off', { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }], raw_input_contents: [Buffer.from([1, 0])] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['FP32 raw bytes declared as BYTES', { model_name: MODEL, inputs: [{ ...fp32Input, datatype: 'BYTES', shape: [1] }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['both raw and typed contents', { model_name: MODEL, inputs: [{ ...fp32Input, contents: { fp32_contents: one } }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['two kinds of typed contents', { model_name: MODEL, inputs: [{ ...fp32Input, contents: { fp32_contents: one, int_contents: [1] } }] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['typed contents of an unsupported kind', { model_name: MODEL, inputs: [{ ...fp32Input, contents: { int_contents: one.map(() => 1) } }] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['typed fp32_contents one value short', { model_name: MODEL, inputs: [{ ...fp32Input, contents: { fp32_contents: one.slice(1) } }] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['typed bytes_contents more than the shape', { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [png, png] } }] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['unknown datatype FP16', { model_name: MODEL, inputs: [{ ...fp32Input, datatype: 'FP16' }], raw_input_contents: [Buffer.alloc(ITEM_VALUES * 2)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['made-up datatype', { model_name: MODEL, inputs: [{ ...fp32Input, datatype: 'QUATERNION' }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['no datatype', { model_name: MODEL, inputs: [{ ...fp32Input, datatype: '' }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['raw_input_contents for two inputs, one input', { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [fp32Bytes(one), fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
+      [
+        'FP32 raw bytes one value short of the shape',
+        { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [fp32Bytes(one).subarray(4)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'FP32 raw bytes not a multiple of 4',
+        { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [Buffer.concat([fp32Bytes(one), Buffer.from([0])])] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'FP32 shape of two items, bytes of one',
+        { model_name: MODEL, inputs: [{ ...fp32Input, shape: [2, 3, 32, 32] }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'BYTES shape [2], one element',
+        { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [2] }], raw_input_contents: [bytesElements([png])] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'BYTES element length past the end',
+        { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }], raw_input_contents: [bytesElements([png]).subarray(0, 100)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'BYTES length prefix cut off',
+        { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }], raw_input_contents: [Buffer.from([1, 0])] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'FP32 raw bytes declared as BYTES',
+        { model_name: MODEL, inputs: [{ ...fp32Input, datatype: 'BYTES', shape: [1] }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'both raw and typed contents',
+        { model_name: MODEL, inputs: [{ ...fp32Input, contents: { fp32_contents: one } }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'two kinds of typed contents',
+        { model_name: MODEL, inputs: [{ ...fp32Input, contents: { fp32_contents: one, int_contents: [1] } }] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'typed contents of an unsupported kind',
+        { model_name: MODEL, inputs: [{ ...fp32Input, contents: { int_contents: one.map(() => 1) } }] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'typed fp32_contents one value short',
+        { model_name: MODEL, inputs: [{ ...fp32Input, contents: { fp32_contents: one.slice(1) } }] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'typed bytes_contents more than the shape',
+        { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [png, png] } }] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'unknown datatype FP16',
+        { model_name: MODEL, inputs: [{ ...fp32Input, datatype: 'FP16' }], raw_input_contents: [Buffer.alloc(ITEM_VALUES * 2)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'made-up datatype',
+        { model_name: MODEL, inputs: [{ ...fp32Input, datatype: 'QUATERNION' }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'no datatype',
+        { model_name: MODEL, inputs: [{ ...fp32Input, datatype: '' }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'raw_input_contents for two inputs, one input',
+        { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [fp32Bytes(one), fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
       ['no contents at all', { model_name: MODEL, inputs: [fp32Input] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
       ['no inputs', { model_name: MODEL }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['two inputs', { model_name: MODEL, inputs: [fp32Input, fp32Input], raw_input_contents: [fp32Bytes(one), fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['FP32 of the wrong item shape', { model_name: MODEL, inputs: [{ ...fp32Input, shape: [1, 3, 16, 64] }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['FP32 to a wrong input name', { model_name: MODEL, inputs: [{ ...fp32Input, name: 'pixels' }], raw_input_contents: [fp32Bytes(one)] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['FP32 holding NaN', { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [fp32Bytes(one.map((v, i) => (i === 7 ? NaN : v)))] }, status.INVALID_ARGUMENT, 'INVALID_TENSOR'],
-      ['BYTES that are no image', { model_name: MODEL, inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }], raw_input_contents: [bytesElements([Buffer.from('not an image at all')])] }, status.INVALID_ARGUMENT, 'UNSUPPORTED_MEDIA_TYPE'],
+      [
+        'two inputs',
+        { model_name: MODEL, inputs: [fp32Input, fp32Input], raw_input_contents: [fp32Bytes(one), fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'FP32 of the wrong item shape',
+        { model_name: MODEL, inputs: [{ ...fp32Input, shape: [1, 3, 16, 64] }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'FP32 to a wrong input name',
+        { model_name: MODEL, inputs: [{ ...fp32Input, name: 'pixels' }], raw_input_contents: [fp32Bytes(one)] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'FP32 holding NaN',
+        { model_name: MODEL, inputs: [fp32Input], raw_input_contents: [fp32Bytes(one.map((v, i) => (i === 7 ? NaN : v)))] },
+        status.INVALID_ARGUMENT,
+        'INVALID_TENSOR',
+      ],
+      [
+        'BYTES that are no image',
+        {
+          model_name: MODEL,
+          inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
+          raw_input_contents: [bytesElements([Buffer.from('not an image at all')])],
+        },
+        status.INVALID_ARGUMENT,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
       ['a PNG cut in half', bytesRequest([chelsea.subarray(0, chelsea.length >> 1)]), status.INVALID_ARGUMENT, 'INVALID_IMAGE'],
       ['an output the model lacks', fp32Request(one, { outputs: [{ name: 'probabilities' }] }), status.INVALID_ARGUMENT, 'INVALID_REQUEST'],
-      ['classification 0', fp32Request(one, { outputs: [{ name: 'logits', parameters: { classification: { int64_param: 0 } } }] }), status.INVALID_ARGUMENT, 'INVALID_REQUEST'],
-      ['classification as a string', fp32Request(one, { outputs: [{ name: 'logits', parameters: { classification: { string_param: '3' } } }] }), status.INVALID_ARGUMENT, 'INVALID_REQUEST'],
+      [
+        'classification 0',
+        fp32Request(one, { outputs: [{ name: 'logits', parameters: { classification: { int64_param: 0 } } }] }),
+        status.INVALID_ARGUMENT,
+        'INVALID_REQUEST',
+      ],
+      [
+        'classification as a string',
+        fp32Request(one, { outputs: [{ name: 'logits', parameters: { classification: { string_param: '3' } } }] }),
+        status.INVALID_ARGUMENT,
+        'INVALID_REQUEST',
+      ],
       ['an unknown model', { ...fp32Request(one), model_name: 'nope' }, status.NOT_FOUND, 'MODEL_NOT_FOUND'],
       ['a version the model lacks', { ...fp32Request(one), model_version: '2' }, status.NOT_FOUND, 'MODEL_NOT_FOUND'],
     ];
@@ -217,7 +355,12 @@ describe('gRPC: malformed inputs', () => {
 
   it('refuses a message above the largest body with RESOURCE_EXHAUSTED, images above the limits with their catalog codes', async (t) => {
     // Largest message: max(UPLOAD_MAX_BYTES, JSON_BODY_MAX_BYTES) + 64 KiB = 165,536 bytes.
-    const { clients } = await grpcApp(t, { UPLOAD_MAX_BYTES: '100000', JSON_BODY_MAX_BYTES: '100000', BODY_MEMORY_BUDGET_BYTES: '100000', MAX_IMAGES_PER_REQUEST: '2' });
+    const { clients } = await grpcApp(t, {
+      UPLOAD_MAX_BYTES: '100000',
+      JSON_BODY_MAX_BYTES: '100000',
+      BODY_MEMORY_BUDGET_BYTES: '100000',
+      MAX_IMAGES_PER_REQUEST: '2',
+    });
     const { inference } = clients({ 'grpc.max_send_message_length': -1 });
     const big = Buffer.alloc(200_000, 1);
     const refused = await expectStatus(unary(inference, 'ModelInfer', bytesRequest([big])), status.RESOURCE_EXHAUSTED);
@@ -307,8 +450,13 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
     await gate('open');
     assert.deepEqual((await blocker).outputs[0]!.shape, [1, 10]);
     assert.deepEqual(await batchesRun(events), [1], 'only the blocker ran');
-    const stats = await unary<{ model_stats: Array<{ name: string; execution_count: number; inference_count: number }> }>(inference, 'ModelStatistics', { name: MODEL });
-    assert.deepEqual(stats.model_stats.map((s) => [s.name, s.execution_count, s.inference_count]), [[MODEL, 1, 1]]);
+    const stats = await unary<{ model_stats: Array<{ name: string; execution_count: number; inference_count: number }> }>(inference, 'ModelStatistics', {
+      name: MODEL,
+    });
+    assert.deepEqual(
+      stats.model_stats.map((s) => [s.name, s.execution_count, s.inference_count]),
+      [[MODEL, 1, 1]],
+    );
     assert.equal(await metricValue(app, /^inference_compute_duration_seconds_count\{model="resnet20",version="1"\} (\d+)/m), 1);
     assert.equal((await requestsTotal(app, 'timeout')) + (await requestsTotal(app, 'cancelled')), 1, 'counted once, as timed out or cancelled');
   });
@@ -316,7 +464,11 @@ describe('gRPC: back-pressure, deadlines and cancellation (gated worker)', () =>
   it('answers DEADLINE_EXCEEDED with error-code from REQUEST_TIMEOUT_MS, which a longer client deadline never raises', async (t) => {
     const { app, inference, gate } = await grpcApp(t, { BATCH_MAX_SIZE: '1', REQUEST_TIMEOUT_MS: '50' }, { gated: true });
     await gate('close');
-    await expectStatus(unary(inference, 'ModelInfer', fp32Request(items(1)), { deadline: Date.now() + 600_000 }), status.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED');
+    await expectStatus(
+      unary(inference, 'ModelInfer', fp32Request(items(1)), { deadline: Date.now() + 600_000 }),
+      status.DEADLINE_EXCEEDED,
+      'DEADLINE_EXCEEDED',
+    );
     await expectStatus(unary(inference, 'ModelInfer', fp32Request(items(1))), status.DEADLINE_EXCEEDED, 'DEADLINE_EXCEEDED');
     await gate('open');
     await until(() => app.serving.registry.get(MODEL).batcher.queueDepth === 0, 'nothing is left queued');
@@ -419,7 +571,8 @@ describe('gRPC: ModelStreamInfer', () => {
     const expected = await Promise.all(inputs.map((v) => unary<InferResponse>(inference, 'ModelInfer', fp32Request(v))));
     const stream = openStream(inference, 'ModelStreamInfer');
     inputs.forEach((v, i) => {
-      const request = i === 4 ? fp32Request(v, { id: `r${i}`, inputs: [{ name: 'input', datatype: 'FP16', shape: [1, 3, 32, 32] }] }) : fp32Request(v, { id: `r${i}` });
+      const request =
+        i === 4 ? fp32Request(v, { id: `r${i}`, inputs: [{ name: 'input', datatype: 'FP16', shape: [1, 3, 32, 32] }] }) : fp32Request(v, { id: `r${i}` });
       stream.call.write(request);
     });
     stream.call.end();
@@ -427,7 +580,11 @@ describe('gRPC: ModelStreamInfer', () => {
     const end = await stream.status;
     assert.equal(end.code, status.OK, end.details);
     assert.equal(answers.length, 10);
-    assert.deepEqual(answers.map((a) => a.infer_response.id), inputs.map((_, i) => `r${i}`), 'in order, with ids');
+    assert.deepEqual(
+      answers.map((a) => a.infer_response.id),
+      inputs.map((_, i) => `r${i}`),
+      'in order, with ids',
+    );
     answers.forEach((a, i) => {
       if (i === 4) {
         assert.match(a.error_message, /FP16/);
@@ -466,10 +623,16 @@ describe('gRPC: ModelStreamInfer', () => {
     await gate('open');
     const answers = (await stream.received(24)) as StreamAnswer[];
     assert.equal((await stream.status).code, status.OK);
-    assert.deepEqual(answers.map((a) => [a.infer_response.id, a.error_message]), answers.map((_, i) => [`s${i}`, '']));
+    assert.deepEqual(
+      answers.map((a) => [a.infer_response.id, a.error_message]),
+      answers.map((_, i) => [`s${i}`, '']),
+    );
     // process 'warning' is emitted on a later tick than the listener that caused it.
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+    assert.deepEqual(
+      warnings.map((w) => `${w.name}: ${w.message}`),
+      [],
+    );
   });
 });
 

@@ -70,9 +70,31 @@ describe('decompression bombs', () => {
     const b64 = bomb.toString('base64');
     const forms: Array<[string, () => Promise<Answer>]> = [
       ['raw', () => send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/png' }, body: bomb })],
-      ['multipart', () => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipartBody([{ bytes: bomb }]) })],
-      ['v1 JSON', () => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: [{ b64 }] }) })],
-      ['v2 BYTES', () => send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }) })],
+      [
+        'multipart',
+        () =>
+          send(port, {
+            method: 'POST',
+            path: '/v1/predict',
+            headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' },
+            body: multipartBody([{ bytes: bomb }]),
+          }),
+      ],
+      [
+        'v1 JSON',
+        () =>
+          send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: [{ b64 }] }) }),
+      ],
+      [
+        'v2 BYTES',
+        () =>
+          send(port, {
+            method: 'POST',
+            path: '/v2/models/resnet20/infer',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }),
+          }),
+      ],
     ];
     const refuse = async () => {
       for (const [form, post] of forms) {
@@ -117,11 +139,16 @@ describe('decode memory, scan and nesting bombs', () => {
     // 6324² is 39.99 megapixels, under MAX_IMAGE_PIXELS: only its bit depth and bands make it dear.
     const bomb = await interlacedPng16Rgba(6324, 6324);
     const multipart = multipartBody(Array.from({ length: 4 }, () => ({ bytes: bomb })));
-    const post = () => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipart });
+    const post = () =>
+      send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipart });
     const { error } = assertCatalogError(await post(), { status: 413, code: 'IMAGE_TOO_LARGE' }, 'warm-up');
     assert.match(error, /MiB/);
     await withinMemory(t, GROWTH_BOUND_BYTES, async () => {
-      const answers = await Promise.all([post(), post(), send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/png' }, body: bomb })]);
+      const answers = await Promise.all([
+        post(),
+        post(),
+        send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/png' }, body: bomb }),
+      ]);
       for (const answer of answers) assertCatalogError(answer, { status: 413, code: 'IMAGE_TOO_LARGE' }, 'decode memory bomb');
     });
     const ok = await send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'image/png' }, body: await photo('chelsea.png') });
@@ -134,12 +161,22 @@ describe('decode memory, scan and nesting bombs', () => {
     const port = await listen(app);
     const chelsea = await photo('chelsea.png');
     const answers = await Promise.all(
-      Array.from({ length: 3 }, () => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipartBody(Array.from({ length: 4 }, () => ({ bytes: chelsea }))) })),
+      Array.from({ length: 3 }, () =>
+        send(port, {
+          method: 'POST',
+          path: '/v1/predict',
+          headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' },
+          body: multipartBody(Array.from({ length: 4 }, () => ({ bytes: chelsea }))),
+        }),
+      ),
     );
     for (const answer of answers) {
       assert.equal(answer.status, 200, answer.text);
       const { predictions } = JSON.parse(answer.text) as { predictions: Array<{ label: string }> };
-      assert.deepEqual(predictions.map((p) => p.label), ['cat', 'cat', 'cat', 'cat']);
+      assert.deepEqual(
+        predictions.map((p) => p.label),
+        ['cat', 'cat', 'cat', 'cat'],
+      );
     }
   });
 
@@ -151,8 +188,26 @@ describe('decode memory, scan and nesting bombs', () => {
     const b64 = bomb.toString('base64');
     const forms: Array<[string, () => Promise<Answer>]> = [
       ['raw', () => send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/jpeg' }, body: bomb })],
-      ['multipart', () => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipartBody([{ bytes: bomb }]) })],
-      ['v2 BYTES', () => send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }) })],
+      [
+        'multipart',
+        () =>
+          send(port, {
+            method: 'POST',
+            path: '/v1/predict',
+            headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' },
+            body: multipartBody([{ bytes: bomb }]),
+          }),
+      ],
+      [
+        'v2 BYTES',
+        () =>
+          send(port, {
+            method: 'POST',
+            path: '/v2/models/resnet20/infer',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [b64] }] }),
+          }),
+      ],
     ];
     for (const [form, post] of forms) {
       const { error } = assertCatalogError(await post(), { status: 400, code: 'INVALID_IMAGE' }, form);
@@ -160,7 +215,9 @@ describe('decode memory, scan and nesting bombs', () => {
     }
     // A real progressive JPEG (10 scans) is still served.
     const sharp = (await import('sharp')).default;
-    const progressive = await sharp(await photo('chelsea.png')).jpeg({ progressive: true, quality: 90 }).toBuffer();
+    const progressive = await sharp(await photo('chelsea.png'))
+      .jpeg({ progressive: true, quality: 90 })
+      .toBuffer();
     const ok = await send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/jpeg' }, body: progressive });
     assert.equal(ok.status, 200, ok.text);
     assert.equal((JSON.parse(ok.text) as { predictions: Array<{ label: string }> }).predictions[0]!.label, 'cat');

@@ -32,7 +32,9 @@ const predictionsOf = (answer: Answer) => (JSON.parse(answer.text) as { predicti
 /** A request head written by hand (`Connection: close`, so the server ends the exchange). */
 function head(method: string, path: string, headers: Record<string, string | number>): string {
   const all = { Host: 'localhost', Connection: 'close', ...headers };
-  return `${method} ${path} HTTP/1.1\r\n${Object.entries(all).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`;
+  return `${method} ${path} HTTP/1.1\r\n${Object.entries(all)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\r\n')}\r\n\r\n`;
 }
 
 interface ContinueOutcome {
@@ -122,7 +124,12 @@ describe('v2 name and datatype of the wrong type', () => {
       ['name ["input"]', { name: ['input'], shape: tensorShape, datatype: 'FP32', data: [] }],
     ];
     for (const [what, input] of inputs) {
-      const answer = await send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [input] }) });
+      const answer = await send(port, {
+        method: 'POST',
+        path: '/v2/models/resnet20/infer',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ inputs: [input] }),
+      });
       assertCatalogError(answer, { status: 400, code: 'INVALID_TENSOR' }, what);
     }
 
@@ -160,7 +167,11 @@ describe('Expect: 100-continue', () => {
       ['v2 JSON over JSON_BODY_MAX_BYTES', '/v2/models/resnet20/infer', 'application/json', 2_000_001],
     ];
     for (const [what, path, type, length] of requests) {
-      const outcome = await withContinue(port, head('POST', path, { ...bearer, 'Content-Type': type, 'Content-Length': length, Expect: '100-continue' }), Buffer.alloc(0));
+      const outcome = await withContinue(
+        port,
+        head('POST', path, { ...bearer, 'Content-Type': type, 'Content-Length': length, Expect: '100-continue' }),
+        Buffer.alloc(0),
+      );
       assertRefusedBeforeContinue(outcome, { status: 413, code: 'PAYLOAD_TOO_LARGE' }, what);
     }
   });
@@ -170,21 +181,38 @@ describe('Expect: 100-continue', () => {
     const chelsea = await photo('chelsea.png');
 
     const raw = assertContinuedThenAnswered(
-      await withContinue(port, head('POST', '/v1/models/resnet20:predict', { ...bearer, 'Content-Type': 'image/png', 'Content-Length': chelsea.length, Expect: '100-continue' }), chelsea),
+      await withContinue(
+        port,
+        head('POST', '/v1/models/resnet20:predict', { ...bearer, 'Content-Type': 'image/png', 'Content-Length': chelsea.length, Expect: '100-continue' }),
+        chelsea,
+      ),
       'raw image',
     );
     assert.equal(predictionsOf(raw)[0]!.label, 'cat');
 
     const form = multipartBody([{ bytes: chelsea, type: 'image/png', filename: 'chelsea.png' }]);
     const multipart = assertContinuedThenAnswered(
-      await withContinue(port, head('POST', '/v1/predict', { ...bearer, 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7', 'Content-Length': form.length, Expect: '100-continue' }), form),
+      await withContinue(
+        port,
+        head('POST', '/v1/predict', {
+          ...bearer,
+          'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7',
+          'Content-Length': form.length,
+          Expect: '100-continue',
+        }),
+        form,
+      ),
       'multipart',
     );
     assert.equal(predictionsOf(multipart)[0]!.label, 'cat');
 
     const json = Buffer.from(JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [chelsea.toString('base64')] }] }));
     const v2 = assertContinuedThenAnswered(
-      await withContinue(port, head('POST', '/v2/models/resnet20/infer', { ...bearer, 'Content-Type': 'application/json', 'Content-Length': json.length, Expect: '100-continue' }), json),
+      await withContinue(
+        port,
+        head('POST', '/v2/models/resnet20/infer', { ...bearer, 'Content-Type': 'application/json', 'Content-Length': json.length, Expect: '100-continue' }),
+        json,
+      ),
       'v2 JSON',
     );
     const output = (JSON.parse(v2.text) as { outputs: Array<{ shape: number[]; data: number[] }> }).outputs[0]!;
@@ -208,7 +236,11 @@ describe('Expect other than 100-continue', () => {
 describe('requests without Host', () => {
   it('are 400 INVALID_REQUEST in the catalog format over HTTP/1.1, and served over HTTP/1.0', async (t) => {
     const port = await listen(await resnet20App(t));
-    for (const request of ['GET /v2/health/live HTTP/1.1\r\n\r\n', 'GET /v2/health/live HTTP/1.1\r\nConnection: close\r\n\r\n', 'POST /v1/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 3\r\n\r\nabc']) {
+    for (const request of [
+      'GET /v2/health/live HTTP/1.1\r\n\r\n',
+      'GET /v2/health/live HTTP/1.1\r\nConnection: close\r\n\r\n',
+      'POST /v1/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 3\r\n\r\nabc',
+    ]) {
       const { answer } = await exchange(port, [request], { untilAnswer: true });
       assert.ok(answer, `${JSON.stringify(request)}: no parseable answer`);
       assertCatalogError(answer, { status: 400, code: 'INVALID_REQUEST' }, JSON.stringify(request));
@@ -284,13 +316,17 @@ describe('the METRICS_PORT server', () => {
 });
 
 describe('malformed multipart bodies', () => {
-  it('are 400 INVALID_REQUEST with one message of ours, not the parser library\'s', async (t) => {
+  it("are 400 INVALID_REQUEST with one message of ours, not the parser library's", async (t) => {
     const port = await listen(await resnet20App(t));
     const upload = (type: string, body: string | Buffer) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': type }, body });
 
     // busboy: "The needle cannot have a length bigger than 256".
     const long = 'b'.repeat(300);
-    const needle = assertCatalogError(await upload(`multipart/form-data; boundary=${long}`, multipartBody([{ bytes: Buffer.from('abc') }], long)), { status: 400, code: 'INVALID_REQUEST' }, '300-character boundary');
+    const needle = assertCatalogError(
+      await upload(`multipart/form-data; boundary=${long}`, multipartBody([{ bytes: Buffer.from('abc') }], long)),
+      { status: 400, code: 'INVALID_REQUEST' },
+      '300-character boundary',
+    );
     assert.doesNotMatch(needle.error, /needle/i);
     assert.match(needle.error, /multipart/i);
 
@@ -313,7 +349,11 @@ describe('/metrics on the main port with API_KEYS', () => {
   it('is 401 without a key and 200 with one', async (t) => {
     const port = await listen(await resnet20App(t, { API_KEYS: KEY }));
     assertCatalogError(await send(port, { path: '/metrics' }), { status: 401, code: 'UNAUTHORIZED' }, 'without a key');
-    assertCatalogError(await send(port, { path: '/metrics', headers: { Authorization: 'Bearer not-the-key' } }), { status: 401, code: 'UNAUTHORIZED' }, 'with a wrong key');
+    assertCatalogError(
+      await send(port, { path: '/metrics', headers: { Authorization: 'Bearer not-the-key' } }),
+      { status: 401, code: 'UNAUTHORIZED' },
+      'with a wrong key',
+    );
     const scrape = await send(port, { path: '/metrics', headers: bearer });
     assert.equal(scrape.status, 200, scrape.text.slice(0, 300));
     assert.match(scrape.text, /^# HELP /m);

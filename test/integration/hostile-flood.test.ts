@@ -49,12 +49,22 @@ describe('admission under hostile traffic', () => {
     const image = await cat();
     await gate('close');
     // Two whole requests are admitted and held by the closed gate.
-    const held = [0, 1].map(() => request(app.server).post('/v1/models/m:predict').set('Content-Type', 'image/jpeg').send(image).then((r) => r));
+    const held = [0, 1].map(() =>
+      request(app.server)
+        .post('/v1/models/m:predict')
+        .set('Content-Type', 'image/jpeg')
+        .send(image)
+        .then((r) => r),
+    );
     await until(async () => (await counterSum(app, 'inference_inflight_requests', /model="m"/)) === 2, 'both requests admitted');
 
     // A third is refused at once, on its headers alone: the client has not sent its body. (The
     // connection stays open so that a client still sending reads its answer: see mustClose.)
-    const third = await exchange(port, ['POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n'], { untilAnswer: true });
+    const third = await exchange(
+      port,
+      ['POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n'],
+      { untilAnswer: true },
+    );
     assert.ok(third.answer, 'no answer to the third request');
     assertCatalogError(third.answer, { status: 503, code: 'QUEUE_FULL' }, 'third');
     assert.equal(third.answer.headers['retry-after'], '1');
@@ -66,7 +76,7 @@ describe('admission under hostile traffic', () => {
     assert.equal(after.status, 200, after.text);
   });
 
-  it('lets slow senders hold no slot: with every slot\'s worth of bodies dripping, a whole request is served', async (t) => {
+  it("lets slow senders hold no slot: with every slot's worth of bodies dripping, a whole request is served", async (t) => {
     const app = await resnet20App(t, { QUEUE_MAX_SIZE: '2', MAX_IMAGES_PER_REQUEST: '2' });
     const port = await listen(app);
     const image = await cat();
@@ -112,7 +122,10 @@ describe('admission under hostile traffic', () => {
     const scrapes = 300;
     const posts = 8;
     const pipelined = 'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(scrapes);
-    const batch = Buffer.concat([Buffer.from(pipelined), ...Array.from({ length: posts }, () => [Buffer.from(rawPredictHead('/v1/models/resnet20:predict', image.length)), image]).flat()]);
+    const batch = Buffer.concat([
+      Buffer.from(pipelined),
+      ...Array.from({ length: posts }, () => [Buffer.from(rawPredictHead('/v1/models/resnet20:predict', image.length)), image]).flat(),
+    ]);
     for (let round = 1; round <= 3; round++) {
       const seen = requests;
       const settled = await counterSum(app, 'inference_requests_total', /model="resnet20"/);
@@ -121,7 +134,10 @@ describe('admission under hostile traffic', () => {
       await once(socket, 'connect');
       socket.write(batch);
       await until(() => requests === seen + scrapes + posts, `round ${round}: every pipelined request reached the server`);
-      await until(async () => (await counterSum(app, 'inference_requests_total', /model="resnet20"/)) === settled + posts, `round ${round}: every image request settled`);
+      await until(
+        async () => (await counterSum(app, 'inference_requests_total', /model="resnet20"/)) === settled + posts,
+        `round ${round}: every image request settled`,
+      );
       socket.destroy();
     }
     await until(async () => (await counterSum(app, 'inference_inflight_requests', /model="resnet20"/)) === 0, 'nothing in flight');

@@ -64,7 +64,7 @@ function mutate(f: Fuzz, seed: Seed): Mutant {
     case 'truncate-header':
       return { what, bytes: src.subarray(0, f.between(1, 24)), expect: { kind: 'refused' } };
     case 'truncate':
-      return { what, bytes: src.subarray(0, Math.floor(src.length * (0.1 + 0.85 * f.int(1000) / 1000))), expect: { kind: 'any' } };
+      return { what, bytes: src.subarray(0, Math.floor(src.length * (0.1 + (0.85 * f.int(1000)) / 1000))), expect: { kind: 'any' } };
     case 'bit-flips': {
       const out = Buffer.from(src);
       for (let n = f.between(1, 24); n > 0; n--) {
@@ -80,9 +80,16 @@ function mutate(f: Fuzz, seed: Seed): Mutant {
     }
     case 'forged-size':
       // libpng refuses sides over a million outright, and JPEG stores at most 65500.
-      if (seed.format === 'png') return { what, bytes: forgePngSize(src, f.between(10_000, 1_000_000), f.between(10_000, 1_000_000)), expect: { kind: 'refused', code: 'IMAGE_TOO_LARGE' } };
-      if (seed.format === 'jpeg') return { what, bytes: forgeJpegSize(src, f.between(10_000, 65_500), f.between(10_000, 65_500)), expect: { kind: 'refused', code: 'IMAGE_TOO_LARGE' } };
-      if (seed.format === 'gif') return { what, bytes: forgeGifSize(src, f.between(10_000, 65_535), f.between(10_000, 65_535)), expect: { kind: 'refused', code: 'IMAGE_TOO_LARGE' } };
+      if (seed.format === 'png')
+        return {
+          what,
+          bytes: forgePngSize(src, f.between(10_000, 1_000_000), f.between(10_000, 1_000_000)),
+          expect: { kind: 'refused', code: 'IMAGE_TOO_LARGE' },
+        };
+      if (seed.format === 'jpeg')
+        return { what, bytes: forgeJpegSize(src, f.between(10_000, 65_500), f.between(10_000, 65_500)), expect: { kind: 'refused', code: 'IMAGE_TOO_LARGE' } };
+      if (seed.format === 'gif')
+        return { what, bytes: forgeGifSize(src, f.between(10_000, 65_535), f.between(10_000, 65_535)), expect: { kind: 'refused', code: 'IMAGE_TOO_LARGE' } };
       return { what: `random bytes (no forger for ${seed.format})`, bytes: f.bytes(f.between(1, 4096)), expect: { kind: 'refused' } };
     case 'zeros':
       return { what: 'zero bytes', bytes: Buffer.alloc(f.int(4097)), expect: { kind: 'refused' } };
@@ -105,13 +112,25 @@ function sendImage(port: number, f: Fuzz, form: Form, bytes: Buffer): Promise<An
   switch (form) {
     case 'raw':
       // The Content-Type says nothing true: the format is judged from the bytes.
-      return send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': f.pick(['image/png', 'image/jpeg', 'image/svg+xml', 'application/octet-stream']) }, body: bytes });
+      return send(port, {
+        method: 'POST',
+        path: '/v1/models/resnet20:predict',
+        headers: { 'Content-Type': f.pick(['image/png', 'image/jpeg', 'image/svg+xml', 'application/octet-stream']) },
+        body: bytes,
+      });
     case 'multipart': {
-      const body = multipartBody([{ bytes, filename: f.pick(['cat.png', 'x.svg', 'a.pdf', '../../etc/passwd']), type: f.pick(['image/png', 'image/svg+xml', 'application/pdf']) }]);
+      const body = multipartBody([
+        { bytes, filename: f.pick(['cat.png', 'x.svg', 'a.pdf', '../../etc/passwd']), type: f.pick(['image/png', 'image/svg+xml', 'application/pdf']) },
+      ]);
       return send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body });
     }
     case 'v1-json':
-      return send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: [{ b64: bytes.toString('base64') }] }) });
+      return send(port, {
+        method: 'POST',
+        path: '/v1/models/resnet20:predict',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ instances: [{ b64: bytes.toString('base64') }] }),
+      });
     case 'v2-bytes':
       return send(port, {
         method: 'POST',
@@ -143,8 +162,11 @@ function malformedMultipart(f: Fuzz, image: Buffer): RawCase {
   const disposition = 'Content-Disposition: form-data; name="file"; filename="cat.jpg"';
   const good = (boundary = b, headers = `${disposition}\r\nContent-Type: image/jpeg`) =>
     Buffer.concat([Buffer.from(`--${boundary}\r\n${headers}\r\n\r\n`), image, Buffer.from(`\r\n--${boundary}--\r\n`)]);
-  const post = (what: string, contentType: string, body: Buffer, expect: Expectation = { kind: 'refused' }): RawCase =>
-    ({ what, request: rawPost(f.pick(['/v1/predict', '/v1/models/resnet20:predict']), contentType, body), expect });
+  const post = (what: string, contentType: string, body: Buffer, expect: Expectation = { kind: 'refused' }): RawCase => ({
+    what,
+    request: rawPost(f.pick(['/v1/predict', '/v1/models/resnet20:predict']), contentType, body),
+    expect,
+  });
   const variants: Array<() => RawCase> = [
     () => post('boundary in the header differs from the body', type, good('other-' + b)),
     () => post('no boundary parameter', 'multipart/form-data', good()),
@@ -157,28 +179,61 @@ function malformedMultipart(f: Fuzz, image: Buffer): RawCase {
       const body = good();
       return post('unterminated part', type, body.subarray(0, f.between(1, body.length - `\r\n--${b}--\r\n`.length)));
     },
-    () => post('no CRLF between the part headers and the data', type, Buffer.concat([Buffer.from(`--${b}\r\n${disposition}\r\n`), image, Buffer.from(`\r\n--${b}--\r\n`)])),
-    () => post('no CRLF before the closing boundary', type, Buffer.concat([Buffer.from(`--${b}\r\n${disposition}\r\n\r\n`), image, Buffer.from(`--${b}--\r\n`)])),
+    () =>
+      post(
+        'no CRLF between the part headers and the data',
+        type,
+        Buffer.concat([Buffer.from(`--${b}\r\n${disposition}\r\n`), image, Buffer.from(`\r\n--${b}--\r\n`)]),
+      ),
+    () =>
+      post('no CRLF before the closing boundary', type, Buffer.concat([Buffer.from(`--${b}\r\n${disposition}\r\n\r\n`), image, Buffer.from(`--${b}--\r\n`)])),
     // busboy skips what follows a boundary up to the line's end (RFC 2046 transport padding),
     // so this reads as a part without headers whose data is the intact image.
-    () => post('no CRLF after the opening boundary', type, Buffer.concat([Buffer.from(`--${b}${disposition}\r\n\r\n`), image, Buffer.from(`\r\n--${b}--\r\n`)]), { kind: 'any' }),
+    () =>
+      post('no CRLF after the opening boundary', type, Buffer.concat([Buffer.from(`--${b}${disposition}\r\n\r\n`), image, Buffer.from(`\r\n--${b}--\r\n`)]), {
+        kind: 'any',
+      }),
     () => post('bare LF line endings throughout', type, Buffer.concat([Buffer.from(`--${b}\n${disposition}\n\n`), image, Buffer.from(`\n--${b}--\n`)])),
     // busboy keeps the first 16 KiB of a part's headers (multipartLimits' headerSize) and drops
     // the rest, so memory stays bounded; the image after them is intact and may be classified.
-    () => post('a part header line of 100 KiB', type, good(b, `Content-Disposition: form-data; name="file"; filename="${'A'.repeat(100 * 1024)}.jpg"`), { kind: 'any' }),
+    () =>
+      post('a part header line of 100 KiB', type, good(b, `Content-Disposition: form-data; name="file"; filename="${'A'.repeat(100 * 1024)}.jpg"`), {
+        kind: 'any',
+      }),
     () => post('a part header without a colon, 40 KiB long', type, good(b, `${disposition}\r\n${'X'.repeat(40 * 1024)}`), { kind: 'any' }),
     () => post('a part without Content-Disposition', type, good(b, 'Content-Type: image/jpeg')),
-    () => post('random bytes as part headers', type, good(b, f.bytes(f.between(1, 512)).toString('latin1').replace(/\r\n\r\n/g, '--'))),
+    () =>
+      post(
+        'random bytes as part headers',
+        type,
+        good(
+          b,
+          f
+            .bytes(f.between(1, 512))
+            .toString('latin1')
+            .replace(/\r\n\r\n/g, '--'),
+        ),
+      ),
     () => post('random bytes as the whole body', type, f.bytes(f.between(1, 4096))),
     () => post('an empty body', type, Buffer.alloc(0)),
     () => post('only the closing boundary', type, Buffer.from(`--${b}--\r\n`)),
-    () => post('200 fields and no file', type, Buffer.concat([
-      ...Array.from({ length: 200 }, (_, i) => Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)),
-      Buffer.from(`--${b}--\r\n`),
-    ])),
+    () =>
+      post(
+        '200 fields and no file',
+        type,
+        Buffer.concat([
+          ...Array.from({ length: 200 }, (_, i) => Buffer.from(`--${b}\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)),
+          Buffer.from(`--${b}--\r\n`),
+        ]),
+      ),
     () => post('a forbidden field name', type, good(b, 'Content-Disposition: form-data; name="__proto__"; filename="x.jpg"')),
     // A body that is perfectly framed but whose image is a broken one.
-    () => post('a well-formed body around random bytes', type, Buffer.concat([Buffer.from(`--${b}\r\n${disposition}\r\n\r\n`), f.bytes(f.between(1, 2048)), Buffer.from(`\r\n--${b}--\r\n`)])),
+    () =>
+      post(
+        'a well-formed body around random bytes',
+        type,
+        Buffer.concat([Buffer.from(`--${b}\r\n${disposition}\r\n\r\n`), f.bytes(f.between(1, 2048)), Buffer.from(`\r\n--${b}--\r\n`)]),
+      ),
     () => post('a multipart/mixed Content-Type', `multipart/mixed; boundary=${b}`, good(), { kind: 'any' }),
   ];
   return f.pick(variants)();
@@ -197,7 +252,12 @@ function randomJson(f: Fuzz, depth: number): unknown {
   ];
   if (depth <= 0 || f.chance(0.5)) return f.pick(leaves)();
   if (f.chance(0.5)) return Array.from({ length: f.int(6) }, () => randomJson(f, depth - 1));
-  return Object.fromEntries(Array.from({ length: f.int(5) }, () => [f.pick(['b64', 'instances', 'inputs', 'shape', 'data', 'name', 'datatype', 'id', '__proto__', 'constructor']), randomJson(f, depth - 1)]));
+  return Object.fromEntries(
+    Array.from({ length: f.int(5) }, () => [
+      f.pick(['b64', 'instances', 'inputs', 'shape', 'data', 'name', 'datatype', 'id', '__proto__', 'constructor']),
+      randomJson(f, depth - 1),
+    ]),
+  );
 }
 
 const nest = (depth: number, open: string, close: string, inner: string) => open.repeat(depth) + inner + close.repeat(depth);
@@ -209,14 +269,38 @@ function malformedJson(f: Fuzz): { what: string; path: string; body: Buffer } {
   const valid = JSON.stringify({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0.5) }] });
   const variants: Array<() => { what: string; path: string; body: string | Buffer }> = [
     () => ({ what: `instances nested ${depth} deep`, path: v1, body: `{"instances":${nest(depth, '[', ']', '1')}}` }),
-    () => ({ what: `tensor data nested ${depth} deep`, path: v2, body: `{"inputs":[{"name":"input","shape":[1,3,32,32],"datatype":"FP32","data":${nest(depth, '[', ']', '0.5')}}]}` }),
-    () => ({ what: `BYTES data nested ${depth} deep`, path: v2, body: `{"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","data":${nest(depth, '[', ']', '"AAAA"')}}]}` }),
-    () => ({ what: `shape nested ${depth} deep`, path: v2, body: `{"inputs":[{"name":"input","shape":${nest(depth, '[', ']', '1')},"datatype":"FP32","data":[]}]}` }),
+    () => ({
+      what: `tensor data nested ${depth} deep`,
+      path: v2,
+      body: `{"inputs":[{"name":"input","shape":[1,3,32,32],"datatype":"FP32","data":${nest(depth, '[', ']', '0.5')}}]}`,
+    }),
+    () => ({
+      what: `BYTES data nested ${depth} deep`,
+      path: v2,
+      body: `{"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","data":${nest(depth, '[', ']', '"AAAA"')}}]}`,
+    }),
+    () => ({
+      what: `shape nested ${depth} deep`,
+      path: v2,
+      body: `{"inputs":[{"name":"input","shape":${nest(depth, '[', ']', '1')},"datatype":"FP32","data":[]}]}`,
+    }),
     () => ({ what: `objects nested ${depth} deep`, path: f.pick([v1, v2]), body: nest(depth, '{"a":', '}', '1') }),
-    () => ({ what: 'huge numbers in the shape', path: v2, body: `{"inputs":[{"name":"input","shape":[${f.pick(['1e400', '-1e400', '123456789012345678901234567890', '9007199254740993', '1.5', '-1'])},3,32,32],"datatype":"FP32","data":[1]}]}` }),
-    () => ({ what: 'huge numbers in the data', path: v2, body: `{"inputs":[{"name":"input","shape":[1,3,32,32],"datatype":"FP32","data":[${new Array(3072).fill(f.pick(['1e400', '-1e999', '1e39', '-3.4e38', '3e38'])).join(',')}]}]}` }),
+    () => ({
+      what: 'huge numbers in the shape',
+      path: v2,
+      body: `{"inputs":[{"name":"input","shape":[${f.pick(['1e400', '-1e400', '123456789012345678901234567890', '9007199254740993', '1.5', '-1'])},3,32,32],"datatype":"FP32","data":[1]}]}`,
+    }),
+    () => ({
+      what: 'huge numbers in the data',
+      path: v2,
+      body: `{"inputs":[{"name":"input","shape":[1,3,32,32],"datatype":"FP32","data":[${new Array(3072).fill(f.pick(['1e400', '-1e999', '1e39', '-3.4e38', '3e38'])).join(',')}]}]}`,
+    }),
     () => ({ what: 'a billion items claimed', path: v2, body: `{"inputs":[{"name":"input","shape":[1000000000,3,32,32],"datatype":"FP32","data":[1]}]}` }),
-    () => ({ what: 'invalid UTF-8 in a string', path: f.pick([v1, v2]), body: Buffer.concat([Buffer.from('{"instances":[{"b64":"'), f.bytes(16).map((x) => x | 0x80), Buffer.from('"}]}')]) }),
+    () => ({
+      what: 'invalid UTF-8 in a string',
+      path: f.pick([v1, v2]),
+      body: Buffer.concat([Buffer.from('{"instances":[{"b64":"'), f.bytes(16).map((x) => x | 0x80), Buffer.from('"}]}')]),
+    }),
     () => ({ what: 'invalid UTF-8 in a key', path: v2, body: Buffer.concat([Buffer.from('{"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('":1}')]) }),
     () => ({ what: 'a valid request cut short', path: v2, body: valid.slice(0, f.between(1, valid.length - 1)) }),
     () => ({ what: 'random bytes', path: f.pick([v1, v2]), body: f.bytes(f.between(1, 2048)) }),
@@ -227,7 +311,10 @@ function malformedJson(f: Fuzz): { what: string; path: string; body: Buffer } {
     () => ({
       what: 'random values in the v2 input',
       path: v2,
-      body: JSON.stringify({ id: randomJson(f, 1), inputs: [{ name: randomJson(f, 1), shape: randomJson(f, 2), datatype: f.pick(['FP32', 'BYTES', randomJson(f, 1)]), data: randomJson(f, 3) }] }),
+      body: JSON.stringify({
+        id: randomJson(f, 1),
+        inputs: [{ name: randomJson(f, 1), shape: randomJson(f, 2), datatype: f.pick(['FP32', 'BYTES', randomJson(f, 1)]), data: randomJson(f, 3) }],
+      }),
     }),
     () => ({ what: 'a random body', path: f.pick([v1, v2]), body: JSON.stringify(randomJson(f, 5)) ?? 'null' }),
   ];
@@ -313,7 +400,12 @@ describe(`fuzz (seed ${SEED})`, () => {
     const after = await send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/png' }, body: chelsea });
     assert.equal(after.status, 200, after.text);
     assert.equal((JSON.parse(after.text) as { predictions: Array<{ label: string }> }).predictions[0]!.label, 'cat');
-    const viaMultipart = await send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipartBody([{ bytes: chelsea }]) });
+    const viaMultipart = await send(port, {
+      method: 'POST',
+      path: '/v1/predict',
+      headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' },
+      body: multipartBody([{ bytes: chelsea }]),
+    });
     assert.equal((JSON.parse(viaMultipart.text) as { predictions: Array<{ label: string }> }).predictions[0]!.label, 'cat');
     assertCatalogError(await send(port, { path: '/v2/models/none' }), { status: 404, code: 'MODEL_NOT_FOUND' });
   });

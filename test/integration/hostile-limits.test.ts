@@ -31,28 +31,66 @@ describe('model names in paths', () => {
     const image = await cifar('cat_0000.jpg');
 
     const modelNotFound = [
-      '..', '.', '%2e%2e', '%2E%2E', '..%2f..%2f..%2fetc%2fpasswd', '%2fetc%2fpasswd', '..%5c..%5cwindows', outside, 'late',
+      '..',
+      '.',
+      '%2e%2e',
+      '%2E%2E',
+      '..%2f..%2f..%2fetc%2fpasswd',
+      '%2fetc%2fpasswd',
+      '..%5c..%5cwindows',
+      outside,
+      'late',
       '%ef%bc%8e%ef%bc%8e', // fullwidth dots
-      'r%C3%A9snet%E2%98%83', '%F0%9F%90%88', '%E2%80%AEresnet20', // unicode, emoji, right-to-left override
-      'resnet20%00', '%00', 'resnet20%00.onnx', // null bytes
-      'RESNET20', 'resnet20%20', '%20resnet20', 'resnet20.', 'resnet20%0a',
-      '__proto__', 'constructor', 'hasOwnProperty', 'toString',
+      'r%C3%A9snet%E2%98%83',
+      '%F0%9F%90%88',
+      '%E2%80%AEresnet20', // unicode, emoji, right-to-left override
+      'resnet20%00',
+      '%00',
+      'resnet20%00.onnx', // null bytes
+      'RESNET20',
+      'resnet20%20',
+      '%20resnet20',
+      'resnet20.',
+      'resnet20%0a',
+      '__proto__',
+      'constructor',
+      'hasOwnProperty',
+      'toString',
       'a'.repeat(300),
     ];
     for (const name of modelNotFound) {
       assertCatalogError(await send(port, { path: `/v2/models/${name}` }), { status: 404, code: 'MODEL_NOT_FOUND' }, `GET /v2/models/${name.slice(0, 40)}`);
-      assertCatalogError(await send(port, { method: 'POST', path: `/v1/models/${name}:predict`, headers: { 'Content-Type': 'image/jpeg' }, body: image }), { status: 404, code: 'MODEL_NOT_FOUND' }, `predict ${name.slice(0, 40)}`);
       assertCatalogError(
-        await send(port, { method: 'POST', path: `/v2/models/${name}/infer`, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [image.toString('base64')] }] }) }),
+        await send(port, { method: 'POST', path: `/v1/models/${name}:predict`, headers: { 'Content-Type': 'image/jpeg' }, body: image }),
+        { status: 404, code: 'MODEL_NOT_FOUND' },
+        `predict ${name.slice(0, 40)}`,
+      );
+      assertCatalogError(
+        await send(port, {
+          method: 'POST',
+          path: `/v2/models/${name}/infer`,
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [image.toString('base64')] }] }),
+        }),
         { status: 404, code: 'MODEL_NOT_FOUND' },
         `infer ${name.slice(0, 40)}`,
       );
     }
     assertCatalogError(await send(port, { path: '/v2/models/resnet20/versions/..%2f1' }), { status: 404, code: 'MODEL_NOT_FOUND' });
-    assertCatalogError(await send(port, { method: 'POST', path: '/v1/models/resnet20:predict:predict', headers: { 'Content-Type': 'image/jpeg' }, body: image }), { status: 404, code: 'MODEL_NOT_FOUND' });
+    assertCatalogError(
+      await send(port, { method: 'POST', path: '/v1/models/resnet20:predict:predict', headers: { 'Content-Type': 'image/jpeg' }, body: image }),
+      { status: 404, code: 'MODEL_NOT_FOUND' },
+    );
 
     // Paths the router itself does not match: unnormalised dot segments, an over-long segment.
-    const noRoute = ['/v2/models/../../etc/passwd', '/v2/models/resnet20/../../../etc/passwd', '/v1/models/..%2f..%2fetc/passwd:predict', `/v2/models/${'a'.repeat(5000)}`, '/v2/models/resnet20/', '//v2/models/resnet20'];
+    const noRoute = [
+      '/v2/models/../../etc/passwd',
+      '/v2/models/resnet20/../../../etc/passwd',
+      '/v1/models/..%2f..%2fetc/passwd:predict',
+      `/v2/models/${'a'.repeat(5000)}`,
+      '/v2/models/resnet20/',
+      '//v2/models/resnet20',
+    ];
     for (const path of noRoute) assertCatalogError(await send(port, { path }), { status: 404, code: 'NOT_FOUND' }, path.slice(0, 60));
 
     // Percent-encoding that is not UTF-8 is a malformed request, not a name.
@@ -63,7 +101,10 @@ describe('model names in paths', () => {
     // The loaded model still answers, under its own name only.
     const ok = await send(port, { method: 'POST', path: '/v1/models/resnet20:predict', headers: { 'Content-Type': 'image/jpeg' }, body: image });
     assert.equal(ok.status, 200, ok.text);
-    assert.deepEqual(app.serving.registry.list().map((m) => m.name), ['resnet20']);
+    assert.deepEqual(
+      app.serving.registry.list().map((m) => m.name),
+      ['resnet20'],
+    );
   });
 });
 
@@ -85,7 +126,9 @@ describe('oversize bodies', () => {
     ];
     for (const [what, type, length] of heads) {
       // Headers only: the client never sends a byte of body, so any answer came without it.
-      const { answer, closed } = await exchange(port, [`POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`]);
+      const { answer, closed } = await exchange(port, [
+        `POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`,
+      ]);
       assert.ok(answer, `${what}: no answer`);
       assertCatalogError(answer, { status: 413, code: 'PAYLOAD_TOO_LARGE' }, what);
       assert.equal(closed, true, `${what}: the connection stays open`);
@@ -129,11 +172,16 @@ describe('oversize bodies', () => {
 
   it('refuses multipart files over the limit, alone and together, and fields past their limit', async (t) => {
     const port = await startLimited(t);
-    const post = (body: Buffer) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body });
+    const post = (body: Buffer) =>
+      send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body });
     const cat = await cifar('cat_0000.jpg');
     const padded = (size: number) => Buffer.concat([cat, Buffer.alloc(size - cat.length)]);
     assertCatalogError(await post(multipartBody([{ bytes: padded(LIMIT + 1) }])), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'one file over');
-    const together = assertCatalogError(await post(multipartBody([{ bytes: padded(LIMIT / 2) }, { bytes: padded(LIMIT / 2) }, { bytes: padded(LIMIT / 2) }])), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'three halves');
+    const together = assertCatalogError(
+      await post(multipartBody([{ bytes: padded(LIMIT / 2) }, { bytes: padded(LIMIT / 2) }, { bytes: padded(LIMIT / 2) }])),
+      { status: 413, code: 'PAYLOAD_TOO_LARGE' },
+      'three halves',
+    );
     assert.match(together.error, /in all/);
     // Within the limit, the same files are fine: the limit is what refused them.
     const fine = await post(multipartBody([{ bytes: cat }, { bytes: cat }]));
@@ -142,13 +190,22 @@ describe('oversize bodies', () => {
 
   it('refuses base64 images over the limit, alone and together, in v1 and v2', async (t) => {
     const port = await startLimited(t);
-    const json = (path: string, body: unknown) => send(port, { method: 'POST', path, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const json = (path: string, body: unknown) =>
+      send(port, { method: 'POST', path, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     const big = Buffer.alloc(LIMIT + 3, 1).toString('base64');
     const half = Buffer.alloc(LIMIT / 2 + 10, 1).toString('base64');
     assertCatalogError(await json('/v1/predict', { instances: [{ b64: big }] }), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'v1 one');
     assertCatalogError(await json('/v1/predict', { instances: [{ b64: half }, { b64: half }] }), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'v1 together');
-    assertCatalogError(await json('/v2/models/resnet20/infer', { inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [big] }] }), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'v2 one');
-    assertCatalogError(await json('/v2/models/resnet20/infer', { inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: [half, half] }] }), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'v2 together');
+    assertCatalogError(
+      await json('/v2/models/resnet20/infer', { inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [big] }] }),
+      { status: 413, code: 'PAYLOAD_TOO_LARGE' },
+      'v2 one',
+    );
+    assertCatalogError(
+      await json('/v2/models/resnet20/infer', { inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: [half, half] }] }),
+      { status: 413, code: 'PAYLOAD_TOO_LARGE' },
+      'v2 together',
+    );
     // A JSON body over JSON_BODY_MAX_BYTES, sent whole.
     assertCatalogError(await json('/v1/predict', { instances: [{ b64: 'A'.repeat(300 * 1024) }] }), { status: 413, code: 'PAYLOAD_TOO_LARGE' }, 'JSON body');
   });
@@ -157,13 +214,29 @@ describe('oversize bodies', () => {
     const port = await startLimited(t);
     const cat = await cifar('cat_0000.jpg');
     const five = Array.from({ length: 5 }, () => ({ bytes: cat }));
-    const mp = (body: Buffer) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body });
-    const json = (path: string, body: unknown) => send(port, { method: 'POST', path, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const mp = (body: Buffer) =>
+      send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body });
+    const json = (path: string, body: unknown) =>
+      send(port, { method: 'POST', path, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     assertCatalogError(await mp(multipartBody(five)), { status: 413, code: 'TOO_MANY_IMAGES' }, 'multipart files');
-    assertCatalogError(await json('/v1/predict', { instances: five.map((f) => ({ b64: f.bytes.toString('base64') })) }), { status: 413, code: 'TOO_MANY_IMAGES' }, 'v1 instances');
+    assertCatalogError(
+      await json('/v1/predict', { instances: five.map((f) => ({ b64: f.bytes.toString('base64') })) }),
+      { status: 413, code: 'TOO_MANY_IMAGES' },
+      'v1 instances',
+    );
     assertCatalogError(await json('/v1/predict', { instances: new Array(10_000).fill({}) }), { status: 413, code: 'TOO_MANY_IMAGES' }, 'v1 10000 instances');
-    assertCatalogError(await json('/v2/models/resnet20/infer', { inputs: [{ name: 'image', shape: [5], datatype: 'BYTES', data: five.map((f) => f.bytes.toString('base64')) }] }), { status: 413, code: 'TOO_MANY_IMAGES' }, 'v2 BYTES');
-    assertCatalogError(await json('/v2/models/resnet20/infer', { inputs: [{ name: 'input', shape: [5, 3, 32, 32], datatype: 'FP32', data: [0] }] }), { status: 413, code: 'TOO_MANY_IMAGES' }, 'v2 FP32');
+    assertCatalogError(
+      await json('/v2/models/resnet20/infer', {
+        inputs: [{ name: 'image', shape: [5], datatype: 'BYTES', data: five.map((f) => f.bytes.toString('base64')) }],
+      }),
+      { status: 413, code: 'TOO_MANY_IMAGES' },
+      'v2 BYTES',
+    );
+    assertCatalogError(
+      await json('/v2/models/resnet20/infer', { inputs: [{ name: 'input', shape: [5, 3, 32, 32], datatype: 'FP32', data: [0] }] }),
+      { status: 413, code: 'TOO_MANY_IMAGES' },
+      'v2 FP32',
+    );
     // Parts: files plus fields beyond what any upload needs.
     const fields = Buffer.concat([
       ...Array.from({ length: 60 }, (_, i) => Buffer.from(`--hostile-boundary-7\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\nv\r\n`)),

@@ -36,19 +36,32 @@ async function canary() {
 
 function svgs(base: string): Array<[string, string]> {
   return [
-    ['SVG with an xlink:href image', `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="32" height="32"><image xlink:href="${base}/xlink.png" width="32" height="32"/></svg>`],
+    [
+      'SVG with an xlink:href image',
+      `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="32" height="32"><image xlink:href="${base}/xlink.png" width="32" height="32"/></svg>`,
+    ],
     ['SVG with an href image', `<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><image href="${base}/href.png" width="32" height="32"/></svg>`],
-    ['SVG with an external entity', `<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY ext SYSTEM "${base}/entity">]>\n<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><text>&ext;</text></svg>`],
+    [
+      'SVG with an external entity',
+      `<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY ext SYSTEM "${base}/entity">]>\n<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><text>&ext;</text></svg>`,
+    ],
     ['SVG with an external DTD', `<?xml version="1.0"?>\n<!DOCTYPE svg SYSTEM "${base}/dtd"><svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"/>`],
-    ['SVG with a CSS import and a use', `<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><style>@import url(${base}/css);</style><use href="${base}/use.svg#x"/></svg>`],
+    [
+      'SVG with a CSS import and a use',
+      `<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"><style>@import url(${base}/css);</style><use href="${base}/use.svg#x"/></svg>`,
+    ],
     ['SVG with an XInclude', `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="${base}/xinclude"/></svg>`],
-    ['SVG reading a local file', `<!DOCTYPE svg [<!ENTITY f SYSTEM "file:///etc/passwd">]><svg xmlns="http://www.w3.org/2000/svg"><text>&f;</text><image href="file:///etc/hostname"/></svg>`],
+    [
+      'SVG reading a local file',
+      `<!DOCTYPE svg [<!ENTITY f SYSTEM "file:///etc/passwd">]><svg xmlns="http://www.w3.org/2000/svg"><text>&f;</text><image href="file:///etc/hostname"/></svg>`,
+    ],
     ['SVG behind a byte-order mark and blank lines', `\uFEFF\n\n   <svg xmlns="http://www.w3.org/2000/svg"><image href="${base}/bom.png"/></svg>`],
     ['HTML with an image', `<!doctype html><html><body><img src="${base}/html.png"></body></html>`],
   ];
 }
 
-const MINI_PDF = '%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n';
+const MINI_PDF =
+  '%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n';
 
 describe('SVG, PDF and polyglots', () => {
   it('refuses SVG and PDF with 415 in every form, whatever the Content-Type or file name, and fetches nothing', async (t) => {
@@ -63,16 +76,50 @@ describe('SVG, PDF and polyglots', () => {
       ['gzipped SVG (svgz)', gzipSync(Buffer.from(svgs(target.base)[0]![1]))],
       ['PDF', Buffer.from(MINI_PDF)],
       // A PDF whose only image is a JPEG stream: still a PDF.
-      ['PDF holding a JPEG', Buffer.concat([Buffer.from(`%PDF-1.4\n1 0 obj << /Type /XObject /Subtype /Image /Filter /DCTDecode /Length ${jpeg.length} >>\nstream\n`), jpeg, Buffer.from('\nendstream endobj\n%%EOF\n')])],
+      [
+        'PDF holding a JPEG',
+        Buffer.concat([
+          Buffer.from(`%PDF-1.4\n1 0 obj << /Type /XObject /Subtype /Image /Filter /DCTDecode /Length ${jpeg.length} >>\nstream\n`),
+          jpeg,
+          Buffer.from('\nendstream endobj\n%%EOF\n'),
+        ]),
+      ],
       // PDF readers accept the header anywhere in the first KiB.
       ['PDF after 200 bytes of junk', Buffer.concat([Buffer.alloc(200, 0x20), Buffer.from(MINI_PDF)])],
     ];
     const forms: Array<[string, (bytes: Buffer) => Promise<Answer>]> = [
       ['raw as image/svg+xml', (bytes) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'image/svg+xml' }, body: bytes })],
       ['raw claiming image/png', (bytes) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'image/png' }, body: bytes })],
-      ['multipart named cat.jpg', (bytes) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' }, body: multipartBody([{ bytes, filename: 'cat.jpg', type: 'image/jpeg' }]) })],
-      ['v1 base64', (bytes) => send(port, { method: 'POST', path: '/v1/predict', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: [{ b64: bytes.toString('base64') }] }) })],
-      ['v2 BYTES', (bytes) => send(port, { method: 'POST', path: '/v2/models/resnet20/infer', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [bytes.toString('base64')] }] }) })],
+      [
+        'multipart named cat.jpg',
+        (bytes) =>
+          send(port, {
+            method: 'POST',
+            path: '/v1/predict',
+            headers: { 'Content-Type': 'multipart/form-data; boundary=hostile-boundary-7' },
+            body: multipartBody([{ bytes, filename: 'cat.jpg', type: 'image/jpeg' }]),
+          }),
+      ],
+      [
+        'v1 base64',
+        (bytes) =>
+          send(port, {
+            method: 'POST',
+            path: '/v1/predict',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ instances: [{ b64: bytes.toString('base64') }] }),
+          }),
+      ],
+      [
+        'v2 BYTES',
+        (bytes) =>
+          send(port, {
+            method: 'POST',
+            path: '/v2/models/resnet20/infer',
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [bytes.toString('base64')] }] }),
+          }),
+      ],
     ];
     for (const [what, bytes] of refused) {
       for (const [form, post] of forms) {

@@ -41,16 +41,15 @@ export interface SendOptions {
 /** One request over a fresh connection; rejects (failing the test) if no answer within the guard. */
 export function send(port: number, options: SendOptions): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      { host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path, headers: options.headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
+    const req = httpRequest({ host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path, headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.setTimeout(options.guardMs ?? GUARD_MS, () =>
+      req.destroy(new Error(`no answer to ${options.method ?? 'GET'} ${options.path.slice(0, 80)} within the guard`)),
     );
-    req.setTimeout(options.guardMs ?? GUARD_MS, () => req.destroy(new Error(`no answer to ${options.method ?? 'GET'} ${options.path.slice(0, 80)} within the guard`)));
     req.on('error', reject);
     req.end(options.body);
   });
@@ -156,13 +155,18 @@ export function assertClientError(answer: Answer, what = ''): string {
 }
 
 /** A multipart/form-data body with one file part per image. */
-export function multipartBody(files: ReadonlyArray<{ name?: string; filename?: string; type?: string; bytes: Buffer }>, boundary = 'hostile-boundary-7'): Buffer {
+export function multipartBody(
+  files: ReadonlyArray<{ name?: string; filename?: string; type?: string; bytes: Buffer }>,
+  boundary = 'hostile-boundary-7',
+): Buffer {
   const parts: Buffer[] = [];
   files.forEach((f, i) => {
-    parts.push(Buffer.from(
-      `--${boundary}\r\nContent-Disposition: form-data; name="${f.name ?? `image${i}`}"; filename="${f.filename ?? `image${i}.bin`}"\r\n` +
-        `Content-Type: ${f.type ?? 'application/octet-stream'}\r\n\r\n`,
-    ));
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${f.name ?? `image${i}`}"; filename="${f.filename ?? `image${i}.bin`}"\r\n` +
+          `Content-Type: ${f.type ?? 'application/octet-stream'}\r\n\r\n`,
+      ),
+    );
     parts.push(f.bytes, Buffer.from('\r\n'));
   });
   parts.push(Buffer.from(`--${boundary}--\r\n`));
@@ -173,7 +177,9 @@ export function multipartBody(files: ReadonlyArray<{ name?: string; filename?: s
 export function rawPost(path: string, contentType: string, body: Buffer | string, extra: Record<string, string | number> = {}): Buffer {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
   const headers = { Host: 'localhost', 'Content-Type': contentType, 'Content-Length': bytes.length, Connection: 'close', ...extra };
-  const head = `POST ${path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`;
+  const head = `POST ${path} HTTP/1.1\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\r\n')}\r\n\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), bytes]);
 }
 

@@ -64,10 +64,26 @@ describe('slow clients', () => {
     const slow: Array<[string, Promise<Outcome>]> = [
       ['headers that never finish', slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\n')],
       ['headers dripped a byte at a time', slowClient(port, 'POST /v1/predict HTTP/1.1\r\n', 'X-Slow: aaaaaaaaaaaaaaaaaaaa\r\n')],
-      ['a body that never comes', slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nabc')],
-      ['a body dripped a byte at a time', slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n', 'x')],
-      ['a chunked body that never ends', slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n', '')],
-      ['a multipart body that never ends', slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name="f"; filename="a.jpg"\r\n\r\n', 'y')],
+      [
+        'a body that never comes',
+        slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nabc'),
+      ],
+      [
+        'a body dripped a byte at a time',
+        slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n', 'x'),
+      ],
+      [
+        'a chunked body that never ends',
+        slowClient(port, 'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n', ''),
+      ],
+      [
+        'a multipart body that never ends',
+        slowClient(
+          port,
+          'POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name="f"; filename="a.jpg"\r\n\r\n',
+          'y',
+        ),
+      ],
       ...Array.from({ length: 20 }, (_, i): [string, Promise<Outcome>] => [`idle connection ${i} that sends nothing`, slowClient(port, '')]),
     ];
 

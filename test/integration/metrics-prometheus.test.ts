@@ -46,7 +46,22 @@ function run(command: string, args: readonly string[], cwd = REPO_ROOT): Promise
   });
 }
 
-const PROMQL_KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan', 'atan2']);
+const PROMQL_KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'inf',
+  'nan',
+  'atan2',
+]);
 
 /** The metric names a PromQL expression selects (functions, labels and keywords left out). */
 function metricNames(expr: string): Set<string> {
@@ -151,8 +166,7 @@ function unknownNames(queries: readonly Query[], exported: ReadonlySet<string>, 
   return unknown;
 }
 
-const MISSING_HINT =
-  'inference_queue_capacity is exported only when createMetrics gets `queueMaxSize` (src/app.ts: `queueMaxSize: config.queueMaxSize`)';
+const MISSING_HINT = 'inference_queue_capacity is exported only when createMetrics gets `queueMaxSize` (src/app.ts: `queueMaxSize: config.queueMaxSize`)';
 
 describe('PromQL name extraction (used by the checks below)', () => {
   it('finds selected metrics, and not functions, labels, keywords or durations', () => {
@@ -181,7 +195,9 @@ describe('alert rules', () => {
     assert.equal(code, 0, output);
     assert.match(output, /SUCCESS/);
 
-    const tests = parseYaml(await readFile(ALERT_TESTS, 'utf8')) as { tests: Array<{ alert_rule_test?: Array<{ alertname: string; exp_alerts?: unknown[] }> }> };
+    const tests = parseYaml(await readFile(ALERT_TESTS, 'utf8')) as {
+      tests: Array<{ alert_rule_test?: Array<{ alertname: string; exp_alerts?: unknown[] }> }>;
+    };
     const fired = new Set(tests.tests.flatMap((tc) => (tc.alert_rule_test ?? []).filter((a) => (a.exp_alerts ?? []).length > 0).map((a) => a.alertname)));
     const quiet = new Set(tests.tests.flatMap((tc) => (tc.alert_rule_test ?? []).filter((a) => (a.exp_alerts ?? []).length === 0).map((a) => a.alertname)));
     for (const { alert } of await loadAlerts()) {
@@ -205,7 +221,7 @@ describe('alert rules', () => {
     assert.match(output, /InferenceQueueSaturated/);
   });
 
-  it('use only series the service exports (and Prometheus\' own `up`)', async (t) => {
+  it("use only series the service exports (and Prometheus' own `up`)", async (t) => {
     const exported = queryableNames(await realExposition(t));
     const alerts = await loadAlerts();
     assert.deepEqual(alerts.map((a) => a.alert).sort(), [
@@ -216,7 +232,11 @@ describe('alert rules', () => {
       'ResnetServeNotReady',
       'ResnetServeUnavailable',
     ]);
-    const unknown = unknownNames(alerts.map((a) => ({ where: a.alert, expr: a.expr })), exported, new Set(['up']));
+    const unknown = unknownNames(
+      alerts.map((a) => ({ where: a.alert, expr: a.expr })),
+      exported,
+      new Set(['up']),
+    );
     assert.deepEqual(unknown, [], `${unknown.join('\n')}\n(${MISSING_HINT})`);
   });
 });
@@ -246,11 +266,16 @@ describe('Grafana dashboard', () => {
 
   it('shows throughput, outcomes, p50 and p99 per stage, batch sizes, queue depth, event-loop lag, CPU and memory', async () => {
     const exprs = panelQueries(await loadDashboard()).map((q) => q.expr.replace(/\s+/g, ' '));
-    const uses = (pattern: RegExp, what: string) => assert.ok(exprs.some((e) => pattern.test(e)), `the dashboard shows ${what} (${pattern})`);
+    const uses = (pattern: RegExp, what: string) =>
+      assert.ok(
+        exprs.some((e) => pattern.test(e)),
+        `the dashboard shows ${what} (${pattern})`,
+      );
     uses(/rate\(inference_images_total\{/, 'throughput in images/s');
     uses(/sum by \(outcome\) \(rate\(inference_requests_total\{/, 'requests by outcome');
     for (const stage of ['request', 'preprocess', 'queue', 'compute', 'postprocess']) {
-      for (const q of ['0.5', '0.99']) uses(new RegExp(`histogram_quantile\\(${q}, .*inference_${stage}_duration_seconds_bucket\\{`), `p${Number(q) * 100} of ${stage}`);
+      for (const q of ['0.5', '0.99'])
+        uses(new RegExp(`histogram_quantile\\(${q}, .*inference_${stage}_duration_seconds_bucket\\{`), `p${Number(q) * 100} of ${stage}`);
     }
     uses(/inference_batch_size_bucket\{/, 'the batch size distribution');
     uses(/inference_queue_depth\{/, 'queue depth');
@@ -275,7 +300,10 @@ describe('Grafana dashboard', () => {
     t.after(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, 'dashboard-rules.yaml');
     // YAML is a superset of JSON.
-    await writeFile(file, JSON.stringify({ groups: [{ name: 'dashboard', rules: queries.map((q, i) => ({ record: `dashboard_query_${i}`, expr: substitute(q.expr) })) }] }));
+    await writeFile(
+      file,
+      JSON.stringify({ groups: [{ name: 'dashboard', rules: queries.map((q, i) => ({ record: `dashboard_query_${i}`, expr: substitute(q.expr) })) }] }),
+    );
     const { code, output } = await run('promtool', ['check', 'rules', file]);
     assert.equal(code, 0, output);
     assert.match(output, new RegExp(`SUCCESS: ${queries.length} rules found`));
@@ -406,7 +434,10 @@ describe('a real Prometheus scraping the service', () => {
       for (const res of await Promise.all([...singles, multi])) assert.equal(res.status, 200, res.text);
       okImages += images.length * 2;
     }
-    const bad = await request(s).post('/v1/predict').set('Content-Type', 'image/png').send((await photo('chelsea.png')).subarray(0, 300));
+    const bad = await request(s)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/png')
+      .send((await photo('chelsea.png')).subarray(0, 300));
     assert.equal(bad.status, 400, bad.text);
 
     // Prometheus has scraped the traffic once its count matches what was sent.
@@ -416,13 +447,17 @@ describe('a real Prometheus scraping the service', () => {
     });
     const trafficScraped = Date.now();
 
-    const [p99] = await prometheus.query(`histogram_quantile(0.99, sum by (le) (rate(inference_request_duration_seconds_bucket{${selector}, outcome="ok"}[1m])))`);
+    const [p99] = await prometheus.query(
+      `histogram_quantile(0.99, sum by (le) (rate(inference_request_duration_seconds_bucket{${selector}, outcome="ok"}[1m])))`,
+    );
     const seconds = Number(p99?.value[1]);
     t.diagnostic(`p99 of inference_request_duration_seconds (ok) per Prometheus: ${(seconds * 1000).toFixed(1)} ms`);
     assert.ok(Number.isFinite(seconds) && seconds > 0, `p99 ${p99?.value[1]}`);
     // It lies in the bucket that the service's own exposition says holds the 99th percentile.
     const exposition = (await request(s).get('/metrics')).text;
-    const buckets = [...exposition.matchAll(/^inference_request_duration_seconds_bucket\{le="([^"]+)",model="resnet20",version="1",outcome="ok",protocol="http"\} (\d+)$/gm)].map((m) => ({
+    const buckets = [
+      ...exposition.matchAll(/^inference_request_duration_seconds_bucket\{le="([^"]+)",model="resnet20",version="1",outcome="ok",protocol="http"\} (\d+)$/gm),
+    ].map((m) => ({
       le: m[1] === '+Inf' ? Infinity : Number(m[1]),
       count: Number(m[2]),
     }));
@@ -433,7 +468,9 @@ describe('a real Prometheus scraping the service', () => {
 
     // Scraped as OpenMetrics (what Prometheus asks for first), with no scrape error.
     assert.ok(accepts.length > 0 && accepts.every((a) => a.startsWith('application/openmetrics-text')), accepts[0]);
-    const { activeTargets } = await prometheus.get<{ activeTargets: Array<{ health: string; lastError: string; labels: Record<string, string> }> }>('/api/v1/targets');
+    const { activeTargets } = await prometheus.get<{ activeTargets: Array<{ health: string; lastError: string; labels: Record<string, string> }> }>(
+      '/api/v1/targets',
+    );
     assert.equal(activeTargets.length, 1);
     assert.equal(activeTargets[0]!.health, 'up');
     assert.equal(activeTargets[0]!.lastError, '');
@@ -441,7 +478,9 @@ describe('a real Prometheus scraping the service', () => {
     // The alert rules evaluate against the real series without errors, and none is even
     // pending, except that a busy test machine may lag the event loop.
     const rules = await waitFor('every alert rule to be evaluated on the scraped traffic', async () => {
-      const { groups } = await prometheus.get<{ groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; lastEvaluation: string; state: string }> }> }>('/api/v1/rules');
+      const { groups } = await prometheus.get<{
+        groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; lastEvaluation: string; state: string }> }>;
+      }>('/api/v1/rules');
       const all = groups.flatMap((g) => g.rules);
       return all.length > 0 && all.every((r) => Date.parse(r.lastEvaluation) >= trafficScraped) ? all : undefined;
     });

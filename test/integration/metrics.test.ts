@@ -99,7 +99,17 @@ async function sendTraffic(app: FastifyInstance): Promise<Expected> {
   const s = app.server;
   const cifar = (await readdir(CIFAR_DIR)).filter((f) => f.endsWith('.jpg')).sort();
   const image = (i: number) => readFile(join(CIFAR_DIR, cifar[i]!));
-  const e: Expected = { okRequests: 0, badInputRequests: 0, okImages: 0, badInputImages: 0, preprocessed: 0, queued: 0, postprocessed: 0, batchSizes: [], http: new Map() };
+  const e: Expected = {
+    okRequests: 0,
+    badInputRequests: 0,
+    okImages: 0,
+    badInputImages: 0,
+    preprocessed: 0,
+    queued: 0,
+    postprocessed: 0,
+    batchSizes: [],
+    http: new Map(),
+  };
   const http = (method: string, route: string, status: number) => {
     const key = `${method} ${route} ${status}`;
     e.http.set(key, (e.http.get(key) ?? 0) + 1);
@@ -115,13 +125,30 @@ async function sendTraffic(app: FastifyInstance): Promise<Expected> {
   const expectStatus = (res: request.Response, status: number) => assert.equal(res.status, status, res.text);
 
   // Single images: raw PNG, raw JPEG on the default-model route, base64 JSON.
-  expectStatus(await request(s).post('/v1/models/resnet20:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png')), 200);
+  expectStatus(
+    await request(s)
+      .post('/v1/models/resnet20:predict')
+      .set('Content-Type', 'image/png')
+      .send(await photo('chelsea.png')),
+    200,
+  );
   ok(1, { decoded: true, postprocessed: true });
   http('POST', '/v1/models/{name}:predict', 200);
-  expectStatus(await request(s).post('/v1/predict').set('Content-Type', 'image/jpeg').send(await image(0)), 200);
+  expectStatus(
+    await request(s)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/jpeg')
+      .send(await image(0)),
+    200,
+  );
   ok(1, { decoded: true, postprocessed: true });
   http('POST', '/v1/predict', 200);
-  expectStatus(await request(s).post('/v1/models/resnet20:predict').send({ instances: [b64(await image(1))] }), 200);
+  expectStatus(
+    await request(s)
+      .post('/v1/models/resnet20:predict')
+      .send({ instances: [b64(await image(1))] }),
+    200,
+  );
   ok(1, { decoded: true, postprocessed: true });
   http('POST', '/v1/models/{name}:predict', 200);
 
@@ -140,13 +167,23 @@ async function sendTraffic(app: FastifyInstance): Promise<Expected> {
 
   // v2 with two encoded images (decoded, no postprocessing: raw logits are the answer).
   const bytes = await Promise.all([11, 12].map(async (i) => (await image(i)).toString('base64')));
-  expectStatus(await request(s).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: bytes }] }), 200);
+  expectStatus(
+    await request(s)
+      .post('/v2/models/resnet20/infer')
+      .send({ inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: bytes }] }),
+    200,
+  );
   ok(2, { decoded: true, postprocessed: false });
   http('POST', '/v2/models/{name}/infer', 200);
 
   // v2 with a ready FP32 tensor of two items: nothing to decode.
   const data = Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i) * 0.5);
-  expectStatus(await request(s).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'input', shape: [2, 3, 32, 32], datatype: 'FP32', data }] }), 200);
+  expectStatus(
+    await request(s)
+      .post('/v2/models/resnet20/infer')
+      .send({ inputs: [{ name: 'input', shape: [2, 3, 32, 32], datatype: 'FP32', data }] }),
+    200,
+  );
   ok(2, { decoded: false, postprocessed: false });
   http('POST', '/v2/models/{name}/infer', 200);
 
@@ -160,9 +197,20 @@ async function sendTraffic(app: FastifyInstance): Promise<Expected> {
   }
 
   // Refused by the HTTP layer before any model sees them: only the HTTP histogram counts them.
-  expectStatus(await request(s).post('/v1/models/resnet20:predict').send({ instances: [{ b64: 'not*base64!' }] }), 400);
+  expectStatus(
+    await request(s)
+      .post('/v1/models/resnet20:predict')
+      .send({ instances: [{ b64: 'not*base64!' }] }),
+    400,
+  );
   http('POST', '/v1/models/{name}:predict', 400);
-  expectStatus(await request(s).post('/v1/models/nope-model:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png')), 404);
+  expectStatus(
+    await request(s)
+      .post('/v1/models/nope-model:predict')
+      .set('Content-Type', 'image/png')
+      .send(await photo('chelsea.png')),
+    404,
+  );
   http('POST', '/v1/models/{name}:predict', 404);
   expectStatus(await request(s).get('/v1/models/nope-model'), 404);
   http('GET', '/v1/models/{name}', 404);
@@ -187,7 +235,8 @@ describe('metrics after real traffic', () => {
 
     assert.equal(valueOf(samples, 'inference_requests_total', { ...model, outcome: 'ok' }), e.okRequests);
     assert.equal(valueOf(samples, 'inference_requests_total', { ...model, outcome: 'bad_input' }), e.badInputRequests);
-    for (const outcome of ['rejected', 'timeout', 'cancelled', 'error']) assert.equal(valueOf(samples, 'inference_requests_total', { ...model, outcome }), 0, outcome);
+    for (const outcome of ['rejected', 'timeout', 'cancelled', 'error'])
+      assert.equal(valueOf(samples, 'inference_requests_total', { ...model, outcome }), 0, outcome);
     assert.equal(valueOf(samples, 'inference_images_total', model), e.okImages);
 
     // End to end: one observation per image, by outcome.
@@ -210,7 +259,13 @@ describe('metrics after real traffic', () => {
     }
 
     // Every histogram's +Inf bucket equals its count, and durations are positive.
-    for (const family of ['inference_request_duration_seconds', 'inference_preprocess_duration_seconds', 'inference_queue_duration_seconds', 'inference_compute_duration_seconds', 'inference_postprocess_duration_seconds']) {
+    for (const family of [
+      'inference_request_duration_seconds',
+      'inference_preprocess_duration_seconds',
+      'inference_queue_duration_seconds',
+      'inference_compute_duration_seconds',
+      'inference_postprocess_duration_seconds',
+    ]) {
       const labels = family === 'inference_request_duration_seconds' ? { ...model, outcome: 'ok' } : model;
       assert.equal(valueOf(samples, `${family}_bucket`, { ...labels, le: '+Inf' }), valueOf(samples, `${family}_count`, labels), family);
       assert.ok(valueOf(samples, `${family}_sum`, labels) > 0, `${family}_sum > 0`);
@@ -220,7 +275,15 @@ describe('metrics after real traffic', () => {
     assert.equal(valueOf(samples, 'inference_queue_depth', model), 0);
     assert.equal(valueOf(samples, 'inference_inflight_batches', model), 0);
     assert.equal(valueOf(samples, 'inference_inflight_requests', model), 0);
-    assert.equal(valueOf(samples, 'model_info', { ...model, version: '1', execution_provider: 'cpu', sha256: 'ac146e6ebcfc55d69cbab6bdb7d21748f2ac0fcc35378f0fc7a0b1937d488a95' }), 1);
+    assert.equal(
+      valueOf(samples, 'model_info', {
+        ...model,
+        version: '1',
+        execution_provider: 'cpu',
+        sha256: 'ac146e6ebcfc55d69cbab6bdb7d21748f2ac0fcc35378f0fc7a0b1937d488a95',
+      }),
+      1,
+    );
     assert.ok(valueOf(samples, 'model_load_duration_seconds', model) > 0);
   });
 
@@ -249,7 +312,10 @@ describe('metrics after real traffic', () => {
     const first = await scrape(app);
     // Process metrics are part of what is checked.
     for (const name of ['nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'process_cpu_seconds_total', 'process_resident_memory_bytes']) {
-      assert.ok(first.samples.some((s) => s.name === name), `${name} is exported`);
+      assert.ok(
+        first.samples.some((s) => s.name === name),
+        `${name} is exported`,
+      );
     }
     assert.match(first.text, /^# TYPE nodejs_gc_duration_seconds histogram$/m);
     const before = await promtoolCheckMetrics(t, first.text);
@@ -270,7 +336,10 @@ describe('metrics after real traffic', () => {
 
   it('speaks OpenMetrics when the Accept header asks for it', async (t) => {
     const app = await resnet20App(t);
-    const res = await request(app.server).post('/v1/predict').set('Content-Type', 'image/png').send(await photo('coffee.png'));
+    const res = await request(app.server)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/png')
+      .send(await photo('coffee.png'));
     assert.equal(res.status, 200, res.text);
     const open = await scrape(app, 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1');
     assert.equal(open.contentType, 'application/openmetrics-text; version=1.0.0; charset=utf-8');
@@ -299,7 +368,10 @@ function serverTiming(header: string | undefined): Map<string, number> {
 describe('Server-Timing and X-Request-Id', () => {
   it('breaks an answer down by stage, the stages fitting in the total', async (t) => {
     const app = await resnet20App(t);
-    const res = await request(app.server).post('/v1/models/resnet20:predict').attach('a', await photo('chelsea.png'), 'a.png').attach('b', await photo('rocket.jpg'), 'b.jpg');
+    const res = await request(app.server)
+      .post('/v1/models/resnet20:predict')
+      .attach('a', await photo('chelsea.png'), 'a.png')
+      .attach('b', await photo('rocket.jpg'), 'b.jpg');
     assert.equal(res.status, 200, res.text);
     const timing = serverTiming(res.headers['server-timing']);
     assert.deepEqual([...timing.keys()], ['preprocess', 'queue', 'infer', 'postprocess', 'total']);
@@ -311,17 +383,23 @@ describe('Server-Timing and X-Request-Id', () => {
 
     // A ready tensor has nothing to decode.
     const data = new Array(3 * 32 * 32).fill(0.1);
-    const v2 = await request(app.server).post('/v2/models/resnet20/infer').send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data }] });
+    const v2 = await request(app.server)
+      .post('/v2/models/resnet20/infer')
+      .send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data }] });
     assert.equal(v2.status, 200, v2.text);
     const v2Timing = serverTiming(v2.headers['server-timing']);
     assert.equal(v2Timing.get('preprocess'), 0);
     assert.ok(v2Timing.get('infer')! > 0);
   });
 
-  it('echoes the client\'s request id, on errors too, and generates one otherwise', async (t) => {
+  it("echoes the client's request id, on errors too, and generates one otherwise", async (t) => {
     const app = await resnet20App(t);
     const s = app.server;
-    const mine = await request(s).post('/v1/predict').set('X-Request-Id', 'client-req:42.a_b').set('Content-Type', 'image/png').send(await photo('camera.png'));
+    const mine = await request(s)
+      .post('/v1/predict')
+      .set('X-Request-Id', 'client-req:42.a_b')
+      .set('Content-Type', 'image/png')
+      .send(await photo('camera.png'));
     assert.equal(mine.status, 200, mine.text);
     assert.equal(mine.headers['x-request-id'], 'client-req:42.a_b');
     const failed = await request(s).post('/v1/models/nope:predict').set('X-Request-Id', 'client-404').set('Content-Type', 'image/png').send(Buffer.from('x'));
@@ -343,7 +421,10 @@ describe('Server-Timing and X-Request-Id', () => {
 
   it('also times answers that are not predictions (total only)', async (t) => {
     const app = await resnet20App(t);
-    const res = await request(app.server).post('/v1/models/resnet20:predict').set('Content-Type', 'image/png').send((await photo('chelsea.png')).subarray(0, 400));
+    const res = await request(app.server)
+      .post('/v1/models/resnet20:predict')
+      .set('Content-Type', 'image/png')
+      .send((await photo('chelsea.png')).subarray(0, 400));
     assert.equal(res.status, 400, res.text);
     assert.ok(serverTiming(res.headers['server-timing']).has('total'), 'Server-Timing total on an error answer');
   });
@@ -362,7 +443,10 @@ describe('METRICS_PORT', () => {
     assert.equal(main404.body.code, 'NOT_FOUND');
     assert.ok(!app.serving.routes.some((r) => r.path === '/metrics'), 'no /metrics route on the main app');
 
-    const res = await request(app.server).post('/v1/predict').set('Content-Type', 'image/png').send(await photo('chelsea.png'));
+    const res = await request(app.server)
+      .post('/v1/predict')
+      .set('Content-Type', 'image/png')
+      .send(await photo('chelsea.png'));
     assert.equal(res.status, 200, res.text);
     const { samples } = await scrape(metricsApp);
     // The same registry: the main app's traffic shows on the metrics port.

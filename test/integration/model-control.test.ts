@@ -92,13 +92,15 @@ async function traffic(app: FastifyInstance, image: Buffer) {
 }
 
 const cat = () => readFile(join(CIFAR_DIR, 'cat_0000.jpg'));
-const indexOf = async (app: FastifyInstance) => (await request(app.server).post('/v2/repository/index').send({})).body as Array<{ name: string; version?: string; state?: string; reason?: string }>;
+const indexOf = async (app: FastifyInstance) =>
+  (await request(app.server).post('/v2/repository/index').send({})).body as Array<{ name: string; version?: string; state?: string; reason?: string }>;
 
 /** Each client's answers go 1 → 2 (→ 404), never back. */
 function assertOrdered(answers: Answer[][]) {
   const rank = (a: Answer) => (a.status === 404 ? 3 : Number(a.version));
   for (const client of answers) {
-    for (let i = 1; i < client.length; i++) assert.ok(rank(client[i]!) >= rank(client[i - 1]!), `answers went back: ${JSON.stringify(client.slice(i - 1, i + 1))}`);
+    for (let i = 1; i < client.length; i++)
+      assert.ok(rank(client[i]!) >= rank(client[i - 1]!), `answers went back: ${JSON.stringify(client.slice(i - 1, i + 1))}`);
   }
 }
 
@@ -128,7 +130,10 @@ describe('model control under load', () => {
     assert.equal(inferenceThreads(), withOne, 'as many inference threads as with version 1 alone');
     assert.deepEqual(
       (await indexOf(app)).map((r) => [r.version, r.state]),
-      [['1', 'UNAVAILABLE'], ['2', 'READY']],
+      [
+        ['1', 'UNAVAILABLE'],
+        ['2', 'READY'],
+      ],
     );
 
     load.markUnload();
@@ -180,7 +185,11 @@ describe('model control under load', () => {
     assert.match(metrics, /model_load_failures_total\{model="resnet20",version="3"\} 1\n/);
 
     const all = load.answers.flat();
-    assert.deepEqual(all.filter((a) => a.status !== 200), [], JSON.stringify(tally(load.answers)));
+    assert.deepEqual(
+      all.filter((a) => a.status !== 200),
+      [],
+      JSON.stringify(tally(load.answers)),
+    );
     assert.equal(all.at(-1)?.version, '2', 'version 2 keeps answering');
     assertOrdered(load.answers);
     t.diagnostic(`answers: ${JSON.stringify(tally(load.answers))}`);
@@ -202,7 +211,10 @@ describe('poll mode', () => {
     await writeFile(join(repo, 'resnet20', 'config.json'), JSON.stringify({ ...RESNET20_CONFIG, labels: 'other-labels.txt' }));
     await control.rescan();
     assert.notEqual(app.serving.registry.get('resnet20'), first, 'reloaded');
-    const answer = await request(app.server).post('/v1/models/resnet20:predict').set('Content-Type', 'image/jpeg').send(await cat());
+    const answer = await request(app.server)
+      .post('/v1/models/resnet20:predict')
+      .set('Content-Type', 'image/jpeg')
+      .send(await cat());
     assert.equal(answer.body.predictions[0].label, 'x-cat');
     assert.equal(first.accepting, false, 'the version it replaced is retired');
 
@@ -267,13 +279,18 @@ describe('repository API', () => {
       .post('/v2/repository/models/resnet20/load')
       .send({ parameters: { config: JSON.stringify({ ...RESNET20_CONFIG, labels: 'other-labels.txt' }) } });
     assert.equal(res.status, 200, res.text);
-    const answer = await request(app.server).post('/v1/models/resnet20:predict').set('Content-Type', 'image/jpeg').send(await cat());
+    const answer = await request(app.server)
+      .post('/v1/models/resnet20:predict')
+      .set('Content-Type', 'image/jpeg')
+      .send(await cat());
     assert.equal(answer.status, 200, answer.text);
     assert.equal(answer.body.predictions[0].label, 'x-cat', "the override's labels");
 
     const missing = await request(app.server).post('/v2/repository/models/..%2Fetc/load').send({});
     assert.equal(missing.status, 404);
-    const notJson = await request(app.server).post('/v2/repository/models/resnet20/load').send({ parameters: { config: '{' } });
+    const notJson = await request(app.server)
+      .post('/v2/repository/models/resnet20/load')
+      .send({ parameters: { config: '{' } });
     assert.equal(notJson.status, 400);
     assert.equal(notJson.body.code, 'INVALID_REQUEST');
     assert.deepEqual(await readdir(join(repo, 'resnet20')).then((e) => e.sort()), ['1', 'config.json', 'labels.txt', 'other-labels.txt']);

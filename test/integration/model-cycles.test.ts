@@ -27,7 +27,7 @@ interface Counts {
 describe('model load/unload cycles', () => {
   it(`${CYCLES} cycles leave the server process with the threads and descriptors of the first`, async (t) => {
     if (process.platform !== 'linux') {
-      t.skip('needs Linux /proc to count a process\'s threads and descriptors');
+      t.skip("needs Linux /proc to count a process's threads and descriptors");
       return;
     }
     const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
@@ -43,10 +43,18 @@ describe('model load/unload cycles', () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     t.after(() => agent.destroy());
     const control = async (action: 'load' | 'unload') => {
-      const res = await httpPost(`${server.baseUrl}/v2/repository/models/resnet20/${action}`, '{}', { agent, headers: { 'content-type': 'application/json' }, timeoutMs: 120_000 });
+      const res = await httpPost(`${server.baseUrl}/v2/repository/models/resnet20/${action}`, '{}', {
+        agent,
+        headers: { 'content-type': 'application/json' },
+        timeoutMs: 120_000,
+      });
       assert.equal(res.status, 200, `${action}: ${res.body}`);
     };
-    const counts = (): Counts => ({ threads: threadCount(server.pid), fds: fdCount(server.pid), inference: threadsByName(server.pid).get('ort-inference') ?? 0 });
+    const counts = (): Counts => ({
+      threads: threadCount(server.pid),
+      fds: fdCount(server.pid),
+      inference: threadsByName(server.pid).get('ort-inference') ?? 0,
+    });
 
     const perCycle: Counts[] = [];
     let loaded: Counts | undefined;

@@ -35,9 +35,16 @@ describe('openapi.yaml', () => {
     await app.ready();
     const served = new Set(app.serving.routes.filter((r) => r.documented).map((r) => `${r.method} ${r.path}`));
     const undocumented = app.serving.routes.filter((r) => !r.documented).map((r) => r.path);
-    assert.ok(undocumented.length > 0 && undocumented.every((path) => path === '/docs' || path.startsWith('/docs/')), `only Swagger UI's own pages go undocumented: ${undocumented.join(', ')}`);
+    assert.ok(
+      undocumented.length > 0 && undocumented.every((path) => path === '/docs' || path.startsWith('/docs/')),
+      `only Swagger UI's own pages go undocumented: ${undocumented.join(', ')}`,
+    );
     const documented = new Set(
-      Object.entries(spec.paths).flatMap(([path, ops]) => Object.keys(ops).filter((m) => m !== 'parameters').map((m) => `${m.toUpperCase()} ${path}`)),
+      Object.entries(spec.paths).flatMap(([path, ops]) =>
+        Object.keys(ops)
+          .filter((m) => m !== 'parameters')
+          .map((m) => `${m.toUpperCase()} ${path}`),
+      ),
     );
     assert.deepEqual([...served].sort(), [...documented].sort());
   });
@@ -53,14 +60,27 @@ describe('openapi.yaml', () => {
     const check = validator(spec);
     const app = await resnet20App(t);
     const s = app.server;
-    const predict = await request(s).post('/v1/models/resnet20:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png'));
+    const predict = await request(s)
+      .post('/v1/models/resnet20:predict')
+      .set('Content-Type', 'image/png')
+      .send(await photo('chelsea.png'));
     check('PredictResponse', predict.body);
     check('ModelMetadataV1', (await request(s).get('/v1/models/resnet20')).body);
     check('ModelMetadataV1', (await request(s).get('/v1/models/resnet20/versions/1')).body);
-    check('PredictResponse', (await request(s).post('/v1/models/resnet20/versions/1:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png'))).body);
+    check(
+      'PredictResponse',
+      (
+        await request(s)
+          .post('/v1/models/resnet20/versions/1:predict')
+          .set('Content-Type', 'image/png')
+          .send(await photo('chelsea.png'))
+      ).body,
+    );
     check('ModelMetadataV2', (await request(s).get('/v2/models/resnet20')).body);
     check('ModelReady', (await request(s).get('/v2/models/resnet20/ready')).body);
-    const infer = await request(s).post('/v2/models/resnet20/infer').send({ id: 'x', inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0.5) }] });
+    const infer = await request(s)
+      .post('/v2/models/resnet20/infer')
+      .send({ id: 'x', inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0.5) }] });
     check('InferenceResponse', infer.body);
     check('Error', (await request(s).get('/v2/models/none')).body);
   });

@@ -102,7 +102,10 @@ describe('the page in Chromium', { skip }, () => {
 
   it('classifies a photo chosen by keyboard: cat on top, labelled bars, the Server-Timing stages; a text file is a readable 415', async (t) => {
     const { page, problems } = await open(t, `${await serve(t)}/`);
-    await page.locator('#model option').first().waitFor({ state: 'attached', ...WAIT });
+    await page
+      .locator('#model option')
+      .first()
+      .waitFor({ state: 'attached', ...WAIT });
     await page.selectOption('#model', 'resnet20');
     const facts = page.locator('#model-info');
     await facts.getByText('32 × 32 px, RGB, NCHW').waitFor(WAIT);
@@ -133,8 +136,12 @@ describe('the page in Chromium', { skip }, () => {
     assert.ok(Array.isArray(widths) && widths.length === 5, String(widths));
     const [first = 0, second = 0] = widths as number[];
     assert.ok(first > second && first > 50, `the top bar is the longest: ${String(widths)}`);
-    for (const stage of ['preprocess', 'queue', 'infer', 'postprocess', 'total', 'round trip']) assert.match(answer, new RegExp(`${stage} \\d+(\\.\\d)? ms`), answer);
-    assert.ok(Number(await page.evaluate(`document.querySelector('#results > li:first-child img.thumb').naturalWidth`)) > 0, 'the preview (a blob: URL) is allowed and shown');
+    for (const stage of ['preprocess', 'queue', 'infer', 'postprocess', 'total', 'round trip'])
+      assert.match(answer, new RegExp(`${stage} \\d+(\\.\\d)? ms`), answer);
+    assert.ok(
+      Number(await page.evaluate(`document.querySelector('#results > li:first-child img.thumb').naturalWidth`)) > 0,
+      'the preview (a blob: URL) is allowed and shown',
+    );
     await page.screenshot({ path: join(OUTPUT, 'answer.png'), fullPage: true });
 
     // Two at once: each gets its own card and its own answer.
@@ -204,7 +211,7 @@ describe('the page in Chromium', { skip }, () => {
     assert.deepEqual(problems, []);
   });
 
-  it("/docs shows the predict operation, and its \"Try it out\" classifies a photo sent from the page", async (t) => {
+  it('/docs shows the predict operation, and its "Try it out" classifies a photo sent from the page', async (t) => {
     const { page, problems } = await open(t, `${await serve(t)}/docs`);
     await page.locator('[data-path="/v1/models/{name}:predict"]').first().waitFor(WAIT);
     const operation = page.locator('.opblock-post', { has: page.locator('[data-path="/v1/models/{name}:predict"]') }).first();
@@ -217,7 +224,9 @@ describe('the page in Chromium', { skip }, () => {
     await operation.locator('.body-param-content-type select, .content-type-wrapper select').first().selectOption('image/*');
     await operation.locator('input[type=file]').first().setInputFiles(chelsea);
     await operation.getByRole('button', { name: 'Execute' }).click();
-    const answer = operation.locator('.live-responses-table .response-col_description pre, .live-responses-table .response-col_description .microlight').first();
+    const answer = operation
+      .locator('.live-responses-table .response-col_description pre, .live-responses-table .response-col_description .microlight')
+      .first();
     await answer.waitFor(WAIT);
     assert.equal((await operation.locator('.live-responses-table tr.response .response-col_status').first().innerText()).trim(), '200');
     const body = JSON.parse(await answer.innerText()) as { predictions: Array<{ label: string; top_k: unknown[] }> };

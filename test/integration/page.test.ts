@@ -28,7 +28,17 @@ describe('prefersHtml', () => {
     for (const accept of [BROWSER_ACCEPT, 'text/html', 'text/*', 'TEXT/HTML', 'application/json;q=0.5, text/html', 'text/html, */*;q=0.1']) {
       assert.equal(prefersHtml(accept), true, accept);
     }
-    for (const accept of [undefined, '', '*/*', 'application/json', 'application/json, text/html', 'text/html;q=0.5, application/json', 'text/html;q=0', 'text/plain', 'image/*, text/html;q=0.9, */*']) {
+    for (const accept of [
+      undefined,
+      '',
+      '*/*',
+      'application/json',
+      'application/json, text/html',
+      'text/html;q=0.5, application/json',
+      'text/html;q=0',
+      'text/plain',
+      'image/*, text/html;q=0.9, */*',
+    ]) {
       assert.equal(prefersHtml(accept), false, String(accept));
     }
   });
@@ -59,10 +69,12 @@ describe('GET /', () => {
     const res = await app.inject({ url: '/', headers: { accept: BROWSER_ACCEPT } });
     const csp = String(res.headers['content-security-policy']);
     assert.equal(csp, PAGE_CSP);
-    const directives = new Map(csp.split(';').map((d) => {
-      const [name = '', ...sources] = d.trim().split(/\s+/);
-      return [name, sources] as const;
-    }));
+    const directives = new Map(
+      csp.split(';').map((d) => {
+        const [name = '', ...sources] = d.trim().split(/\s+/);
+        return [name, sources] as const;
+      }),
+    );
     assert.deepEqual(directives.get('default-src'), ["'none'"]);
     assert.deepEqual(directives.get('script-src'), ["'self'"]);
     assert.deepEqual(directives.get('style-src'), ["'self'"]);
@@ -76,7 +88,8 @@ describe('GET /', () => {
     assert.doesNotMatch(html, /<style/i, 'no <style> element');
     assert.doesNotMatch(html, /\sstyle\s*=/i, 'no style attribute');
     assert.doesNotMatch(html, /\son[a-z]+\s*=/i, 'no event handler attribute');
-    for (const [, attributes = ''] of html.matchAll(/<script\b([^>]*)>/gi)) assert.match(attributes, /\ssrc="\/ui\/[a-z.]+"/, `script without a same-origin src: ${attributes}`);
+    for (const [, attributes = ''] of html.matchAll(/<script\b([^>]*)>/gi))
+      assert.match(attributes, /\ssrc="\/ui\/[a-z.]+"/, `script without a same-origin src: ${attributes}`);
     const urls = [...html.matchAll(/\s(?:src|href|action)="([^"]*)"/gi)].map((m) => m[1]!);
     assert.ok(urls.length >= 3, `links found: ${urls.join(' ')}`);
     for (const url of urls) assert.match(url, /^\/(?!\/)/, `not a same-origin path: ${url}`);
@@ -143,7 +156,10 @@ describe('GET /', () => {
     const asset = await app.inject({ url: '/ui/page.js' });
     assert.equal(asset.statusCode, 404);
     assert.equal(asset.json().code, 'NOT_FOUND');
-    assert.ok(warnings.some((line) => line.includes('The page is not built')), warnings.join('\n'));
+    assert.ok(
+      warnings.some((line) => line.includes('The page is not built')),
+      warnings.join('\n'),
+    );
   });
 });
 

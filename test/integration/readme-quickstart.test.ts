@@ -119,62 +119,68 @@ async function portCloses(port: number, what: string): Promise<void> {
 const forPort = (code: string, port: number) => code.replaceAll('localhost:8080', `localhost:${port}`);
 
 describe('README quick start, as written, on a fresh copy without ../shared', () => {
-  it('installs, serves the trained default model, classifies the sample cat from curl, Python and JavaScript, stops on Ctrl-C, and restarts without compiling', { timeout: 15 * 60_000 }, async (t) => {
-    const project = await freshCopy();
-    t.after(() => rm(join(project, '..'), { recursive: true, force: true }));
-    const readme = await readFile(join(project, 'README.md'), 'utf8');
-    assert.ok(readme.startsWith('# resnet-serve\n\n<!-- readme-test: commands -->\n```sh\n'), 'README opens with the two commands');
-    const [serveLine, testLine] = readmeBlock(readme, 'commands').split('\n').map((line) => line.replace(/\s+#.*$/, ''));
-    assert.equal(serveLine, 'npm ci && npm start');
-    assert.equal(testLine, 'npm ci && npm test', 'the test command, which this very suite is (not run again here)');
+  it(
+    'installs, serves the trained default model, classifies the sample cat from curl, Python and JavaScript, stops on Ctrl-C, and restarts without compiling',
+    { timeout: 15 * 60_000 },
+    async (t) => {
+      const project = await freshCopy();
+      t.after(() => rm(join(project, '..'), { recursive: true, force: true }));
+      const readme = await readFile(join(project, 'README.md'), 'utf8');
+      assert.ok(readme.startsWith('# resnet-serve\n\n<!-- readme-test: commands -->\n```sh\n'), 'README opens with the two commands');
+      const [serveLine, testLine] = readmeBlock(readme, 'commands')
+        .split('\n')
+        .map((line) => line.replace(/\s+#.*$/, ''));
+      assert.equal(serveLine, 'npm ci && npm start');
+      assert.equal(testLine, 'npm ci && npm test', 'the test command, which this very suite is (not run again here)');
 
-    const port = await freePort();
-    const env = shellEnv(port);
-    const server = startServer(serveLine, project, env);
-    t.after(() => killGroup(server.child));
+      const port = await freePort();
+      const env = shellEnv(port);
+      const server = startServer(serveLine, project, env);
+      t.after(() => killGroup(server.child));
 
-    // "In another terminal": wait for readiness, then the cat. The wait line's own budget is
-    // for a person's machine; here the rest of the suite shares the cores with npm ci and tsc,
-    // so the line runs once the server listens (it still waits out the model loading's 503s).
-    await listening(server);
-    const [waitLine, predictLine] = forPort(readmeBlock(readme, 'try'), port).split('\n');
-    const ready = await run('bash', ['-c', waitLine ?? ''], project, env);
-    assert.equal(ready.status, 0, `the wait line succeeds once the server is ready: ${ready.stderr}\n${server.output().slice(-3000)}`);
-    assert.deepEqual(JSON.parse(ready.stdout), { ready: true });
-    const answer = await run('bash', ['-c', predictLine ?? ''], project, env);
-    assert.equal(answer.status, 0, answer.stderr);
-    const body = JSON.parse(answer.stdout) as { model_name: string; predictions: Array<{ label: string; score: number; top_k: unknown[] }> };
-    assert.equal(body.model_name, 'resnet20-cifar10', 'the shipped trained model, copied into ./models');
-    assert.equal(body.predictions[0]?.label, 'cat');
-    assert.ok((body.predictions[0]?.score ?? 0) > 0.9);
-    assert.equal(body.predictions[0]?.top_k.length, 3);
-    assert.ok(existsSync(join(project, 'models', 'resnet20-cifar10', 'model.onnx')));
+      // "In another terminal": wait for readiness, then the cat. The wait line's own budget is
+      // for a person's machine; here the rest of the suite shares the cores with npm ci and tsc,
+      // so the line runs once the server listens (it still waits out the model loading's 503s).
+      await listening(server);
+      const [waitLine, predictLine] = forPort(readmeBlock(readme, 'try'), port).split('\n');
+      const ready = await run('bash', ['-c', waitLine ?? ''], project, env);
+      assert.equal(ready.status, 0, `the wait line succeeds once the server is ready: ${ready.stderr}\n${server.output().slice(-3000)}`);
+      assert.deepEqual(JSON.parse(ready.stdout), { ready: true });
+      const answer = await run('bash', ['-c', predictLine ?? ''], project, env);
+      assert.equal(answer.status, 0, answer.stderr);
+      const body = JSON.parse(answer.stdout) as { model_name: string; predictions: Array<{ label: string; score: number; top_k: unknown[] }> };
+      assert.equal(body.model_name, 'resnet20-cifar10', 'the shipped trained model, copied into ./models');
+      assert.equal(body.predictions[0]?.label, 'cat');
+      assert.ok((body.predictions[0]?.score ?? 0) > 0.9);
+      assert.equal(body.predictions[0]?.top_k.length, 3);
+      assert.ok(existsSync(join(project, 'models', 'resnet20-cifar10', 'model.onnx')));
 
-    const python = await run('/usr/bin/python3', ['-c', forPort(readmeBlock(readme, 'python'), port)], project, env);
-    assert.equal(python.status, 0, python.stderr);
-    assert.equal(python.stdout.trim(), 'cat');
-    const javascript = await run(process.execPath, ['--input-type=module', '-e', forPort(readmeBlock(readme, 'javascript'), port)], project, env);
-    assert.equal(javascript.status, 0, javascript.stderr);
-    assert.equal(javascript.stdout.trim(), 'cat');
+      const python = await run('/usr/bin/python3', ['-c', forPort(readmeBlock(readme, 'python'), port)], project, env);
+      assert.equal(python.status, 0, python.stderr);
+      assert.equal(python.stdout.trim(), 'cat');
+      const javascript = await run(process.execPath, ['--input-type=module', '-e', forPort(readmeBlock(readme, 'javascript'), port)], project, env);
+      assert.equal(javascript.status, 0, javascript.stderr);
+      assert.equal(javascript.stdout.trim(), 'cat');
 
-    // Ctrl-C: the terminal sends SIGINT to the whole foreground job.
-    process.kill(-(server.child.pid ?? 0), 'SIGINT');
-    await server.exited;
-    await portCloses(port, 'Ctrl-C');
-    assert.match(server.output(), /build: sources changed since the last build \(or there is none\): compiling/, 'the first start compiles');
+      // Ctrl-C: the terminal sends SIGINT to the whole foreground job.
+      process.kill(-(server.child.pid ?? 0), 'SIGINT');
+      await server.exited;
+      await portCloses(port, 'Ctrl-C');
+      assert.match(server.output(), /build: sources changed since the last build \(or there is none\): compiling/, 'the first start compiles');
 
-    // A restart on unchanged sources does not run the compiler, and `kill` of npm's PID (not
-    // the group) takes the server with it: npm start execs node.
-    const compiled = (await stat(join(project, 'dist', 'src', 'server.js'))).mtimeMs;
-    const again = startServer('npm start', project, env);
-    t.after(() => killGroup(again.child));
-    await listening(again);
-    const readyAgain = await run('bash', ['-c', waitLine ?? ''], project, env);
-    assert.equal(readyAgain.status, 0, again.output().slice(-3000));
-    assert.match(again.output(), /build: dist\/ is up to date with the sources, not compiling/);
-    assert.equal((await stat(join(project, 'dist', 'src', 'server.js'))).mtimeMs, compiled, 'dist/ was not rewritten');
-    process.kill(again.child.pid ?? 0, 'SIGTERM');
-    await again.exited;
-    await portCloses(port, "kill of npm start's PID");
-  });
+      // A restart on unchanged sources does not run the compiler, and `kill` of npm's PID (not
+      // the group) takes the server with it: npm start execs node.
+      const compiled = (await stat(join(project, 'dist', 'src', 'server.js'))).mtimeMs;
+      const again = startServer('npm start', project, env);
+      t.after(() => killGroup(again.child));
+      await listening(again);
+      const readyAgain = await run('bash', ['-c', waitLine ?? ''], project, env);
+      assert.equal(readyAgain.status, 0, again.output().slice(-3000));
+      assert.match(again.output(), /build: dist\/ is up to date with the sources, not compiling/);
+      assert.equal((await stat(join(project, 'dist', 'src', 'server.js'))).mtimeMs, compiled, 'dist/ was not rewritten');
+      process.kill(again.child.pid ?? 0, 'SIGTERM');
+      await again.exited;
+      await portCloses(port, "kill of npm start's PID");
+    },
+  );
 });

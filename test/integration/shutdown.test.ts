@@ -13,7 +13,6 @@ import { describe, it, type TestContext } from 'node:test';
 import { freePort } from '../../bench/lib/server-process.js';
 import { CIFAR_DIR, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../helpers.js';
 
-
 interface ServerChild {
   readonly base: string;
   readonly port: number;
@@ -27,7 +26,16 @@ async function spawnServer(t: TestContext, env: Record<string, string>): Promise
   const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
   const port = await freePort();
   const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'server.js')], {
-    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), GRPC_PORT: '0', MODEL_REPOSITORY: repo, SEED_DEFAULT_MODEL: 'false', LOG_LEVEL: 'info', ...env },
+    env: {
+      PATH: process.env.PATH,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      GRPC_PORT: '0',
+      MODEL_REPOSITORY: repo,
+      SEED_DEFAULT_MODEL: 'false',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
@@ -41,7 +49,10 @@ async function spawnServer(t: TestContext, env: Record<string, string>): Promise
   // Wait for readiness by polling the probe, as Kubernetes does (bounded attempts).
   let ready = false;
   for (let i = 0; i < 600 && !ready; i++) {
-    ready = await fetch(`${base}/v2/health/ready`).then((r) => r.status === 200, () => false);
+    ready = await fetch(`${base}/v2/health/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (!ready) await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok(ready, `server never became ready:\n${log}`);
@@ -93,10 +104,15 @@ describe('graceful shutdown of the server process', () => {
     const probes: Array<Promise<Response | undefined>> = [];
     let refused: Response | undefined;
     for (let i = 0; i < 200 && !refused; i++) {
-      probes.push(post().then((res) => {
-        if (res.status === 503) refused ??= res;
-        return res;
-      }, () => undefined));
+      probes.push(
+        post().then(
+          (res) => {
+            if (res.status === 503) refused ??= res;
+            return res;
+          },
+          () => undefined,
+        ),
+      );
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(refused, `no request was refused while draining:\n${server.log()}`);
@@ -114,7 +130,12 @@ describe('graceful shutdown of the server process', () => {
   });
 
   it('answers 503 SHUTTING_DOWN to a request whose body is still arriving when the drain ends, and exits 0', async (t) => {
-    const server = await spawnServer(t, { SHUTDOWN_DELAY_MS: '0', SHUTDOWN_TIMEOUT_MS: '500', HTTP_REQUEST_TIMEOUT_MS: '120000', HTTP_HEADERS_TIMEOUT_MS: '60000' });
+    const server = await spawnServer(t, {
+      SHUTDOWN_DELAY_MS: '0',
+      SHUTDOWN_TIMEOUT_MS: '500',
+      HTTP_REQUEST_TIMEOUT_MS: '120000',
+      HTTP_HEADERS_TIMEOUT_MS: '60000',
+    });
     const image = await readFile(join(CIFAR_DIR, 'dog_0000.jpg'));
     const socket = connect(server.port, '127.0.0.1');
     t.after(() => socket.destroy());

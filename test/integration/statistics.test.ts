@@ -42,8 +42,23 @@ describe('statistics after real traffic', () => {
 
     // Sent one after another, so each request's images run as batches of their own (≤ 4).
     const sent = [1, 1, 3, 6];
-    assert.equal((await request(s).post('/v1/models/resnet20:predict').set('Content-Type', 'image/png').send(await photo('chelsea.png'))).status, 200);
-    assert.equal((await request(s).post('/v1/models/resnet20:predict').send({ instances: [await b64(0)] })).status, 200);
+    assert.equal(
+      (
+        await request(s)
+          .post('/v1/models/resnet20:predict')
+          .set('Content-Type', 'image/png')
+          .send(await photo('chelsea.png'))
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await request(s)
+          .post('/v1/models/resnet20:predict')
+          .send({ instances: [await b64(0)] })
+      ).status,
+      200,
+    );
     let multi = request(s).post('/v1/models/resnet20:predict');
     for (let i = 1; i < 4; i++) multi = multi.attach(`image${i}`, await image(i), cifar[i]!);
     assert.equal((await multi).status, 200);
@@ -62,8 +77,27 @@ describe('statistics after real traffic', () => {
     const [model, ...others] = await stats(app, '/v2/models/resnet20/stats');
     assert.equal(others.length, 0);
     const m = model!;
-    assert.deepEqual(Object.keys(m), ['name', 'version', 'last_inference', 'inference_count', 'execution_count', 'inference_stats', 'response_stats', 'batch_stats', 'memory_usage']);
-    assert.deepEqual(Object.keys(m.inference_stats), ['success', 'fail', 'queue', 'compute_input', 'compute_infer', 'compute_output', 'cache_hit', 'cache_miss']);
+    assert.deepEqual(Object.keys(m), [
+      'name',
+      'version',
+      'last_inference',
+      'inference_count',
+      'execution_count',
+      'inference_stats',
+      'response_stats',
+      'batch_stats',
+      'memory_usage',
+    ]);
+    assert.deepEqual(Object.keys(m.inference_stats), [
+      'success',
+      'fail',
+      'queue',
+      'compute_input',
+      'compute_infer',
+      'compute_output',
+      'cache_hit',
+      'cache_miss',
+    ]);
     assert.equal(m.name, 'resnet20');
     assert.equal(m.version, app.serving.registry.get('resnet20').version);
 
@@ -82,10 +116,16 @@ describe('statistics after real traffic', () => {
 
     // Executions: one per batch, each under its size.
     assert.equal(m.execution_count, batchSizes.length);
-    assert.equal(m.execution_count, m.batch_stats.reduce((n, b) => n + b.compute_infer.count, 0));
+    assert.equal(
+      m.execution_count,
+      m.batch_stats.reduce((n, b) => n + b.compute_infer.count, 0),
+    );
     const bySize = Object.fromEntries(m.batch_stats.map((b) => [b.batch_size, b.compute_infer.count]));
     assert.deepEqual(bySize, { 1: 2, 2: 1, 3: 1, 4: 1 });
-    assert.equal(m.batch_stats.reduce((n, b) => n + b.compute_infer.ns, 0), i.compute_infer.ns);
+    assert.equal(
+      m.batch_stats.reduce((n, b) => n + b.compute_infer.ns, 0),
+      i.compute_infer.ns,
+    );
     assert.ok(m.last_inference >= before && m.last_inference <= after, `${m.last_inference} within [${before}, ${after}]`);
     assert.deepEqual(m.response_stats, {});
     assert.deepEqual(m.memory_usage, []);

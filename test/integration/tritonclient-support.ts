@@ -20,7 +20,11 @@ const env = { ...process.env, PYTHONPATH: KIT };
 
 /** Why the client cannot run here, or `undefined` when it can. */
 export function clientMissing(): string | undefined {
-  const probe = spawnSync(PYTHON, ['-c', 'import numpy, rapidjson, gevent, geventhttpclient, aiohttp, grpc, google.protobuf, tritonclient.http, tritonclient.http.aio, tritonclient.grpc'], { env, cwd: tmpdir(), encoding: 'utf8' });
+  const probe = spawnSync(
+    PYTHON,
+    ['-c', 'import numpy, rapidjson, gevent, geventhttpclient, aiohttp, grpc, google.protobuf, tritonclient.http, tritonclient.http.aio, tritonclient.grpc'],
+    { env, cwd: tmpdir(), encoding: 'utf8' },
+  );
   if (probe.error) return `${PYTHON} cannot run: ${probe.error.message}`;
   if (probe.status !== 0) return `tritonclient cannot be imported (Debian packages: see ${join(KIT, 'README.md')}): ${probe.stderr.trim().split('\n').pop()}`;
   return undefined;
@@ -60,7 +64,10 @@ export async function runCheck(t: TestContext, script: string, args: readonly st
   const { stdout } = await promisify(execFile)(PYTHON, [join(SCRIPTS, script), ...args], { env, cwd, timeout: 180_000 }).catch(
     (err: { stdout?: string; stderr?: string }) => ({ stdout: `${err.stdout ?? ''}\n${err.stderr ?? ''}` }),
   );
-  const results = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as CallResult);
+  const results = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as CallResult);
   for (const r of results) t.diagnostic(`${r.ok ? 'ok  ' : 'FAIL'} ${r.call}: ${JSON.stringify(r.detail).slice(0, 200)}`);
   assert.ok(results.length >= minCalls, `only ${results.length} calls reported:\n${stdout.slice(0, 2000)}`);
   const failed = results.filter((r) => !r.ok);

@@ -49,10 +49,16 @@ describe('tritonclient, unmodified, default modes', () => {
     const port = await listen(app);
     const dir = await scratch(t);
     const logits = await expectedLogits(dir);
-    await runCheck(t, 'check_http.py', ['--url', `127.0.0.1:${port}`, '--model', 'resnet20', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--expected-logits', logits, '--tolerance', '1e-5'], dir, 30);
+    await runCheck(
+      t,
+      'check_http.py',
+      ['--url', `127.0.0.1:${port}`, '--model', 'resnet20', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--expected-logits', logits, '--tolerance', '1e-5'],
+      dir,
+      30,
+    );
   });
 
-  it('gRPC: the protos match the client\'s descriptors field by field', needsClient(why), async (t) => {
+  it("gRPC: the protos match the client's descriptors field by field", needsClient(why), async (t) => {
     await runCheck(t, 'check_proto.py', [], await scratch(t), 10);
   });
 
@@ -65,7 +71,26 @@ describe('tritonclient, unmodified, default modes', () => {
     t.after(() => grpc.close(1000));
     const dir = await scratch(t);
     const logits = await expectedLogits(dir);
-    await runCheck(t, 'check_grpc.py', ['--url', `127.0.0.1:${grpc.port}`, '--model', 'resnet20', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--expected-logits', logits, '--tolerance', '1e-5', '--api-key', key], dir, 30);
+    await runCheck(
+      t,
+      'check_grpc.py',
+      [
+        '--url',
+        `127.0.0.1:${grpc.port}`,
+        '--model',
+        'resnet20',
+        '--png',
+        join(PHOTOS_DIR, 'chelsea.png'),
+        '--expected-logits',
+        logits,
+        '--tolerance',
+        '1e-5',
+        '--api-key',
+        key,
+      ],
+      dir,
+      30,
+    );
   });
 
   it('gRPC: client_timeout smaller than the work → DEADLINE_EXCEEDED, and the queued work is dropped', needsClient(why), async (t) => {
@@ -73,14 +98,36 @@ describe('tritonclient, unmodified, default modes', () => {
     // outlasts the client's deadline, whatever the machine's speed.
     const { app, gate, model } = await gatedApp(t, {});
     const { registry, lifecycle, dataPlane } = app.serving;
-    const grpc = await startGrpcServer({ config: testConfig('/nonexistent'), registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: app.log }, '127.0.0.1', 0);
+    const grpc = await startGrpcServer(
+      { config: testConfig('/nonexistent'), registry, lifecycle, ...dataPlane, version: SERVER_VERSION, log: app.log },
+      '127.0.0.1',
+      0,
+    );
     t.after(() => grpc.close(1000));
     await gate('close');
     // A first call takes the worker and is held there; the checked call then waits in the queue.
     const blocker = fetchBlocker(app);
     await until(() => model.batcher.inflightBatches === 1, 'the blocker runs');
     const computedBefore = dataPlane.statistics.snapshot([model])[0]!.execution_count;
-    await runCheck(t, 'check_grpc.py', ['--url', `127.0.0.1:${grpc.port}`, '--model', 'm', '--png', join(PHOTOS_DIR, 'chelsea.png'), '--timeout-check', '--client-timeout', '0.5', '--only', 'client_timeout'], await scratch(t), 1);
+    await runCheck(
+      t,
+      'check_grpc.py',
+      [
+        '--url',
+        `127.0.0.1:${grpc.port}`,
+        '--model',
+        'm',
+        '--png',
+        join(PHOTOS_DIR, 'chelsea.png'),
+        '--timeout-check',
+        '--client-timeout',
+        '0.5',
+        '--only',
+        'client_timeout',
+      ],
+      await scratch(t),
+      1,
+    );
     await until(() => model.batcher.queueDepth === 0, 'the timed-out work left the queue');
     await gate('open');
     await blocker;

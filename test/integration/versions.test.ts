@@ -24,7 +24,9 @@ interface LogLine {
 
 /** Versions 1 and 2 of `resnet20`, both served; version 2 names its classes `v2-<class>`. */
 async function twoVersions(t: TestContext, env: Record<string, string> = {}) {
-  const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '2'] }]);
+  const repo = await tempRepository(t, [
+    { name: 'resnet20', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '2'] },
+  ]);
   await writeFile(join(repo, 'resnet20', '2', 'labels.txt'), CLASSES.map((c) => `v2-${c}`).join('\n'));
   const lines: string[] = [];
   const app = await startApp(t, repo, { LOG_LEVEL: 'info', ...env }, { logStream: { write: (line: string) => void lines.push(line) } });
@@ -56,7 +58,13 @@ describe('two versions served (version_policy all)', () => {
     const two = await v1Predict('/v1/models/resnet20/versions/2:predict');
     assert.equal(two.body.model_version, '2');
 
-    const infer = (path: string) => request(s).post(path).send({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [image.toString('base64')] }], outputs: [{ name: 'logits', parameters: { classification: 1 } }] });
+    const infer = (path: string) =>
+      request(s)
+        .post(path)
+        .send({
+          inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: [image.toString('base64')] }],
+          outputs: [{ name: 'logits', parameters: { classification: 1 } }],
+        });
     const v2Highest = await infer('/v2/models/resnet20/infer');
     assert.equal(v2Highest.status, 200, v2Highest.text);
     assert.equal(v2Highest.body.model_version, '2');
@@ -74,12 +82,23 @@ describe('two versions served (version_policy all)', () => {
     const s = app.server;
     const message = 'Model resnet20 does not serve version "3"; it serves versions 2, 1';
     const answers: Array<[string, request.Response]> = [
-      ['v2 infer', await request(s).post('/v2/models/resnet20/versions/3/infer').send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0) }] })],
+      [
+        'v2 infer',
+        await request(s)
+          .post('/v2/models/resnet20/versions/3/infer')
+          .send({ inputs: [{ name: 'input', shape: [1, 3, 32, 32], datatype: 'FP32', data: new Array(3072).fill(0) }] }),
+      ],
       ['v2 metadata', await request(s).get('/v2/models/resnet20/versions/3')],
       ['v2 ready', await request(s).get('/v2/models/resnet20/versions/3/ready')],
       ['v2 stats', await request(s).get('/v2/models/resnet20/versions/3/stats')],
       ['v1 metadata', await request(s).get('/v1/models/resnet20/versions/3')],
-      ['v1 predict', await request(s).post('/v1/models/resnet20/versions/3:predict').set('Content-Type', 'image/jpeg').send(await cat())],
+      [
+        'v1 predict',
+        await request(s)
+          .post('/v1/models/resnet20/versions/3:predict')
+          .set('Content-Type', 'image/jpeg')
+          .send(await cat()),
+      ],
     ];
     for (const [route, res] of answers) {
       assert.equal(res.status, 404, `${route}: ${res.text}`);
@@ -126,9 +145,19 @@ describe('two versions served (version_policy all)', () => {
     for (const version of ['1', '2']) assert.ok(value(`model_load_duration_seconds{model="resnet20",version="${version}"}`) > 0, version);
 
     const stats = (await request(s).get('/v2/models/resnet20/stats')).body.model_stats as Array<{ name: string; version: string; inference_count: number }>;
-    assert.deepEqual(stats.map((m) => [m.name, m.version, m.inference_count]), [['resnet20', '2', 2], ['resnet20', '1', 1]], 'every served version, as Triton answers');
+    assert.deepEqual(
+      stats.map((m) => [m.name, m.version, m.inference_count]),
+      [
+        ['resnet20', '2', 2],
+        ['resnet20', '1', 1],
+      ],
+      'every served version, as Triton answers',
+    );
     const one = (await request(s).get('/v2/models/resnet20/versions/1/stats')).body.model_stats as Array<{ version: string }>;
-    assert.deepEqual(one.map((m) => m.version), ['1']);
+    assert.deepEqual(
+      one.map((m) => m.version),
+      ['1'],
+    );
 
     const completed = log().filter((l) => l.msg === 'request completed' && l.reqId !== undefined && l.model !== undefined);
     assert.deepEqual(
@@ -139,7 +168,9 @@ describe('two versions served (version_policy all)', () => {
         ['version-1', 'resnet20', '1'],
       ],
     );
-    const loaded = log().filter((l) => /^model resnet20 version \d ready on cpu$/.test(l.msg)).map((l) => l.version);
+    const loaded = log()
+      .filter((l) => /^model resnet20 version \d ready on cpu$/.test(l.msg))
+      .map((l) => l.version);
     assert.deepEqual(loaded, ['2', '1']);
   });
 

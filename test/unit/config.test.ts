@@ -40,7 +40,10 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ MODEL_CONTROL_MODE: 'explicit', MODEL_LOAD: '*' }, { availableCpus: 1 }).modelLoad, '*');
     assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'explicit', MODEL_LOAD: '*,a' }, { availableCpus: 1 }), /`MODEL_LOAD` to be `\*` alone/);
     assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'poll', MODEL_LOAD: 'a' }, { availableCpus: 1 }), /applies to `MODEL_CONTROL_MODE=explicit` only/);
-    assert.throws(() => loadConfig({ MODEL_CONTROL_MODE: 'push' }, { availableCpus: 1 }), /`MODEL_CONTROL_MODE` to be one of `none`, `explicit`, `poll`, got `push`/);
+    assert.throws(
+      () => loadConfig({ MODEL_CONTROL_MODE: 'push' }, { availableCpus: 1 }),
+      /`MODEL_CONTROL_MODE` to be one of `none`, `explicit`, `poll`, got `push`/,
+    );
     assert.throws(() => loadConfig({ MODEL_POLL_INTERVAL_S: '0' }, { availableCpus: 1 }), /`MODEL_POLL_INTERVAL_S`/);
   });
 
@@ -70,7 +73,11 @@ describe('loadConfig', () => {
       [{ TRUST_PROXY: '10.0.0.1/8/2' }, /`TRUST_PROXY`/],
     ];
     for (const [env, message] of cases) {
-      assert.throws(() => loadConfig(env, { availableCpus: 2 }), (err: Error) => err instanceof ConfigError && message.test(err.message), JSON.stringify(env));
+      assert.throws(
+        () => loadConfig(env, { availableCpus: 2 }),
+        (err: Error) => err instanceof ConfigError && message.test(err.message),
+        JSON.stringify(env),
+      );
     }
   });
 
@@ -113,7 +120,10 @@ describe('loadConfig', () => {
     // IPv4-mapped ranges count as the IPv4 addresses they hold (proxy-addr matches IPv4 peers).
     assert.match(refusal('::ffff:0:0/96'), /IPv4 addresses .* got 4294967296 from `::ffff:0:0\/96` \(4294967296 as IPv4-mapped addresses\)/);
     assert.match(refusal('::ffff:10.0.0.0/103'), /got 33554432 from `::ffff:10\.0\.0\.0\/103`/);
-    assert.match(refusal('10.0.0.0/8, ::ffff:192.168.0.0/112'), /got 16842752 from `10\.0\.0\.0\/8` \(16777216\), `::ffff:192\.168\.0\.0\/112` \(65536 as IPv4-mapped/);
+    assert.match(
+      refusal('10.0.0.0/8, ::ffff:192.168.0.0/112'),
+      /got 16842752 from `10\.0\.0\.0\/8` \(16777216\), `::ffff:192\.168\.0\.0\/112` \(65536 as IPv4-mapped/,
+    );
     assert.match(refusal('::/64'), /got 4294967296 from `::\/64` \(4294967296 as IPv4-mapped addresses\)/, 'holds the whole mapped block');
     // IPv6: a /32's worth at most.
     const ipv6 = refusal('2001:db8::/31');
@@ -136,7 +146,16 @@ describe('loadConfig', () => {
     const c = loadConfig({ API_KEYS: 'a, b', API_KEYS_FILE: '/keys' }, { availableCpus: 2, readFile: () => 'c\n\nd\n' });
     assert.deepEqual(c.apiKeys, ['a', 'b', 'c', 'd']);
     assert.throws(
-      () => loadConfig({ API_KEYS_FILE: '/missing' }, { availableCpus: 2, readFile: () => { throw new Error('ENOENT'); } }),
+      () =>
+        loadConfig(
+          { API_KEYS_FILE: '/missing' },
+          {
+            availableCpus: 2,
+            readFile: () => {
+              throw new Error('ENOENT');
+            },
+          },
+        ),
       /Could not read `API_KEYS_FILE` \(\/missing\): ENOENT/,
     );
   });

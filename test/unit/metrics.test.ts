@@ -106,7 +106,8 @@ describe('observer', () => {
 
   it('gives each version of a model series of its own', async () => {
     const metrics = createMetrics({ maxBatchSize: 4, queueMaxSize: 8, defaultMetrics: false });
-    for (const version of ['1', '2']) metrics.observer.modelLoaded({ model: 'm', version, executionProvider: 'cpu', sha256: version.repeat(64), seconds: Number(version) });
+    for (const version of ['1', '2'])
+      metrics.observer.modelLoaded({ model: 'm', version, executionProvider: 'cpu', sha256: version.repeat(64), seconds: Number(version) });
     metrics.observer.computed({ name: 'm', version: '2' }, 3, 0.01);
     metrics.observer.queueDepth({ name: 'm', version: '1' }, 5);
     const of = (version: string) => ({ model: 'm', version });
@@ -136,7 +137,8 @@ describe('observer', () => {
     o.requestFinished(R20, 'ok', 0.03, 5, 'http');
     o.requestFinished(R20, 'bad_input', 0.004, 2, 'http');
     o.requestFinished(R20, 'timeout', 7, 1, 'http');
-    const count = (outcome: string) => sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_count', { model: 'resnet20', outcome });
+    const count = (outcome: string) =>
+      sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_count', { model: 'resnet20', outcome });
     const requests = (outcome: string) => sample(metrics, 'inference_requests_total', 'inference_requests_total', { model: 'resnet20', outcome });
     assert.equal(await count('ok'), 5);
     assert.equal(await count('bad_input'), 2);
@@ -151,8 +153,22 @@ describe('observer', () => {
     const okSum = await sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_sum', { model: 'resnet20', outcome: 'ok' });
     assert.ok(Math.abs(okSum! - 0.15) < 1e-12, `ok sum ${okSum}`);
     // 7 s lands between the 5 s and 10 s buckets.
-    assert.equal(await sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_bucket', { model: 'resnet20', outcome: 'timeout', le: 5 }), 0);
-    assert.equal(await sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_bucket', { model: 'resnet20', outcome: 'timeout', le: 10 }), 1);
+    assert.equal(
+      await sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_bucket', {
+        model: 'resnet20',
+        outcome: 'timeout',
+        le: 5,
+      }),
+      0,
+    );
+    assert.equal(
+      await sample(metrics, 'inference_request_duration_seconds', 'inference_request_duration_seconds_bucket', {
+        model: 'resnet20',
+        outcome: 'timeout',
+        le: 10,
+      }),
+      1,
+    );
   });
 
   it('records each stage, queue depth, in-flight batches and HTTP requests', async () => {
@@ -169,20 +185,35 @@ describe('observer', () => {
     metrics.observeHttp('POST', '/v1/models/{name}:predict', 200, 0.07);
     metrics.observeHttp('GET', 'unmatched', 404, 0.001);
     assert.equal(await sample(metrics, 'inference_preprocess_duration_seconds', 'inference_preprocess_duration_seconds_count', { model: 'resnet20' }), 2);
-    assert.equal(await sample(metrics, 'inference_preprocess_duration_seconds', 'inference_preprocess_duration_seconds_bucket', { model: 'resnet20', le: 0.01 }), 0);
-    assert.equal(await sample(metrics, 'inference_preprocess_duration_seconds', 'inference_preprocess_duration_seconds_bucket', { model: 'resnet20', le: 0.025 }), 2);
+    assert.equal(
+      await sample(metrics, 'inference_preprocess_duration_seconds', 'inference_preprocess_duration_seconds_bucket', { model: 'resnet20', le: 0.01 }),
+      0,
+    );
+    assert.equal(
+      await sample(metrics, 'inference_preprocess_duration_seconds', 'inference_preprocess_duration_seconds_bucket', { model: 'resnet20', le: 0.025 }),
+      2,
+    );
     assert.equal(await sample(metrics, 'inference_queue_duration_seconds', 'inference_queue_duration_seconds_bucket', { model: 'resnet20', le: 0.001 }), 1);
     assert.equal(await sample(metrics, 'inference_postprocess_duration_seconds', 'inference_postprocess_duration_seconds_count', { model: 'resnet20' }), 1);
     assert.equal(await sample(metrics, 'inference_queue_depth', 'inference_queue_depth', { model: 'resnet20' }), 7);
     assert.equal(await sample(metrics, 'inference_inflight_batches', 'inference_inflight_batches', { model: 'resnet20' }), 1);
     const http = { method: 'POST', route: '/v1/models/{name}:predict', status_code: '200' };
     assert.equal(await sample(metrics, 'http_request_duration_seconds', 'http_request_duration_seconds_count', http), 2);
-    assert.equal(await sample(metrics, 'http_request_duration_seconds', 'http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }), 1);
+    assert.equal(
+      await sample(metrics, 'http_request_duration_seconds', 'http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }),
+      1,
+    );
   });
 });
 
 describe('default process metrics', () => {
-  const processMetrics = ['nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_gc_duration_seconds', 'process_cpu_seconds_total', 'process_resident_memory_bytes'];
+  const processMetrics = [
+    'nodejs_eventloop_lag_p99_seconds',
+    'nodejs_heap_size_used_bytes',
+    'nodejs_gc_duration_seconds',
+    'process_cpu_seconds_total',
+    'process_resident_memory_bytes',
+  ];
 
   it('exports event-loop lag, heap, GC, CPU and memory, without the `_total` gauges', async () => {
     const metrics = createMetrics({ maxBatchSize: 4 });

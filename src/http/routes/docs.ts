@@ -46,12 +46,8 @@ export function docsRoutes(openapi = loadOpenApi()) {
   return async function register(app: FastifyInstance): Promise<void> {
     // Revalidated on every use (no-cache + the ETag Fastify's static files and these get), so a
     // new release's contract is never read stale.
-    app.get('/openapi.yaml', async (_request, reply) =>
-      reply.type('application/yaml; charset=utf-8').header('cache-control', 'no-cache').send(openapi.text),
-    );
-    app.get('/openapi.json', async (_request, reply) =>
-      reply.type('application/json; charset=utf-8').header('cache-control', 'no-cache').send(json),
-    );
+    app.get('/openapi.yaml', async (_request, reply) => reply.type('application/yaml; charset=utf-8').header('cache-control', 'no-cache').send(openapi.text));
+    app.get('/openapi.json', async (_request, reply) => reply.type('application/json; charset=utf-8').header('cache-control', 'no-cache').send(json));
 
     await app.register(swagger, { mode: 'static', specification: { document: openapi.document as never } });
     await app.register(swaggerUi, {

@@ -16,14 +16,10 @@ export function healthRoutes(ctx: RouteContext) {
   return async (app: FastifyInstance) => {
     app.get('/v2/health/live', POLLED_ROUTE, async () => ({ live: true }));
     // KServe v1's server liveness, GET /, is in page.ts: the same URL serves the page to browsers.
-    app.get('/v2/health/ready', POLLED_ROUTE, async (_request, reply) =>
-      ready() ? { ready: true } : reply.code(503).send({ ready: false, ...notReady() }),
-    );
+    app.get('/v2/health/ready', POLLED_ROUTE, async (_request, reply) => (ready() ? { ready: true } : reply.code(503).send({ ready: false, ...notReady() })));
     app.get('/livez', POLLED_ROUTE, async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok\n'));
     app.get('/readyz', POLLED_ROUTE, async (_request, reply) =>
-      ready()
-        ? reply.type('text/plain; charset=utf-8').send('ok\n')
-        : reply.code(503).type('text/plain; charset=utf-8').send(`${notReady().error}\n`),
+      ready() ? reply.type('text/plain; charset=utf-8').send('ok\n') : reply.code(503).type('text/plain; charset=utf-8').send(`${notReady().error}\n`),
     );
   };
 }

@@ -29,8 +29,16 @@ export function versionsAt(ctx: Pick<RouteContext, 'registry'>, params: ModelPar
 export const servedVersionsOf = (ctx: Pick<RouteContext, 'registry'>, model: ModelView): string[] => ctx.registry.versions(model.name).map((m) => m.version);
 
 const DATATYPES: Record<string, string> = {
-  float32: 'FP32', float16: 'FP16', float64: 'FP64', int8: 'INT8', uint8: 'UINT8', int16: 'INT16',
-  int32: 'INT32', int64: 'INT64', bool: 'BOOL', string: 'BYTES',
+  float32: 'FP32',
+  float16: 'FP16',
+  float64: 'FP64',
+  int8: 'INT8',
+  uint8: 'UINT8',
+  int16: 'INT16',
+  int32: 'INT32',
+  int64: 'INT64',
+  bool: 'BOOL',
+  string: 'BYTES',
 };
 
 /** The Open Inference Protocol's datatype name for an onnxruntime element type. */

@@ -24,7 +24,9 @@ export function statisticsRoutes(ctx: RouteContext, guard: RouteGuard | undefine
     app.get('/v2/models/stats', hooks, async () => statsOf(ctx.registry.list()));
     for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
       const template = `${prefix.replace(/:(\w+)/g, '{$1}')}/stats`;
-      app.get<{ Params: ModelParams }>(`${prefix}/stats`, { ...hooks, config: { routeTemplate: template } }, async (request) => statsOf(versionsAt(ctx, request.params)));
+      app.get<{ Params: ModelParams }>(`${prefix}/stats`, { ...hooks, config: { routeTemplate: template } }, async (request) =>
+        statsOf(versionsAt(ctx, request.params)),
+      );
     }
   };
 }

@@ -66,7 +66,10 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
 
     app.post<{ Params: { target: string } }>(
       '/v1/models/:target',
-      { ...shed((request) => predictTarget(undefined, (request.params as { target: string }).target)), config: { routeTemplate: '/v1/models/{name}:predict', acceptedBodies: ACCEPTED_BODIES } },
+      {
+        ...shed((request) => predictTarget(undefined, (request.params as { target: string }).target)),
+        config: { routeTemplate: '/v1/models/{name}:predict', acceptedBodies: ACCEPTED_BODIES },
+      },
       (request, reply) => {
         const { name, verb } = parseModelTarget(request.params.target);
         if (verb !== 'predict') throw notPredict('/v1/models/{name}', verb);
@@ -98,7 +101,9 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       const model = ctx.registry.get(name, version);
       return v1Metadata(model, servedVersionsOf(ctx, model), isServerReady(ctx.registry, ctx.lifecycle));
     };
-    app.get<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}' } }, async (request) => metadata(request.params.target));
+    app.get<{ Params: { target: string } }>('/v1/models/:target', { ...hooks, config: { routeTemplate: '/v1/models/{name}' } }, async (request) =>
+      metadata(request.params.target),
+    );
     app.get<{ Params: { name: string; version: string } }>(
       '/v1/models/:name/versions/:version',
       { ...hooks, config: { routeTemplate: '/v1/models/{name}/versions/{version}' } },

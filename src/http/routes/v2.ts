@@ -54,7 +54,13 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
     const model = modelAt(ctx, request.params);
     const response = await runInfer(ctx.service, model, decoded, control);
     setServerTiming(reply, response.timings);
-    request.inferenceLog = { model: model.name, version: model.version, images: response.outputs[0]?.shape[0] ?? 0, batchSize: response.timings.batchSize, timings: response.timings };
+    request.inferenceLog = {
+      model: model.name,
+      version: model.version,
+      images: response.outputs[0]?.shape[0] ?? 0,
+      batchSize: response.timings.batchSize,
+      timings: response.timings,
+    };
     const { header, tail } = encodeInferResponse(response);
     let payload = tail.length === 0 ? header : Buffer.concat([header, ...tail]);
     if (tail.length > 0) void reply.header('Inference-Header-Content-Length', String(header.length));
@@ -91,7 +97,10 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
         const isReady = isServerReady(ctx.registry, ctx.lifecycle);
         return reply.code(isReady ? 200 : 503).send({ name: model.name, ready: isReady });
       });
-      const shed = guarded(guard, shedLoad((request) => modelAt(ctx, request.params as ModelParams)));
+      const shed = guarded(
+        guard,
+        shedLoad((request) => modelAt(ctx, request.params as ModelParams)),
+      );
       app.post<{ Params: ModelParams }>(`${prefix}/infer`, { ...shed, config: { routeTemplate: `${template}/infer`, acceptedBodies: ACCEPTED_BODIES } }, infer);
     }
   };

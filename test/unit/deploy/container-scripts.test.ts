@@ -23,7 +23,12 @@ function run(script: string, args: string[], env: NodeJS.ProcessEnv = process.en
 
 /** `key=value` lines. */
 function plan(stdout: string): Map<string, string> {
-  return new Map(stdout.trim().split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2) as [string, string]));
+  return new Map(
+    stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/=(.*)/s).slice(0, 2) as [string, string]),
+  );
 }
 
 /** A PATH holding only the listed host tools, so that a script sees everything else as missing. */
@@ -48,8 +53,14 @@ describe('scripts/container-check.sh', () => {
     assert.equal(values.get('base_image'), nodeImage);
     assert.equal(values.get('target'), 'baked-default');
     for (const file of ['scripts/container-check.sh', 'scripts/container/build-stand-in-base.sh', 'scripts/container/node-image.sh']) {
-      const code = readRepoText(file).split('\n').filter((line) => !/^\s*#/.test(line));
-      assert.deepEqual(code.filter((line) => /node:\d/.test(line)), [], `${file} names a node image in its code`);
+      const code = readRepoText(file)
+        .split('\n')
+        .filter((line) => !/^\s*#/.test(line));
+      assert.deepEqual(
+        code.filter((line) => /node:\d/.test(line)),
+        [],
+        `${file} names a node image in its code`,
+      );
     }
   });
 
@@ -58,8 +69,14 @@ describe('scripts/container-check.sh', () => {
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const result = run(CHECK, [], env);
     assert.equal(result.status, 1, result.output);
-    for (const needed of [/podman .*apt-get install podman/, /curl: apt-get install curl/, /unshare \(util-linux\)/, /node on the host/,
-      /network to the npm registry and a Debian mirror/, /debootstrap \(apt-get install debootstrap\)/]) {
+    for (const needed of [
+      /podman .*apt-get install podman/,
+      /curl: apt-get install curl/,
+      /unshare \(util-linux\)/,
+      /node on the host/,
+      /network to the npm registry and a Debian mirror/,
+      /debootstrap \(apt-get install debootstrap\)/,
+    ]) {
       assert.match(result.output, needed);
     }
     assert.doesNotMatch(result.output, /^\[container-check\] FAIL: podman is not installed$/m);
@@ -105,7 +122,12 @@ describe('scripts/container/build-stand-in-base.sh', () => {
     tmpDirs.push(dir);
     const result = run(STAND_IN, [nodeImage], env);
     assert.equal(result.status, 1, result.output);
-    for (const needed of [/podman: apt-get install podman/, /debootstrap .*apt-get install debootstrap/, /curl: apt-get install curl/, /npm \(to fetch node-linux-/]) {
+    for (const needed of [
+      /podman: apt-get install podman/,
+      /debootstrap .*apt-get install debootstrap/,
+      /curl: apt-get install curl/,
+      /npm \(to fetch node-linux-/,
+    ]) {
       assert.match(result.output, needed);
     }
   });

@@ -21,14 +21,24 @@ const GRPC_PORT_NAME = { Deployment: 'grpc', ServingRuntime: 'h2c' } as const;
 
 /** Every server container of a rendering: Deployment containers and ServingRuntime containers. */
 function serverContainers(objects: readonly K8sObject[]): { owner: string; kind: keyof typeof GRPC_PORT_NAME; container: Container }[] {
-  const fromDeployments = ofKind(objects, 'Deployment').flatMap((d) => podTemplate(d).spec.containers.map((container) => ({ owner: `Deployment/${d.metadata.name}`, kind: 'Deployment' as const, container })));
-  const fromRuntimes = ofKind(objects, 'ServingRuntime').flatMap((r) => (r.spec as { containers: Container[] }).containers.map((container) => ({ owner: `ServingRuntime/${r.metadata.name}`, kind: 'ServingRuntime' as const, container })));
+  const fromDeployments = ofKind(objects, 'Deployment').flatMap((d) =>
+    podTemplate(d).spec.containers.map((container) => ({ owner: `Deployment/${d.metadata.name}`, kind: 'Deployment' as const, container })),
+  );
+  const fromRuntimes = ofKind(objects, 'ServingRuntime').flatMap((r) =>
+    (r.spec as { containers: Container[] }).containers.map((container) => ({
+      owner: `ServingRuntime/${r.metadata.name}`,
+      kind: 'ServingRuntime' as const,
+      container,
+    })),
+  );
   return [...fromDeployments, ...fromRuntimes];
 }
 
 /** PromQL metric names in a query: identifiers followed by a label matcher or a range. */
 function metricNamesIn(query: string): string[] {
-  return [...query.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{/g)].map((m) => m[1] as string).filter((name) => !['sum', 'avg', 'max', 'min', 'by', 'rate'].includes(name));
+  return [...query.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{/g)]
+    .map((m) => m[1] as string)
+    .filter((name) => !['sum', 'avg', 'max', 'min', 'by', 'rate'].includes(name));
 }
 
 describe('manifests against the server', { skip: kubectlMissing() }, () => {
@@ -68,14 +78,21 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
             assert.notEqual(config.grpcPort, 0, `${id} ${kind} is a gRPC probe, but GRPC_PORT=0 turns the gRPC server off`);
             assert.equal(typeof probe.grpc.port, 'number', `${id} ${kind}: a gRPC probe's port must be a number`);
             assert.equal(probe.grpc.port, config.grpcPort, `${id} ${kind} probes gRPC port ${probe.grpc.port}, the server listens on ${config.grpcPort}`);
-            assert.equal(portNumber(grpcPortName), probe.grpc.port, `${id} ${kind}: gRPC probe port ${probe.grpc.port} is not the container port "${grpcPortName}"`);
+            assert.equal(
+              portNumber(grpcPortName),
+              probe.grpc.port,
+              `${id} ${kind}: gRPC probe port ${probe.grpc.port} is not the container port "${grpcPortName}"`,
+            );
           } else {
             const port = probe?.httpGet?.port;
             assert.ok(port !== undefined, `${id} ${kind} has no port`);
             assert.equal(portNumber(port), config.port, `${id} ${kind} probes port ${port}, the server listens on ${config.port}`);
           }
         }
-        assert.ok(container.ports?.some((p) => p.containerPort === config.port), `${id} does not declare the server port ${config.port}`);
+        assert.ok(
+          container.ports?.some((p) => p.containerPort === config.port),
+          `${id} does not declare the server port ${config.port}`,
+        );
         if (config.metricsPort !== undefined) {
           assert.equal(container.ports?.find((p) => p.name === 'metrics')?.containerPort, config.metricsPort, `${id}: port "metrics" is not METRICS_PORT`);
         }
@@ -85,7 +102,11 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
           assert.equal(portNumber(grpcPortName), undefined, `${id}: declares a gRPC port "${grpcPortName}" with GRPC_PORT=0`);
         }
         const numbers = (container.ports ?? []).map((p) => p.containerPort);
-        assert.deepEqual(numbers.filter((n, i) => numbers.indexOf(n) !== i), [], `${id}: a container port is declared twice`);
+        assert.deepEqual(
+          numbers.filter((n, i) => numbers.indexOf(n) !== i),
+          [],
+          `${id}: a container port is declared twice`,
+        );
       }
     }
   });
@@ -127,12 +148,18 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
       const podLabels = pod.metadata?.labels;
       const service = oneOfKind(objects, 'Service') as K8sObject & { spec: ServiceSpec };
       assert.ok(selects(service.spec.selector, podLabels), `${folder}: the Service does not select the pods`);
-      assert.ok(selects((deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, podLabels), `${folder}: the Deployment selector does not match its template`);
+      assert.ok(
+        selects((deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, podLabels),
+        `${folder}: the Deployment selector does not match its template`,
+      );
       const pdb = oneOfKind(objects, 'PodDisruptionBudget') as K8sObject & { spec: { selector: { matchLabels: Record<string, string> } } };
       assert.ok(selects(pdb.spec.selector.matchLabels, podLabels), `${folder}: the PodDisruptionBudget does not select the pods`);
       const containerPortNames = new Set(pod.spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.name)));
       for (const port of service.spec.ports) {
-        assert.ok(typeof port.targetPort === 'string' && containerPortNames.has(port.targetPort), `${folder}: Service port ${port.name} targets ${port.targetPort}, not a named container port`);
+        assert.ok(
+          typeof port.targetPort === 'string' && containerPortNames.has(port.targetPort),
+          `${folder}: Service port ${port.name} targets ${port.targetPort}, not a named container port`,
+        );
       }
       // gRPC: a port that meshes and gateways know to be gRPC, on the container port serving it.
       const server = pod.spec.containers[0] as Container;
@@ -146,12 +173,22 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
         assert.equal(grpc.protocol ?? 'TCP', 'TCP');
         const target = server.ports?.find((p) => p.name === grpc.targetPort);
         assert.ok(target, `${folder}: Service port grpc targets ${grpc.targetPort}, which no container port is named`);
-        assert.equal(target.containerPort, config.grpcPort, `${folder}: Service port grpc reaches container port ${target.containerPort}, the server serves gRPC on GRPC_PORT ${config.grpcPort}`);
+        assert.equal(
+          target.containerPort,
+          config.grpcPort,
+          `${folder}: Service port grpc reaches container port ${target.containerPort}, the server serves gRPC on GRPC_PORT ${config.grpcPort}`,
+        );
         for (const port of service.spec.ports.filter((p) => p !== grpc)) {
-          assert.notEqual(server.ports?.find((p) => p.name === port.targetPort)?.containerPort, config.grpcPort, `${folder}: Service port ${port.name} also reaches the gRPC port`);
+          assert.notEqual(
+            server.ports?.find((p) => p.name === port.targetPort)?.containerPort,
+            config.grpcPort,
+            `${folder}: Service port ${port.name} also reaches the gRPC port`,
+          );
         }
       }
-      const monitor = oneOfKind(objects, 'ServiceMonitor') as K8sObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] } };
+      const monitor = oneOfKind(objects, 'ServiceMonitor') as K8sObject & {
+        spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
+      };
       assert.ok(selects(monitor.spec.selector.matchLabels, service.metadata.labels), `${folder}: the ServiceMonitor does not select the Service`);
       for (const endpoint of monitor.spec.endpoints) {
         const servicePort = service.spec.ports.find((p) => p.name === endpoint.port);
@@ -226,7 +263,9 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
 
   it('the ServingRuntime offers the Open Inference Protocol over HTTP (v2) and gRPC (grpc-v2), on the ports KServe expects', () => {
     const objects = renderKustomization('deploy/kserve');
-    const runtime = oneOfKind(objects, 'ServingRuntime') as K8sObject & { spec: { protocolVersions: string[]; containers: Container[]; annotations?: Record<string, string> } };
+    const runtime = oneOfKind(objects, 'ServingRuntime') as K8sObject & {
+      spec: { protocolVersions: string[]; containers: Container[]; annotations?: Record<string, string> };
+    };
     for (const protocol of ['v2', 'grpc-v2', 'v1']) assert.ok(runtime.spec.protocolVersions.includes(protocol), `protocolVersions lacks ${protocol}`);
     const container = runtime.spec.containers.find((c) => c.name === 'kserve-container');
     assert.ok(container, 'KServe serves the container named kserve-container');
@@ -235,8 +274,20 @@ describe('manifests against the server', { skip: kubectlMissing() }, () => {
     // KServe's raw-mode Service puts the first container port on port 80 (what its ingress and the
     // prometheus.kserve.io scrape use): HTTP must come first, gRPC after it on its own number.
     const [first, ...others] = container.ports ?? [];
-    assert.deepEqual({ name: first?.name, containerPort: first?.containerPort }, { name: 'http1', containerPort: config.port }, 'the first port is http1 on PORT');
-    assert.deepEqual(others.map((p) => ({ name: p.name, containerPort: p.containerPort })), [{ name: 'h2c', containerPort: config.grpcPort }], 'then h2c on GRPC_PORT');
-    assert.equal(runtime.spec.annotations?.['prometheus.kserve.io/port'], String(config.metricsPort ?? config.port), 'KServe scrapes /metrics where the server serves it');
+    assert.deepEqual(
+      { name: first?.name, containerPort: first?.containerPort },
+      { name: 'http1', containerPort: config.port },
+      'the first port is http1 on PORT',
+    );
+    assert.deepEqual(
+      others.map((p) => ({ name: p.name, containerPort: p.containerPort })),
+      [{ name: 'h2c', containerPort: config.grpcPort }],
+      'then h2c on GRPC_PORT',
+    );
+    assert.equal(
+      runtime.spec.annotations?.['prometheus.kserve.io/port'],
+      String(config.metricsPort ?? config.port),
+      'KServe scrapes /metrics where the server serves it',
+    );
   });
 });

@@ -7,7 +7,8 @@ import { isIgnored, parseDockerignore, readDockerignore } from './helpers/docker
 import { readRepoText, repoPath } from './helpers/repo.js';
 
 /** Variables the images set for tools other than the server (node, npm, onnxruntime's installer, NVIDIA's runtime, glibc's malloc). */
-const NOT_FOR_THE_SERVER = /^(NODE_ENV|ONNXRUNTIME_NODE_INSTALL|PATH|NVIDIA_VISIBLE_DEVICES|NVIDIA_DRIVER_CAPABILITIES|MALLOC_MMAP_THRESHOLD_|npm_config_[a-z_]+)$/;
+const NOT_FOR_THE_SERVER =
+  /^(NODE_ENV|ONNXRUNTIME_NODE_INSTALL|PATH|NVIDIA_VISIBLE_DEVICES|NVIDIA_DRIVER_CAPABILITIES|MALLOC_MMAP_THRESHOLD_|npm_config_[a-z_]+)$/;
 
 const runs = (stage: Stage) => stage.instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args);
 const packageJson = JSON.parse(readRepoText('package.json')) as { engines: { node: string }; license: string };
@@ -26,7 +27,11 @@ function assertServesTheApp(stage: Stage, file: string): void {
   assert.ok(stage.exposed.includes(`${config.port}`) || stage.exposed.includes(`${config.port}/tcp`), `${file}: EXPOSE ${config.port}`);
   // The gRPC port (GRPC_PORT, on unless 0): KServe's 8081 by default, stated in the image.
   assert.equal(stage.env.get('GRPC_PORT'), String(config.grpcPort), `${file}: ENV GRPC_PORT states the gRPC port`);
-  if (config.grpcPort !== 0) assert.ok(stage.exposed.includes(`${config.grpcPort}`) || stage.exposed.includes(`${config.grpcPort}/tcp`), `${file}: EXPOSE ${config.grpcPort} (GRPC_PORT)`);
+  if (config.grpcPort !== 0)
+    assert.ok(
+      stage.exposed.includes(`${config.grpcPort}`) || stage.exposed.includes(`${config.grpcPort}/tcp`),
+      `${file}: EXPOSE ${config.grpcPort} (GRPC_PORT)`,
+    );
   assert.equal(config.modelRepository, '/models');
   for (const label of ['title', 'description', 'version', 'revision', 'created', 'source', 'licenses']) {
     assert.ok(stage.labels.has(`org.opencontainers.image.${label}`), `${file}: OCI label ${label}`);
@@ -59,7 +64,9 @@ function assertProjectRootInWorkdir(dockerfile: Dockerfile, stage: Stage, file: 
   for (const name of ['package.json', 'assets', 'openapi.yaml', 'proto']) {
     assert.equal(placed.get(`${workdir}/${name}`), name, `${file} stage ${stage.name}: COPY ${name} into WORKDIR ${workdir}`);
   }
-  const compiled = copiesOf(dockerfile, stage).filter((c) => c.from !== undefined).map((c) => c.destination);
+  const compiled = copiesOf(dockerfile, stage)
+    .filter((c) => c.from !== undefined)
+    .map((c) => c.destination);
   assert.ok(compiled.includes(`${workdir}/dist/src`), `${file} stage ${stage.name}: the compiled server goes to ${workdir}/dist/src`);
   // src/http/routes/page.ts serves GET / from dist/web, beside dist/src.
   assert.ok(compiled.includes(`${workdir}/dist/web`), `${file} stage ${stage.name}: the built page goes to ${workdir}/dist/web`);
@@ -90,9 +97,12 @@ describe('Dockerfile (CPU)', () => {
 
   it(`builds on the Node ${nodeMajor} (newest supported LTS) trixie slim image, the line CI also tests on`, () => {
     assert.equal(dockerfile.globalArgs.get('NODE_IMAGE'), `docker.io/library/node:${nodeMajor}-trixie-slim`);
-    assert.match(readRepoText('.ci/run'), new RegExp(`^NODE_LTS=${nodeMajor}$`, 'm'), '.ci/run runs the suite on the image\'s Node line');
+    assert.match(readRepoText('.ci/run'), new RegExp(`^NODE_LTS=${nodeMajor}$`, 'm'), ".ci/run runs the suite on the image's Node line");
     for (const stage of dockerfile.stages) {
-      assert.ok(stage.from === dockerfile.globalArgs.get('NODE_IMAGE') || dockerfile.stages.some((s) => s.name === stage.from), `stage ${stage.name} FROM ${stage.from}`);
+      assert.ok(
+        stage.from === dockerfile.globalArgs.get('NODE_IMAGE') || dockerfile.stages.some((s) => s.name === stage.from),
+        `stage ${stage.name} FROM ${stage.from}`,
+      );
     }
   });
 
@@ -108,7 +118,10 @@ describe('Dockerfile (CPU)', () => {
     const app = stageNamed(dockerfile, 'app');
     assert.ok(runs(app).some((r) => /npm ci\b.*--omit=dev/.test(r)));
     assert.equal(app.env.get('ONNXRUNTIME_NODE_INSTALL'), 'skip');
-    assert.ok(app.instructions.some((i) => i.keyword === 'COPY' && /--from=build\s+\S*dist\/src/.test(i.args)), 'copies the compiled code from the build stage');
+    assert.ok(
+      app.instructions.some((i) => i.keyword === 'COPY' && /--from=build\s+\S*dist\/src/.test(i.args)),
+      'copies the compiled code from the build stage',
+    );
   });
 
   it('makes the default target the runtime image: non-root, tini, the server, EXPOSE, OCI labels', () => {
@@ -128,7 +141,10 @@ describe('Dockerfile (CPU)', () => {
     assert.equal(baked.env.get('SEED_DEFAULT_MODEL'), 'false');
     assertServesTheApp(baked, 'Dockerfile');
     const bakedDefault = stageNamed(dockerfile, 'baked-default');
-    assert.ok(runs(bakedDefault).some((r) => r.includes('assets/models/resnet20-cifar10') && r.includes('/models/')), 'bakes the shipped trained model');
+    assert.ok(
+      runs(bakedDefault).some((r) => r.includes('assets/models/resnet20-cifar10') && r.includes('/models/')),
+      'bakes the shipped trained model',
+    );
     assert.equal(bakedDefault.user, stageNamed(dockerfile, 'app').user, 'baked-default runs as the image user again, not root');
     assert.equal(bakedDefault.env.get('SEED_DEFAULT_MODEL'), 'false');
   });
@@ -158,12 +174,18 @@ describe('Dockerfile.cuda', () => {
     assert.ok(last.instructions.some((i) => i.keyword === 'COPY' && i.args.includes(`--from=${deps.name}`) && i.args.includes('node_modules')));
   });
 
-  it("gives the node binary copied from the node image the libatomic1 it links (Node 26 on), and runs it once while building", () => {
+  it('gives the node binary copied from the node image the libatomic1 it links (Node 26 on), and runs it once while building', () => {
     const lines = last.instructions.map((i) => `${i.keyword} ${i.args}`);
     const copyNode = lines.findIndex((l) => /^COPY --from=\S+ \/usr\/local\/bin\/node /.test(l));
     assert.ok(copyNode >= 0, 'copies node from the node image');
-    assert.ok(lines.slice(0, copyNode).some((l) => /^RUN .*apt-get install\b.*\blibatomic1\b/.test(l)), 'installs libatomic1 before');
-    assert.ok(lines.slice(copyNode + 1).some((l) => /^RUN node --version$/.test(l)), 'runs node --version after');
+    assert.ok(
+      lines.slice(0, copyNode).some((l) => /^RUN .*apt-get install\b.*\blibatomic1\b/.test(l)),
+      'installs libatomic1 before',
+    );
+    assert.ok(
+      lines.slice(copyNode + 1).some((l) => /^RUN node --version$/.test(l)),
+      'runs node --version after',
+    );
   });
 
   it('serves with EXECUTION_PROVIDER=cuda, the same way as the CPU image', () => {
@@ -185,12 +207,20 @@ describe('.dockerignore', () => {
   const patterns = readDockerignore();
 
   it('keeps local builds, dependencies, version control, secrets and the tests out of the build context', () => {
-    for (const path of ['node_modules/fastify/package.json', 'dist/src/server.js', '.git/HEAD', '.env', 'tls/server.key', 'test/unit/config.test.ts', 'README.md']) {
+    for (const path of [
+      'node_modules/fastify/package.json',
+      'dist/src/server.js',
+      '.git/HEAD',
+      '.env',
+      'tls/server.key',
+      'test/unit/config.test.ts',
+      'README.md',
+    ]) {
       assert.ok(isIgnored(patterns, path), `${path} is sent to the builder`);
     }
   });
 
-  it('keeps every file the Dockerfiles COPY from the build context (openapi.yaml and the shipped model\'s README included)', () => {
+  it("keeps every file the Dockerfiles COPY from the build context (openapi.yaml and the shipped model's README included)", () => {
     const sources = new Set<string>();
     for (const file of ['Dockerfile', 'Dockerfile.cuda']) {
       const dockerfile = readDockerfile(file);
@@ -213,8 +243,16 @@ describe('isIgnored (.dockerignore semantics)', () => {
   it('matches as the builders do: * within a folder, ** across folders, a folder with its contents, the last match deciding', () => {
     const patterns = parseDockerignore(['# comment', '*.md', 'docs', '**/*.log', 'build/', '!docs/keep.md', '/secret'].join('\n'));
     const cases: [string, boolean][] = [
-      ['README.md', true], ['assets/README.md', false], ['docs/a/b.txt', true], ['docs/keep.md', false],
-      ['x.log', true], ['a/b/x.log', true], ['build/out.js', true], ['secret', true], ['src/secret', false], ['openapi.yaml', false],
+      ['README.md', true],
+      ['assets/README.md', false],
+      ['docs/a/b.txt', true],
+      ['docs/keep.md', false],
+      ['x.log', true],
+      ['a/b/x.log', true],
+      ['build/out.js', true],
+      ['secret', true],
+      ['src/secret', false],
+      ['openapi.yaml', false],
     ];
     for (const [path, ignored] of cases) assert.equal(isIgnored(patterns, path), ignored, path);
   });
@@ -222,20 +260,29 @@ describe('isIgnored (.dockerignore semantics)', () => {
 
 describe('parseDockerfile', () => {
   it('joins continued lines, skips comments, and inherits configuration from an earlier stage', () => {
-    const parsed = parseDockerfile([
-      'ARG BASE=example/base:1',
-      'FROM ${BASE} AS one',
-      'ENV A=1 \\',
-      '    # a comment inside the continuation',
-      '    B="two words"',
-      'USER 10:20',
-      'FROM one AS two',
-      'ENV C=3',
-      'CMD ["run"]',
-    ].join('\n'));
+    const parsed = parseDockerfile(
+      [
+        'ARG BASE=example/base:1',
+        'FROM ${BASE} AS one',
+        'ENV A=1 \\',
+        '    # a comment inside the continuation',
+        '    B="two words"',
+        'USER 10:20',
+        'FROM one AS two',
+        'ENV C=3',
+        'CMD ["run"]',
+      ].join('\n'),
+    );
     assert.equal(parsed.stages[0]?.from, 'example/base:1');
     const two = stageNamed(parsed, 'two');
-    assert.deepEqual([...two.env], [['A', '1'], ['B', 'two words'], ['C', '3']]);
+    assert.deepEqual(
+      [...two.env],
+      [
+        ['A', '1'],
+        ['B', 'two words'],
+        ['C', '3'],
+      ],
+    );
     assert.equal(two.user, '10:20');
     assert.deepEqual(two.cmd, ['run']);
   });

@@ -7,7 +7,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { probeAsks, SERVER_GRACE_MARGIN_MS, serverConfig } from './helpers/app.js';
 import { componentVariants, deployableKustomizations, kubectlMissing, renderKustomization, renderVariant } from './helpers/kustomize.js';
-import { containerEnv, cpuQuantity, memoryQuantity, ofKind, oneOfKind, podTemplate, preStopSeconds, type Container, type K8sObject, type PodSpec } from './helpers/k8s.js';
+import {
+  containerEnv,
+  cpuQuantity,
+  memoryQuantity,
+  ofKind,
+  oneOfKind,
+  podTemplate,
+  preStopSeconds,
+  type Container,
+  type K8sObject,
+  type PodSpec,
+} from './helpers/k8s.js';
 import { imageUser } from './helpers/dockerfile.js';
 
 /**
@@ -42,15 +53,29 @@ function workloads(): Workload[] {
     for (const deployment of ofKind(objects, 'Deployment')) {
       const pod = podTemplate(deployment).spec;
       for (const container of pod.containers) {
-        found.push({ id: `${folder} Deployment/${deployment.metadata.name}/${container.name}`, pod, container, objects, graceSeconds: pod.terminationGracePeriodSeconds ?? 30 });
+        found.push({
+          id: `${folder} Deployment/${deployment.metadata.name}/${container.name}`,
+          pod,
+          container,
+          objects,
+          graceSeconds: pod.terminationGracePeriodSeconds ?? 30,
+        });
       }
     }
     for (const runtime of ofKind(objects, 'ServingRuntime')) {
       const spec = runtime.spec as { containers: Container[] };
       // KServe builds the pod: its grace period comes from the InferenceService's predictor.
-      const grace = ofKind(objects, 'InferenceService').map((s) => (s.spec as { predictor: { terminationGracePeriodSeconds?: number } }).predictor.terminationGracePeriodSeconds ?? 30);
+      const grace = ofKind(objects, 'InferenceService').map(
+        (s) => (s.spec as { predictor: { terminationGracePeriodSeconds?: number } }).predictor.terminationGracePeriodSeconds ?? 30,
+      );
       for (const container of spec.containers) {
-        found.push({ id: `${folder} ServingRuntime/${runtime.metadata.name}/${container.name}`, pod: {}, container, objects, graceSeconds: Math.min(...grace) });
+        found.push({
+          id: `${folder} ServingRuntime/${runtime.metadata.name}/${container.name}`,
+          pod: {},
+          container,
+          objects,
+          graceSeconds: Math.min(...grace),
+        });
       }
     }
   }
@@ -80,7 +105,10 @@ describe('server containers in the manifests', { skip: kubectlMissing() }, () =>
   it('request and limit CPU and memory, with limits no lower than requests', () => {
     for (const { id, container } of workloads()) {
       const { requests = {}, limits = {} } = container.resources ?? {};
-      for (const [name, parse] of [['cpu', cpuQuantity], ['memory', memoryQuantity]] as const) {
+      for (const [name, parse] of [
+        ['cpu', cpuQuantity],
+        ['memory', memoryQuantity],
+      ] as const) {
         assert.ok(parse(requests[name]) > 0, `${id}: requests.${name}`);
         assert.ok(parse(limits[name]) >= parse(requests[name]), `${id}: limits.${name} below requests.${name}`);
       }
@@ -100,7 +128,10 @@ describe('server containers in the manifests', { skip: kubectlMissing() }, () =>
     for (const { id, pod, container, objects } of workloads()) {
       const config = serverConfig(containerEnv(container, objects));
       const mounts = container.volumeMounts ?? [];
-      assert.ok(mounts.some((m) => m.mountPath === '/tmp' && m.readOnly !== true), `${id}: /tmp`);
+      assert.ok(
+        mounts.some((m) => m.mountPath === '/tmp' && m.readOnly !== true),
+        `${id}: /tmp`,
+      );
       if (config.seedDefaultModel) {
         const mount = mounts.find((m) => m.mountPath === config.modelRepository);
         assert.ok(mount && mount.readOnly !== true, `${id}: MODEL_REPOSITORY ${config.modelRepository} must be a writable mount to receive the default model`);
@@ -144,7 +175,10 @@ describe('overlay specifics', { skip: kubectlMissing() }, () => {
     const pod = podTemplate(oneOfKind(objects, 'Deployment')).spec;
     const container = pod.containers[0] as Container;
     assert.ok(Number(container.resources?.limits?.['nvidia.com/gpu']) >= 1, 'limits nvidia.com/gpu');
-    assert.ok(pod.tolerations?.some((t) => t.key === 'nvidia.com/gpu' && t.effect === 'NoSchedule'), 'tolerates the GPU taint');
+    assert.ok(
+      pod.tolerations?.some((t) => t.key === 'nvidia.com/gpu' && t.effect === 'NoSchedule'),
+      'tolerates the GPU taint',
+    );
     assert.ok(Object.keys(pod.nodeSelector ?? {}).length > 0, 'selects GPU nodes');
     assert.match(container.image ?? '', /-cuda[:@]/);
     const config = serverConfig(containerEnv(container, objects));
@@ -171,7 +205,9 @@ describe('overlay specifics', { skip: kubectlMissing() }, () => {
 
   it('cpu: the HorizontalPodAutoscaler scales on CPU utilisation from at least two replicas', () => {
     const hpa = oneOfKind(renderKustomization('deploy/overlays/cpu'), 'HorizontalPodAutoscaler').spec as {
-      minReplicas: number; maxReplicas: number; metrics: { type: string; resource?: { name: string; target: { type: string } } }[];
+      minReplicas: number;
+      maxReplicas: number;
+      metrics: { type: string; resource?: { name: string; target: { type: string } } }[];
     };
     assert.ok(hpa.minReplicas >= 2 && hpa.maxReplicas > hpa.minReplicas);
     assert.ok(hpa.metrics.some((m) => m.type === 'Resource' && m.resource?.name === 'cpu' && m.resource.target.type === 'Utilization'));

@@ -6,8 +6,26 @@ import { ofKind, oneOfKind, podTemplate, PROBE_KINDS, type Container, type K8sOb
 import { readRepoText, repoPath } from './helpers/repo.js';
 
 const EXPECTED_KINDS: Record<string, string[]> = {
-  'deploy/overlays/cpu': ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Namespace', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ServiceMonitor'],
-  'deploy/overlays/gpu': ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Namespace', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ServiceMonitor'],
+  'deploy/overlays/cpu': [
+    'ConfigMap',
+    'Deployment',
+    'HorizontalPodAutoscaler',
+    'Namespace',
+    'PodDisruptionBudget',
+    'Service',
+    'ServiceAccount',
+    'ServiceMonitor',
+  ],
+  'deploy/overlays/gpu': [
+    'ConfigMap',
+    'Deployment',
+    'HorizontalPodAutoscaler',
+    'Namespace',
+    'PodDisruptionBudget',
+    'Service',
+    'ServiceAccount',
+    'ServiceMonitor',
+  ],
   // KEDA owns the HorizontalPodAutoscaler: the base's must be gone.
   'deploy/overlays/cpu-keda': ['ConfigMap', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'ScaledObject', 'Service', 'ServiceAccount', 'ServiceMonitor'],
   'deploy/kserve': ['InferenceService', 'ServingRuntime'],
@@ -23,7 +41,11 @@ describe('kubectl kustomize', { skip: kubectlMissing() }, () => {
       const objects = renderKustomization(folder);
       assert.deepEqual([...new Set(objects.map((o) => o.kind))].sort(), EXPECTED_KINDS[folder]);
       const ids = objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`);
-      assert.deepEqual(ids.filter((id, i) => ids.indexOf(id) !== i), [], 'duplicate objects');
+      assert.deepEqual(
+        ids.filter((id, i) => ids.indexOf(id) !== i),
+        [],
+        'duplicate objects',
+      );
       for (const o of objects) assert.ok(o.apiVersion && o.metadata?.name, `incomplete object ${JSON.stringify(o).slice(0, 120)}`);
     });
   }
@@ -38,7 +60,10 @@ describe('kubectl kustomize', { skip: kubectlMissing() }, () => {
       const [namespace, ...others] = ofKind(objects, 'Namespace');
       assert.ok(namespace && others.length === 0, 'exactly one Namespace');
       const outside = objects.filter((o) => o.kind !== 'Namespace' && o.metadata.namespace !== namespace.metadata.name);
-      assert.deepEqual(outside.map((o) => `${o.kind}/${o.metadata.name} in ${o.metadata.namespace}`), []);
+      assert.deepEqual(
+        outside.map((o) => `${o.kind}/${o.metadata.name} in ${o.metadata.namespace}`),
+        [],
+      );
     });
   }
 
@@ -50,8 +75,13 @@ describe('kubectl kustomize', { skip: kubectlMissing() }, () => {
 
 describe('kubectl kustomize with the optional components', { skip: kubectlMissing() }, () => {
   it('renders, on top of every overlay, each component that no overlay uses', () => {
-    const components = readdirSync(repoPath('deploy', 'components'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `deploy/components/${e.name}`);
-    const overlays = deployableKustomizations().filter((f) => f.startsWith('deploy/overlays/')).map((f) => readRepoText(f, 'kustomization.yaml')).join('\n');
+    const components = readdirSync(repoPath('deploy', 'components'), { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => `deploy/components/${e.name}`);
+    const overlays = deployableKustomizations()
+      .filter((f) => f.startsWith('deploy/overlays/'))
+      .map((f) => readRepoText(f, 'kustomization.yaml'))
+      .join('\n');
     const unused = components.filter((c) => !overlays.includes(`../../${c.slice('deploy/'.length)}`));
     assert.deepEqual(unused.sort(), [...OPTIONAL_COMPONENTS].sort());
   });

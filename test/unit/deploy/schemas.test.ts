@@ -45,7 +45,9 @@ describe('schema validators reject what the API server would', { skip: kubectlMi
   });
 
   it('rejects a bad CPU quantity', () => {
-    const deployment = clone(oneOfKind(cpu(), 'Deployment')) as K8sObject & { spec: { template: { spec: { containers: { resources: { limits: Record<string, string> } }[] } } } };
+    const deployment = clone(oneOfKind(cpu(), 'Deployment')) as K8sObject & {
+      spec: { template: { spec: { containers: { resources: { limits: Record<string, string> } }[] } } };
+    };
     (deployment.spec.template.spec.containers[0] as { resources: { limits: Record<string, string> } }).resources.limits.cpu = 'two';
     assert.match(errorsOf(deployment).join('\n'), /limits\/cpu/);
   });
@@ -57,7 +59,9 @@ describe('schema validators reject what the API server would', { skip: kubectlMi
   });
 
   it('rejects a KEDA trigger with an unknown field', () => {
-    const scaled = clone(oneOfKind(renderKustomization('deploy/overlays/cpu-keda'), 'ScaledObject')) as K8sObject & { spec: { triggers: Record<string, unknown>[] } };
+    const scaled = clone(oneOfKind(renderKustomization('deploy/overlays/cpu-keda'), 'ScaledObject')) as K8sObject & {
+      spec: { triggers: Record<string, unknown>[] };
+    };
     (scaled.spec.triggers[0] as Record<string, unknown>).treshold = '1';
     assert.deepEqual(errorsOf(scaled), ['/spec/triggers/0/treshold: unknown field']);
   });
@@ -92,7 +96,11 @@ describe('schema validators reject what the API server would', { skip: kubectlMi
 describe('unknownFields', () => {
   const accepts = (candidate: object) => {
     const c = candidate as { known?: unknown; nested?: { typed?: unknown } };
-    return (c.known === undefined || typeof c.known === 'string') && (c.nested === undefined || typeof c.nested === 'object') && (c.nested?.typed === undefined || typeof c.nested.typed === 'number');
+    return (
+      (c.known === undefined || typeof c.known === 'string') &&
+      (c.nested === undefined || typeof c.nested === 'object') &&
+      (c.nested?.typed === undefined || typeof c.nested.typed === 'number')
+    );
   };
 
   it('reports the fields that the validator does not look at, and only those', () => {

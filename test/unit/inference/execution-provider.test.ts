@@ -40,7 +40,7 @@ describe('openWithProvider', () => {
     await assert.rejects(openWithProvider('cuda', '/models/r50/model.onnx', b.open, b.log), (err: Error) => {
       assert.ok(err instanceof ExecutionProviderError);
       assert.match(err.message, /EXECUTION_PROVIDER=cuda: the CUDA execution provider could not be created for \/models\/r50\/model\.onnx/);
-      assert.ok(err.message.includes(CUDA_FAILURE), 'keeps onnxruntime\'s reason');
+      assert.ok(err.message.includes(CUDA_FAILURE), "keeps onnxruntime's reason");
       assert.match(err.message, /ONNXRUNTIME_NODE_INSTALL=cuda12/);
       assert.match(err.message, /EXECUTION_PROVIDER=auto/);
       return true;

@@ -31,7 +31,11 @@ describe('ensureDefaultModel', () => {
 
     assert.deepEqual((await readdir(repository)).sort(), [DEFAULT_MODEL_NAME], 'no staging folder is left behind');
     const folder = join(repository, DEFAULT_MODEL_NAME);
-    assert.deepEqual((await readdir(folder)).sort(), ['LICENSE', 'README.md', 'config.json', 'labels.txt', 'model.onnx'], 'the licence and provenance travel with the weights');
+    assert.deepEqual(
+      (await readdir(folder)).sort(),
+      ['LICENSE', 'README.md', 'config.json', 'labels.txt', 'model.onnx'],
+      'the licence and provenance travel with the weights',
+    );
     const model = await readFile(join(folder, 'model.onnx'));
     assert.equal(createHash('sha256').update(model).digest('hex'), 'ac146e6ebcfc55d69cbab6bdb7d21748f2ac0fcc35378f0fc7a0b1937d488a95');
     const config = JSON.parse(await readFile(join(folder, 'config.json'), 'utf8')) as { trained?: boolean; preprocess?: { resize?: number; crop?: number } };
@@ -61,7 +65,7 @@ describe('ensureDefaultModel', () => {
     assert.equal(log.entries.length, 0);
   });
 
-  test('never overwrites a folder of the default model\'s name that has no model.onnx: it is a model folder, whose load fails', async (t) => {
+  test("never overwrites a folder of the default model's name that has no model.onnx: it is a model folder, whose load fails", async (t) => {
     const repository = await tempDir(t);
     await mkdir(join(repository, DEFAULT_MODEL_NAME));
     await writeFile(join(repository, DEFAULT_MODEL_NAME, 'notes.txt'), 'mine');
@@ -69,7 +73,7 @@ describe('ensureDefaultModel', () => {
     assert.deepEqual(await readdir(join(repository, DEFAULT_MODEL_NAME)), ['notes.txt']);
   });
 
-  test('never replaces a file of the default model\'s name, and says why', async (t) => {
+  test("never replaces a file of the default model's name, and says why", async (t) => {
     const repository = await tempDir(t);
     await writeFile(join(repository, DEFAULT_MODEL_NAME), 'mine');
     const log = recordingLog();
@@ -82,13 +86,59 @@ describe('ensureDefaultModel', () => {
   // the copy is made exactly when the server would find no model to load.
   const layouts: Array<[string, (repository: string, elsewhere: string) => Promise<void>, boolean]> = [
     ['an empty repository', async () => {}, true],
-    ['a folder with model.onnx', async (r) => { await mkdir(join(r, 'm')); await writeFile(join(r, 'm', 'model.onnx'), ''); }, false],
-    ['a folder without model.onnx', async (r) => { await mkdir(join(r, 'm')); }, false],
-    ['a symlink to a folder', async (r, e) => { await mkdir(join(e, 'm')); await symlink(join(e, 'm'), join(r, 'm')); }, false],
-    ['a dangling symlink', async (r, e) => { await symlink(join(e, 'gone'), join(r, 'm')); }, true],
-    ['a symlink to a file', async (r, e) => { await writeFile(join(e, 'f'), ''); await symlink(join(e, 'f'), join(r, 'm')); }, true],
-    ['a hidden folder with model.onnx', async (r) => { await mkdir(join(r, '.m')); await writeFile(join(r, '.m', 'model.onnx'), ''); }, true],
-    ['a file', async (r) => { await writeFile(join(r, 'README.md'), ''); }, true],
+    [
+      'a folder with model.onnx',
+      async (r) => {
+        await mkdir(join(r, 'm'));
+        await writeFile(join(r, 'm', 'model.onnx'), '');
+      },
+      false,
+    ],
+    [
+      'a folder without model.onnx',
+      async (r) => {
+        await mkdir(join(r, 'm'));
+      },
+      false,
+    ],
+    [
+      'a symlink to a folder',
+      async (r, e) => {
+        await mkdir(join(e, 'm'));
+        await symlink(join(e, 'm'), join(r, 'm'));
+      },
+      false,
+    ],
+    [
+      'a dangling symlink',
+      async (r, e) => {
+        await symlink(join(e, 'gone'), join(r, 'm'));
+      },
+      true,
+    ],
+    [
+      'a symlink to a file',
+      async (r, e) => {
+        await writeFile(join(e, 'f'), '');
+        await symlink(join(e, 'f'), join(r, 'm'));
+      },
+      true,
+    ],
+    [
+      'a hidden folder with model.onnx',
+      async (r) => {
+        await mkdir(join(r, '.m'));
+        await writeFile(join(r, '.m', 'model.onnx'), '');
+      },
+      true,
+    ],
+    [
+      'a file',
+      async (r) => {
+        await writeFile(join(r, 'README.md'), '');
+      },
+      true,
+    ],
   ];
   for (const [layout, make, seeds] of layouts) {
     test(`${seeds ? 'copies' : 'copies nothing'} into a repository holding ${layout}, as the server ${seeds ? 'finds no model' : 'finds a model'} there`, async (t) => {
@@ -132,7 +182,10 @@ describe('ensureDefaultModel', () => {
     const shipped = await readFile(join(shippedDefaultModelDir(), 'model.onnx'));
     const shared = await readFile(join(REPO_ROOT, '..', 'shared', 'models', 'resnet20-cifar10', 'model.onnx'));
     assert.ok(shipped.equals(shared));
-    assert.equal(await readFile(join(shippedDefaultModelDir(), 'LICENSE'), 'utf8'), await readFile(join(REPO_ROOT, '..', 'shared', 'models', 'resnet20-cifar10', 'LICENSE'), 'utf8'));
+    assert.equal(
+      await readFile(join(shippedDefaultModelDir(), 'LICENSE'), 'utf8'),
+      await readFile(join(REPO_ROOT, '..', 'shared', 'models', 'resnet20-cifar10', 'LICENSE'), 'utf8'),
+    );
   });
 });
 

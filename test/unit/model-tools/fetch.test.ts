@@ -277,7 +277,10 @@ describe('fetchModel', () => {
     // What the server would find there: no model, the staging folder ignored as hidden.
     const scan = await scanRepository(repository);
     assert.deepEqual(scan.models, []);
-    assert.deepEqual(scan.skipped.map((s) => [s.name, s.hidden]), [['.fetch-tiny', true]]);
+    assert.deepEqual(
+      scan.skipped.map((s) => [s.name, s.hidden]),
+      [['.fetch-tiny', true]],
+    );
 
     const result = await fetchModel(options(repository, served.baseUrl('good')));
     assert.equal(result.resumed, true);
@@ -314,8 +317,10 @@ describe('fetchModel', () => {
     const repository = join(parent, 'models');
     const cli = fileURLToPath(new URL('../../../src/model-tools/fetch-cli.js', import.meta.url));
     const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = execFile(process.execPath, [cli, 'resnet18-v1', '--repository', repository, '--base-url', served.baseUrl('missing')], (error, _stdout, stderr) =>
-        resolve({ code: error === null ? 0 : (child.exitCode ?? null), stderr }),
+      const child = execFile(
+        process.execPath,
+        [cli, 'resnet18-v1', '--repository', repository, '--base-url', served.baseUrl('missing')],
+        (error, _stdout, stderr) => resolve({ code: error === null ? 0 : (child.exitCode ?? null), stderr }),
       );
     });
     assert.equal(run.code, 1, run.stderr);
@@ -340,7 +345,10 @@ describe('fetchModel', () => {
 
   test('an unknown name lists the catalog', async (t) => {
     const repository = await tempDir(t);
-    await assert.rejects(fetchModel({ name: 'resnet9000', repositoryDir: repository }), /No model "resnet9000" in the catalog; known: resnet50-v1, resnet50-v2, resnet18-v1/);
+    await assert.rejects(
+      fetchModel({ name: 'resnet9000', repositoryDir: repository }),
+      /No model "resnet9000" in the catalog; known: resnet50-v1, resnet50-v2, resnet18-v1/,
+    );
     assert.equal(existsSync(join(repository, '.fetch-resnet9000')), false);
   });
 });

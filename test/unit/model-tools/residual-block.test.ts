@@ -65,10 +65,37 @@ interface Case {
 
 const CASES: readonly Case[] = [
   { title: 'basic block, identity shortcut', block: 'basic', shortcut: 'zeropad', inChannels: 8, planes: 8, stride: 1, size: 6, pad: [0, 0] },
-  { title: 'basic block, zero-pad shortcut (stride 2, 8 → 16 channels)', block: 'basic', shortcut: 'zeropad', inChannels: 8, planes: 16, stride: 2, size: 6, pad: [4, 4] },
+  {
+    title: 'basic block, zero-pad shortcut (stride 2, 8 → 16 channels)',
+    block: 'basic',
+    shortcut: 'zeropad',
+    inChannels: 8,
+    planes: 16,
+    stride: 2,
+    size: 6,
+    pad: [4, 4],
+  },
   { title: 'bottleneck, identity shortcut', block: 'bottleneck', shortcut: 'zeropad', inChannels: 32, planes: 8, stride: 1, size: 5, pad: [0, 0] },
-  { title: 'bottleneck, zero-pad shortcut (stride 2, odd size, 16 → 32 channels)', block: 'bottleneck', shortcut: 'zeropad', inChannels: 16, planes: 8, stride: 2, size: 7, pad: [8, 8] },
-  { title: 'bottleneck, zero-pad shortcut (stride 1, 16 → 32 channels)', block: 'bottleneck', shortcut: 'zeropad', inChannels: 16, planes: 8, stride: 1, size: 5, pad: [8, 8] },
+  {
+    title: 'bottleneck, zero-pad shortcut (stride 2, odd size, 16 → 32 channels)',
+    block: 'bottleneck',
+    shortcut: 'zeropad',
+    inChannels: 16,
+    planes: 8,
+    stride: 2,
+    size: 7,
+    pad: [8, 8],
+  },
+  {
+    title: 'bottleneck, zero-pad shortcut (stride 1, 16 → 32 channels)',
+    block: 'bottleneck',
+    shortcut: 'zeropad',
+    inChannels: 16,
+    planes: 8,
+    stride: 1,
+    size: 5,
+    pad: [8, 8],
+  },
 ];
 
 describe('a residual block with its residual branch at zero passes its input through', () => {
@@ -121,16 +148,43 @@ describe('inside a built ResNet-20', () => {
 
   test('zeroing layer2.1 (identity shortcut) makes its output equal its input', async () => {
     const branch = /^layer2\.1\.conv\d\./;
-    const out = await run(withProbes((i) => branch.test(i.name), [['layer2.0.out', 32, 16], ['layer2.1.out', 32, 16]]), { input: input() });
+    const out = await run(
+      withProbes(
+        (i) => branch.test(i.name),
+        [
+          ['layer2.0.out', 32, 16],
+          ['layer2.1.out', 32, 16],
+        ],
+      ),
+      { input: input() },
+    );
     assert.deepEqual(out['layer2.1.out']?.data, out['layer2.0.out']?.data);
 
-    const untouched = await run(withProbes(() => false, [['layer2.0.out', 32, 16], ['layer2.1.out', 32, 16]]), { input: input() });
+    const untouched = await run(
+      withProbes(
+        () => false,
+        [
+          ['layer2.0.out', 32, 16],
+          ['layer2.1.out', 32, 16],
+        ],
+      ),
+      { input: input() },
+    );
     assert.ok(maxAbsDifference(untouched['layer2.1.out']!.data, untouched['layer2.0.out']!.data) > 0.1);
   });
 
   test('zeroing layer3.0 (zero-pad shortcut) makes its output its input subsampled and padded', async () => {
     const branch = /^layer3\.0\.conv\d\./;
-    const out = await run(withProbes((i) => branch.test(i.name), [['layer2.2.out', 32, 16], ['layer3.0.out', 64, 8]]), { input: input() });
+    const out = await run(
+      withProbes(
+        (i) => branch.test(i.name),
+        [
+          ['layer2.2.out', 32, 16],
+          ['layer3.0.out', 64, 8],
+        ],
+      ),
+      { input: input() },
+    );
     const before = out['layer2.2.out'];
     assert.ok(before);
     assert.deepEqual(out['layer3.0.out']?.data, subsampleAndPad(before, 2, 16, 16).data);

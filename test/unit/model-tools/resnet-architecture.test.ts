@@ -76,7 +76,14 @@ describe('ImageNet ResNets against torchvision', () => {
 
   test('resnet34 and the CIFAR depths have the number of convolutions their depth implies', () => {
     // Depth counts the weighted layers on the main path: convolutions plus the final fc.
-    for (const [arch, projections] of [['resnet34', 3], ['resnet20', 0], ['resnet32', 0], ['resnet44', 0], ['resnet56', 0], ['resnet110', 0]] as const) {
+    for (const [arch, projections] of [
+      ['resnet34', 3],
+      ['resnet20', 0],
+      ['resnet32', 0],
+      ['resnet44', 0],
+      ['resnet56', 0],
+      ['resnet110', 0],
+    ] as const) {
       const depth = Number(arch.slice('resnet'.length));
       assert.equal(weightShapes(graphOf(arch)).conv.length, depth - 1 + projections, arch);
     }
@@ -100,7 +107,18 @@ describe('ImageNet ResNets against torchvision', () => {
         assert.equal(graph.outputs[0]?.name, 'logits');
       }
     }
-    assert.deepEqual(Object.keys(ARCHITECTURES).sort(), ['resnet101', 'resnet110', 'resnet152', 'resnet18', 'resnet20', 'resnet32', 'resnet34', 'resnet44', 'resnet50', 'resnet56']);
+    assert.deepEqual(Object.keys(ARCHITECTURES).sort(), [
+      'resnet101',
+      'resnet110',
+      'resnet152',
+      'resnet18',
+      'resnet20',
+      'resnet32',
+      'resnet34',
+      'resnet44',
+      'resnet50',
+      'resnet56',
+    ]);
     assert.throws(() => getArchitecture('resnet19'), /Unknown architecture `resnet19`; expected one of resnet18/);
   });
 });
@@ -117,10 +135,7 @@ describe('CIFAR ResNet-20 against the trained model in ../shared', () => {
     assert.deepEqual(floatInitializerShapes(built), floatInitializerShapes(shared));
     assert.deepEqual(built.inputs[0]?.shape, shared.inputs[0]?.shape);
     assert.deepEqual(built.outputs[0]?.shape, shared.outputs[0]?.shape);
-    assert.deepEqual(
-      [built.inputs[0]?.name, built.outputs[0]?.name],
-      [shared.inputs[0]?.name, shared.outputs[0]?.name],
-    );
+    assert.deepEqual([built.inputs[0]?.name, built.outputs[0]?.name], [shared.inputs[0]?.name, shared.outputs[0]?.name]);
   });
 });
 

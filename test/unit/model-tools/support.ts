@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import type { OnnxGraph } from '../../../src/model-tools/onnx-graph.js';
 import { findRepoRoot } from '../../../bench/lib/repo-root.js';
 
-
 export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export const TORCHVISION_FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'torchvision');
 export const FETCH_FIXTURES = join(REPO_ROOT, 'test', 'fixtures', 'model-fetch');
@@ -43,7 +42,10 @@ export function weightShapes(graph: OnnxGraph): { conv: string[]; gemm: string[]
 
 /** Shapes of every float initializer, sorted: a multiset. */
 export function floatInitializerShapes(graph: OnnxGraph): string[] {
-  return graph.initializers.filter((i) => i.elementType === 'float32').map((i) => shapeKey(i.dims)).sort();
+  return graph.initializers
+    .filter((i) => i.elementType === 'float32')
+    .map((i) => shapeKey(i.dims))
+    .sort();
 }
 
 export function maxAbsDifference(a: Float32Array, b: Float32Array): number {

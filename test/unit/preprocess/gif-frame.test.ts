@@ -42,8 +42,30 @@ function gif(width: number, height: number, coded: number): Uint8Array {
   }
   const le = (n: number) => [n & 0xff, n >> 8];
   return Uint8Array.from([
-    ...Buffer.from('GIF89a'), ...le(width), ...le(height), 0x80, 0, 0, 0, 0, 0, 255, 255, 255,
-    0x2c, 0, 0, 0, 0, ...le(width), ...le(height), 0, 2, ...blocks, 0, 0x3b,
+    ...Buffer.from('GIF89a'),
+    ...le(width),
+    ...le(height),
+    0x80,
+    0,
+    0,
+    0,
+    0,
+    0,
+    255,
+    255,
+    255,
+    0x2c,
+    0,
+    0,
+    0,
+    0,
+    ...le(width),
+    ...le(height),
+    0,
+    2,
+    ...blocks,
+    0,
+    0x3b,
   ]);
 }
 

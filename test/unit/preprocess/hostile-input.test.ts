@@ -47,7 +47,11 @@ const text = (s: string) => new TextEncoder().encode(s);
 describe('input policy: only JPEG, PNG, WebP, GIF, TIFF and AVIF/HEIF reach the decoder', () => {
   const refused: Array<[string, Uint8Array, RegExp]> = [
     ['SVG', text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><image href="http://example.invalid/x.png"/></svg>'), /SVG is not accepted/],
-    ['SVG behind an XML declaration', text('<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]><svg>&x;</svg>'), /SVG is not accepted/],
+    [
+      'SVG behind an XML declaration',
+      text('<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]><svg>&x;</svg>'),
+      /SVG is not accepted/,
+    ],
     ['PDF', text('%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n'), /PDF is not accepted/],
     ['plain text', text('hello, this is not an image'), /not an image format/],
     ['JSON', text('{"instances": []}'), /not an image format/],
@@ -112,7 +116,10 @@ describe('limits: images over maxPixels are refused from the header (413)', () =
     const decoder = createSharpDecoder();
     const header = await decoder.readHeader(bytes, 'PNG');
     await assert.rejects(
-      decoder.decode({ bytes, header, maxPixels: 20_000, resizeTo: { width: 170, height: 128 }, region: { left: 0, top: 0, width: 111, height: 111 }, colour: 'srgb' }, 'PNG'),
+      decoder.decode(
+        { bytes, header, maxPixels: 20_000, resizeTo: { width: 170, height: 128 }, region: { left: 0, top: 0, width: 111, height: 111 }, colour: 'srgb' },
+        'PNG',
+      ),
       (e: unknown) => isServingError(e) && e.code === 'IMAGE_TOO_LARGE' && e.statusCode === 413,
     );
   });
@@ -132,11 +139,14 @@ describe('broken images are refused as INVALID_IMAGE (400)', () => {
     ['a JPEG cut inside its header', () => fixtureInput('rgb.jpg').subarray(0, 40)],
     ['a PNG cut inside its header', () => fixtureInput('rgb.png').subarray(0, 20)],
     ['a WebP cut at 60 %', () => fixtureInput('lossy.webp').subarray(0, Math.floor(fixtureInput('lossy.webp').length * 0.6))],
-    ['a PNG with a corrupted data chunk', () => {
-      const png = Buffer.from(fixtureInput('rgb.png'));
-      png[png.length >> 1] = (png[png.length >> 1] as number) ^ 0xff;
-      return png;
-    }],
+    [
+      'a PNG with a corrupted data chunk',
+      () => {
+        const png = Buffer.from(fixtureInput('rgb.png'));
+        png[png.length >> 1] = (png[png.length >> 1] as number) ^ 0xff;
+        return png;
+      },
+    ],
     ['three JPEG magic bytes and nothing else', () => Uint8Array.from([0xff, 0xd8, 0xff])],
   ];
   for (const [what, make] of broken) {

@@ -3,8 +3,7 @@ import { describe, it } from 'node:test';
 import { detectImageFormat } from '../../../src/preprocess/index.js';
 import { fixtureInput } from './support.js';
 
-const bytes = (...parts: Array<string | number[]>) =>
-  Uint8Array.from(parts.flatMap((p) => (typeof p === 'string' ? [...p].map((c) => c.charCodeAt(0)) : p)));
+const bytes = (...parts: Array<string | number[]>) => Uint8Array.from(parts.flatMap((p) => (typeof p === 'string' ? [...p].map((c) => c.charCodeAt(0)) : p)));
 
 /** An ISO-BMFF `ftyp` box with the given major and compatible brands. */
 function ftyp(major: string, ...compatible: string[]): Uint8Array {
@@ -15,8 +14,16 @@ function ftyp(major: string, ...compatible: string[]): Uint8Array {
 describe('detectImageFormat', () => {
   it('recognises each accepted format in real files', () => {
     const cases: Array<[string, string]> = [
-      ['rgb.jpg', 'jpeg'], ['cmyk.jpg', 'jpeg'], ['rgb.png', 'png'], ['rgb16.png', 'png'], ['animated.gif', 'gif'],
-      ['lossy.webp', 'webp'], ['lossless.webp', 'webp'], ['animated.webp', 'webp'], ['deflate.tiff', 'tiff'], ['lossless.avif', 'avif'],
+      ['rgb.jpg', 'jpeg'],
+      ['cmyk.jpg', 'jpeg'],
+      ['rgb.png', 'png'],
+      ['rgb16.png', 'png'],
+      ['animated.gif', 'gif'],
+      ['lossy.webp', 'webp'],
+      ['lossless.webp', 'webp'],
+      ['animated.webp', 'webp'],
+      ['deflate.tiff', 'tiff'],
+      ['lossless.avif', 'avif'],
     ];
     for (const [file, format] of cases) assert.equal(detectImageFormat(fixtureInput(file)), format, file);
   });

@@ -31,7 +31,10 @@ function noisyRgb(): Buffer {
 type Colour = 'srgb' | 'b-w' | 'cmyk';
 
 function encode(colour: Colour, options: JpegOptions): Promise<Buffer> {
-  return sharp(noisyRgb(), { raw: { width: WIDTH, height: HEIGHT, channels: 3 } }).toColourspace(colour).jpeg(options).toBuffer();
+  return sharp(noisyRgb(), { raw: { width: WIDTH, height: HEIGHT, channels: 3 } })
+    .toColourspace(colour)
+    .jpeg(options)
+    .toBuffer();
 }
 
 function decodeRaw(bytes: Uint8Array): Promise<Buffer> {
@@ -122,7 +125,10 @@ describe('inspectJpegScans on real files', () => {
 describe("inspectJpegScans follows libjpeg's reading rules", () => {
   it('walks over an EXIF thumbnail (a whole JPEG inside APP1) by its length', async () => {
     const image = await encode('srgb', { progressive: true });
-    const thumbnail = await sharp(noisyRgb(), { raw: { width: WIDTH, height: HEIGHT, channels: 3 } }).resize(24, 16).jpeg().toBuffer();
+    const thumbnail = await sharp(noisyRgb(), { raw: { width: WIDTH, height: HEIGHT, channels: 3 } })
+      .resize(24, 16)
+      .jpeg()
+      .toBuffer();
     const exif = concat([0x45, 0x78, 0x69, 0x66, 0, 0], thumbnail); // "Exif\0\0", then the thumbnail
     const app1 = concat([0xff, 0xe1, (exif.length + 2) >> 8, (exif.length + 2) & 0xff], exif);
     const bytes = concat(image.subarray(0, 2), app1, image.subarray(2));
@@ -184,7 +190,10 @@ describe("inspectJpegScans follows libjpeg's reading rules", () => {
     assert.equal(coefficientBufferBytes(full), 3 * 96 * 128);
     // Odd sizes round up to whole blocks, and to whole MCUs for the sampled component:
     // 100×60 at 4:2:0 is Y 13→14 × 8 blocks, and 7 × 4 for each chroma component.
-    const odd = await sharp(noisyRgb(), { raw: { width: WIDTH, height: HEIGHT, channels: 3 } }).resize(100, 60, { fit: 'fill' }).jpeg({ progressive: true }).toBuffer();
+    const odd = await sharp(noisyRgb(), { raw: { width: WIDTH, height: HEIGHT, channels: 3 } })
+      .resize(100, 60, { fit: 'fill' })
+      .jpeg({ progressive: true })
+      .toBuffer();
     assert.equal(inspectJpegScans(odd).frame?.coefficientBlocks, 14 * 8 + 2 * 7 * 4);
   });
 });
@@ -228,8 +237,15 @@ describe('inspectJpegScans against the progressive scan bomb', () => {
       const header = await decoder.readHeader(bytes, 'JPEG');
       assert.deepEqual([header.width, header.height], [64, 48]);
       const colour = components === 4 ? 'cmyk' : 'srgb';
-      const pixels = await decoder.decode({ bytes, header, maxPixels: 40_000_000, resizeTo: undefined, region: { left: 0, top: 0, width: 8, height: 8 }, colour }, 'JPEG');
-      if (components !== 4) assert.ok(pixels.every((v) => v === 128), 'flat mid-grey');
+      const pixels = await decoder.decode(
+        { bytes, header, maxPixels: 40_000_000, resizeTo: undefined, region: { left: 0, top: 0, width: 8, height: 8 }, colour },
+        'JPEG',
+      );
+      if (components !== 4)
+        assert.ok(
+          pixels.every((v) => v === 128),
+          'flat mid-grey',
+        );
     });
   }
 
@@ -276,7 +292,11 @@ describe('inspectJpegScans on cut, broken and foreign bytes', () => {
       ['SOI late', Uint8Array.of(0x00, 0xff, 0xd8, 0xff, 0xd9)],
     ];
     for (const [what, bytes] of notJpeg) {
-      assert.deepEqual(inspectJpegScans(bytes), { end: 'not-jpeg', scans: 0, exceedsMaxScans: false, progressive: false, frame: undefined, bytesWalked: 0, firstScan: undefined }, what);
+      assert.deepEqual(
+        inspectJpegScans(bytes),
+        { end: 'not-jpeg', scans: 0, exceedsMaxScans: false, progressive: false, frame: undefined, bytesWalked: 0, firstScan: undefined },
+        what,
+      );
     }
     assert.equal(inspectJpegScans(Uint8Array.of(0xff, 0xd8)).end, 'truncated');
     assert.equal(inspectJpegScans(Uint8Array.of(0xff, 0xd8, 0xff, 0xd9)).end, 'eoi');
@@ -309,7 +329,10 @@ describe('inspectJpegScans on cut, broken and foreign bytes', () => {
 
   it('refuses a maxScans that is not a whole number from 0 up, saying what it got', () => {
     for (const bad of [-1, 1.5, Number.NaN, Number.NEGATIVE_INFINITY, '3' as unknown as number]) {
-      assert.throws(() => inspectJpegScans(Uint8Array.of(0xff, 0xd8), { maxScans: bad }), { name: 'RangeError', message: /Expected `maxScans` to be a whole number from 0 up or Infinity, got `/ });
+      assert.throws(() => inspectJpegScans(Uint8Array.of(0xff, 0xd8), { maxScans: bad }), {
+        name: 'RangeError',
+        message: /Expected `maxScans` to be a whole number from 0 up or Infinity, got `/,
+      });
     }
     assert.equal(inspectJpegScans(Uint8Array.of(0xff, 0xd8), { maxScans: Number.POSITIVE_INFINITY }).end, 'truncated');
   });

@@ -8,7 +8,14 @@ import { FIXTURES } from '../../helpers.js';
 import { fixtureInput, haveShared, sharedDir } from './support.js';
 
 const CORPUS = join(FIXTURES, 'decode-verdicts');
-interface Case { file: string; base: string; damage: string; signature: string | null; pil: 'accepted' | 'refused'; message?: string }
+interface Case {
+  file: string;
+  base: string;
+  damage: string;
+  signature: string | null;
+  pil: 'accepted' | 'refused';
+  message?: string;
+}
 const cases = (JSON.parse(readFileSync(join(CORPUS, 'verdicts.json'), 'utf8')) as { cases: Case[] }).cases;
 const read = (file: string) => new Uint8Array(readFileSync(join(CORPUS, 'files', file)));
 /** As the preprocessor calls it: after the walk that counts the scans. */

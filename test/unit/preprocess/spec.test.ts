@@ -6,9 +6,18 @@ const limits = { maxPixels: 1000 };
 
 describe('preprocess spec validation', () => {
   it('has torchvision ImageNet defaults, frozen', () => {
-    assert.deepEqual({ ...IMAGENET_PREPROCESS }, {
-      resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], scale: 255, channels: 'RGB', layout: 'NCHW',
-    });
+    assert.deepEqual(
+      { ...IMAGENET_PREPROCESS },
+      {
+        resize: 256,
+        crop: 224,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+        scale: 255,
+        channels: 'RGB',
+        layout: 'NCHW',
+      },
+    );
     assert.ok(Object.isFrozen(IMAGENET_PREPROCESS) && Object.isFrozen(IMAGENET_PREPROCESS.mean));
   });
 

@@ -12,7 +12,6 @@ import { normalizationTables } from '../../../src/preprocess/tensor.js';
 import { pngChunk, PNG_SIGNATURE } from '../../../bench/lib/png.js';
 import { findRepoRoot } from '../../../bench/lib/repo-root.js';
 
-
 export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export const fixturesDir = join(repoRoot, 'test', 'fixtures', 'preprocess');
 export const sharedDir = join(repoRoot, '..', 'shared');
@@ -65,7 +64,7 @@ export function torchvisionTensor(c: FixtureCase, spec: PreprocessSpec): Float32
   const tables = normalizationTables(spec);
   const out = new Float32Array(n * 3);
   for (let i = 0; i < n; i++) {
-    for (let ch = 0; ch < 3; ch++) out[ch * n + i] = (tables[ch as 0 | 1 | 2][u8[i * 3 + ch] as number]) as number;
+    for (let ch = 0; ch < 3; ch++) out[ch * n + i] = tables[ch as 0 | 1 | 2][u8[i * 3 + ch] as number] as number;
   }
   return out;
 }
@@ -100,12 +99,7 @@ export function bombPng(width: number, height: number): Buffer {
   ihdr.set([1, 0, 0, 0, 0], 8); // bit depth 1, greyscale, deflate, filter 0, no interlace
   const rowBytes = 1 + Math.ceil(width / 8);
   const raw = Buffer.alloc(rowBytes * height); // filter byte 0 and black pixels: all zeros
-  return Buffer.concat([
-    PNG_SIGNATURE,
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(raw, { level: 9 })),
-    pngChunk('IEND', new Uint8Array(0)),
-  ]);
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(raw, { level: 9 })), pngChunk('IEND', new Uint8Array(0))]);
 }
 
 /** A copy of a PNG whose IHDR claims another size, with a correct CRC so only the size lies. */

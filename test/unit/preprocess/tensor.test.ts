@@ -49,7 +49,10 @@ describe('tensor writer into a given array', () => {
     const out = createTensorWriter(s)(rgb, slot);
     assert.equal(out, slot);
     assert.deepEqual(out, createTensorWriter(s)(rgb));
-    assert.ok(batch.subarray(0, 3 * crop * crop).every((v) => v === 7), 'the other slot is untouched');
+    assert.ok(
+      batch.subarray(0, 3 * crop * crop).every((v) => v === 7),
+      'the other slot is untouched',
+    );
   });
 
   it('refuses a slot of the wrong size', () => {

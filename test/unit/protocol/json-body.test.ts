@@ -47,12 +47,35 @@ function atEachOffset(text: string): Buffer[] {
   });
 }
 
-const v1Body = { instances: [{ b64: 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==' }, { image_bytes: { b64: 'AAAA' } }] };
+const v1Body = {
+  instances: [{ b64: 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==' }, { image_bytes: { b64: 'AAAA' } }],
+};
 const v2Body = {
   id: 'req-1',
   parameters: { binary_data_output: false, priority: 1 },
   inputs: [
-    { name: 'input', shape: [1, 3, 2, 2], datatype: 'FP32', parameters: {}, data: [[[[0.5, -1e-7], [3.4e38, 0]], [[1, 2], [3, 4]], [[-0.25, 1.5e-45], [255, 127]]]] },
+    {
+      name: 'input',
+      shape: [1, 3, 2, 2],
+      datatype: 'FP32',
+      parameters: {},
+      data: [
+        [
+          [
+            [0.5, -1e-7],
+            [3.4e38, 0],
+          ],
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          [
+            [-0.25, 1.5e-45],
+            [255, 127],
+          ],
+        ],
+      ],
+    },
     { name: 'image', shape: [2], datatype: 'BYTES', data: ['aGVsbG8=', 'd29ybGQ='] },
   ],
   outputs: [{ name: 'logits', parameters: { classification: 5 } }],
@@ -120,7 +143,10 @@ describe('parseJsonBody', () => {
   });
 
   it('refuses more arrays and objects than maxContainers as PAYLOAD_TOO_LARGE', () => {
-    const body = (n: number) => `[${Array(n - 1).fill('{}').join(',')}]`; // n containers
+    const body = (n: number) =>
+      `[${Array(n - 1)
+        .fill('{}')
+        .join(',')}]`; // n containers
     assert.equal((parse(body(10), limits({ maxContainers: 10 })) as unknown[]).length, 9);
     const e = refusal(() => parse(body(11), limits({ maxContainers: 10 })));
     assert.deepEqual({ code: e.code, statusCode: e.statusCode }, { code: 'PAYLOAD_TOO_LARGE', statusCode: 413 });
@@ -139,7 +165,21 @@ describe('parseJsonBody', () => {
   });
 
   it('answers INVALID_JSON for bodies that are not JSON', () => {
-    for (const text of ['{"instances": [{"b64": ', "{'a':1}", '[1,]', '{"a" 1}', ']', '}{', '"unterminated', '[1]]', ' ', '\r\n\t', 'nul', '{"a":1}x', '\ufeff']) {
+    for (const text of [
+      '{"instances": [{"b64": ',
+      "{'a':1}",
+      '[1,]',
+      '{"a" 1}',
+      ']',
+      '}{',
+      '"unterminated',
+      '[1]]',
+      ' ',
+      '\r\n\t',
+      'nul',
+      '{"a":1}x',
+      '\ufeff',
+    ]) {
       const e = refusal(() => parse(text));
       assert.deepEqual({ code: e.code, statusCode: e.statusCode }, { code: 'INVALID_JSON', statusCode: 400 }, JSON.stringify(text));
     }
@@ -255,7 +295,8 @@ describe('parseJsonBody', () => {
       for (const body of atEachOffset(json)) {
         assert.deepEqual(parseJsonBody(body, exact), JSON.parse(json), json);
         if (stats.depth > 1) assert.equal(refusal(() => checkJsonLimits(body, { ...exact, maxDepth: stats.depth - 1 })).code, 'INVALID_JSON', json);
-        if (stats.containers > 1) assert.equal(refusal(() => checkJsonLimits(body, { ...exact, maxContainers: stats.containers - 1 })).code, 'PAYLOAD_TOO_LARGE', json);
+        if (stats.containers > 1)
+          assert.equal(refusal(() => checkJsonLimits(body, { ...exact, maxContainers: stats.containers - 1 })).code, 'PAYLOAD_TOO_LARGE', json);
         if (stats.keys > 1) assert.equal(refusal(() => checkJsonLimits(body, { ...exact, maxKeys: stats.keys - 1 })).code, 'PAYLOAD_TOO_LARGE', json);
       }
     }
@@ -306,7 +347,11 @@ describe('createJsonBodyParser', () => {
     const app = Fastify();
     t.after(() => app.close());
     const bodyLimit = 4096;
-    app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, createJsonBodyParser({ ...defaultJsonBodyLimits(bodyLimit), maxContainers: 100 }));
+    app.addContentTypeParser(
+      'application/json',
+      { parseAs: 'buffer', bodyLimit },
+      createJsonBodyParser({ ...defaultJsonBodyLimits(bodyLimit), maxContainers: 100 }),
+    );
     app.post('/echo', async (request) => ({ body: request.body }));
     const post = (payload: string, type = 'application/json') => app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': type }, payload });
 

@@ -63,7 +63,15 @@ describe('createBatchAssembly', () => {
     assert.equal(batch.inputName, 'input');
     assert.deepEqual(batch.dims, [3, 3, 2, 2]);
     assert.deepEqual(batch.values, [...Array<number>(ITEM).fill(1), ...Array<number>(ITEM).fill(2), ...Array<number>(ITEM).fill(3)]);
-    assert.deepEqual(rows(outputs), [[1, 0], [2, 1], [3, 2]], 'each item gets its own row, in order');
+    assert.deepEqual(
+      rows(outputs),
+      [
+        [1, 0],
+        [2, 1],
+        [3, 2],
+      ],
+      'each item gets its own row, in order',
+    );
     assert.ok(outputs.every((o) => o.computeMs === 4));
     assert.deepEqual(computed, [[3, 0.004]]);
     assert.equal(a.freeItems, 3, 'the items went back to the item pool once copied');

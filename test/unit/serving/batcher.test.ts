@@ -76,8 +76,14 @@ describe('createBatcher', () => {
     assert.deepEqual(calls[2]!.items, [5, 6]);
     finish(2);
     const results = await Promise.all(waiting);
-    assert.deepEqual(results.map((r) => r[0]!.output), [20, 30, 40, 50, 60]);
-    assert.deepEqual(results.map((r) => r[0]!.batchSize), [3, 3, 3, 2, 2]);
+    assert.deepEqual(
+      results.map((r) => r[0]!.output),
+      [20, 30, 40, 50, 60],
+    );
+    assert.deepEqual(
+      results.map((r) => r[0]!.batchSize),
+      [3, 3, 3, 2, 2],
+    );
     assert.equal(results[0]![0]!.queueMs, 4, 'queue time is measured on the injected clock');
   });
 
@@ -102,7 +108,10 @@ describe('createBatcher', () => {
     assert.equal(calls.length, 2, 'a full batch does not wait');
     assert.deepEqual(calls[1]!.items, [4, 5, 6]);
     finish(1);
-    assert.deepEqual((await full).map((r) => r.output), [40, 50, 60]);
+    assert.deepEqual(
+      (await full).map((r) => r.output),
+      [40, 50, 60],
+    );
   });
 
   it("keeps each request's items in order and gives each its own result", async (t) => {
@@ -120,8 +129,14 @@ describe('createBatcher', () => {
     await settle();
     assert.deepEqual(calls[2]!.items, [3, 4], 'its last image shares a batch with another request');
     finish(2);
-    assert.deepEqual((await multi).map((r) => r.output), [10, 20, 30]);
-    assert.deepEqual((await other).map((r) => r.output), [40]);
+    assert.deepEqual(
+      (await multi).map((r) => r.output),
+      [10, 20, 30],
+    );
+    assert.deepEqual(
+      (await other).map((r) => r.output),
+      [40],
+    );
   });
 
   it('refuses at once with QUEUE_FULL and Retry-After when the queue would overflow', async (t) => {
@@ -144,7 +159,10 @@ describe('createBatcher', () => {
       await settle();
     }
     await running;
-    assert.deepEqual((await queued).map((r) => r.output), [10, 20]);
+    assert.deepEqual(
+      (await queued).map((r) => r.output),
+      [10, 20],
+    );
     assert.equal((await fits)[0]!.output, 50);
   });
 
@@ -241,7 +259,10 @@ describe('createBatcher', () => {
     await settle();
     assert.equal(stopped, false, 'not drained while a batch runs');
     finish(0);
-    assert.deepEqual((await queued).map((r) => r.output), [10, 20]);
+    assert.deepEqual(
+      (await queued).map((r) => r.output),
+      [10, 20],
+    );
     await stopping;
     assert.equal(stopped, true);
   });

@@ -42,7 +42,11 @@ describe('parseModelConfigFile', () => {
       [{ labels: 3 }, /field `labels` must be a file name/],
     ];
     for (const [raw, message] of cases) {
-      assert.throws(() => parseModelConfigFile(raw, files.config), (err: Error) => err instanceof ModelConfigError && message.test(err.message), JSON.stringify(raw));
+      assert.throws(
+        () => parseModelConfigFile(raw, files.config),
+        (err: Error) => err instanceof ModelConfigError && message.test(err.message),
+        JSON.stringify(raw),
+      );
     }
   });
 });
@@ -50,7 +54,10 @@ describe('parseModelConfigFile', () => {
 describe('resolveModelInput', () => {
   it('defaults to torchvision ImageNet preprocessing for a dynamic 224 graph', () => {
     const r = resolveModelInput({}, input(['batch', 3, 224, 224]), files);
-    assert.deepEqual({ ...r.preprocess }, { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], scale: 255, channels: 'RGB', layout: 'NCHW' });
+    assert.deepEqual(
+      { ...r.preprocess },
+      { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], scale: 255, channels: 'RGB', layout: 'NCHW' },
+    );
     assert.deepEqual(r.shape, [-1, 3, 224, 224]);
     assert.equal(r.fixedBatchSize, undefined);
     assert.equal(r.itemSize, 3 * 224 * 224);
@@ -92,7 +99,11 @@ describe('resolveModelInput', () => {
       [{ preprocess: { resize: 200 } }, input(['N', 3, 224, 224]), /field `preprocess\.resize` is 200, smaller than the crop 224/],
     ];
     for (const [config, inputs, message] of cases) {
-      assert.throws(() => resolveModelInput(config, inputs, files), (err: Error) => err instanceof ModelConfigError && message.test(err.message), message.source);
+      assert.throws(
+        () => resolveModelInput(config, inputs, files),
+        (err: Error) => err instanceof ModelConfigError && message.test(err.message),
+        message.source,
+      );
     }
   });
 });

@@ -30,15 +30,28 @@ describe('createModelRegistry', () => {
     await registry.load();
     assert.equal(registry.state, 'ready');
     assert.equal(registry.get('linked').output.classes, 10);
-    const sha256 = createHash('sha256').update(await readFile(join(RESNET20_DIR, 'model.onnx'))).digest('hex');
+    const sha256 = createHash('sha256')
+      .update(await readFile(join(RESNET20_DIR, 'model.onnx')))
+      .digest('hex');
     assert.equal(registry.get('linked').sha256, sha256, 'hashed through the checked handle, the whole file');
-    assert.deepEqual(registry.list().map((m) => m.name), ['linked']);
+    assert.deepEqual(
+      registry.list().map((m) => m.name),
+      ['linked'],
+    );
     const skips = lines.filter((l) => l.msg.startsWith('model repository: skipped'));
     assert.deepEqual(
       skips.map((l) => [l.level, l.msg, l.obj]),
       [
-        ['info', 'model repository: skipped ..data: hidden: dot-prefixed entries are work in progress, never models', { entry: '..data', reason: 'hidden: dot-prefixed entries are work in progress, never models' }],
-        ['warn', 'model repository: skipped dangling: dangling symlink: its target does not exist', { entry: 'dangling', reason: 'dangling symlink: its target does not exist' }],
+        [
+          'info',
+          'model repository: skipped ..data: hidden: dot-prefixed entries are work in progress, never models',
+          { entry: '..data', reason: 'hidden: dot-prefixed entries are work in progress, never models' },
+        ],
+        [
+          'warn',
+          'model repository: skipped dangling: dangling symlink: its target does not exist',
+          { entry: 'dangling', reason: 'dangling symlink: its target does not exist' },
+        ],
       ],
     );
   });
@@ -47,7 +60,9 @@ describe('createModelRegistry', () => {
     const repo = await tempDir(t);
     await symlink(join(repo, 'gone'), join(repo, 'resnet20'));
     const load = (defaultModel: string | undefined) => createModelRegistry({ repository: repo, defaultModel, load: testLoadOptions() }).load();
-    await assert.rejects(load(undefined), { message: `MODEL_REPOSITORY ${repo} holds no model folder; skipped: resnet20 (dangling symlink: its target does not exist)` });
+    await assert.rejects(load(undefined), {
+      message: `MODEL_REPOSITORY ${repo} holds no model folder; skipped: resnet20 (dangling symlink: its target does not exist)`,
+    });
     await mkdir(join(repo, 'other'));
     await writeFile(join(repo, 'other', 'model.onnx'), '');
     await assert.rejects(load('resnet20'), {
@@ -90,15 +105,23 @@ describe('versions in the registry', () => {
   const notFound = (message: string) => ({ code: 'MODEL_NOT_FOUND', statusCode: 404, message });
 
   it('loads every version the policy selects, each on its own workers, and finds them', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { latest: { num_versions: 2 } } }, versions: ['1', '2', '3'] }]);
+    const repo = await tempRepository(t, [
+      { name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { latest: { num_versions: 2 } } }, versions: ['1', '2', '3'] },
+    ]);
     await mkdir(join(repo, 'm', 'next'));
     const lines: LogLine[] = [];
     const registry = createModelRegistry({ repository: repo, defaultModel: undefined, load: testLoadOptions(lines) });
     t.after(() => registry.stop());
     await registry.load();
 
-    assert.deepEqual(registry.versions('m').map((v) => v.version), ['3', '2']);
-    assert.deepEqual(registry.list().map((v) => `${v.name}:${v.version}`), ['m:3', 'm:2']);
+    assert.deepEqual(
+      registry.versions('m').map((v) => v.version),
+      ['3', '2'],
+    );
+    assert.deepEqual(
+      registry.list().map((v) => `${v.name}:${v.version}`),
+      ['m:3', 'm:2'],
+    );
     assert.deepEqual(registry.names(), ['m']);
     assert.equal(registry.get('m').version, '3', 'no version named: the highest served');
     assert.equal(registry.getDefault().version, '3');
@@ -118,17 +141,24 @@ describe('versions in the registry', () => {
   });
 
   it('fails the load naming the file when a selected version is an empty folder, and stops the versions it had loaded', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '3'] }]);
+    const repo = await tempRepository(t, [
+      { name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '3'] },
+    ]);
     await mkdir(join(repo, 'm', '2'));
     const registry = createModelRegistry({ repository: repo, defaultModel: undefined, load: testLoadOptions() });
     t.after(() => registry.stop());
-    await assert.rejects(registry.load(), { name: 'ModelConfigError', message: `${join(repo, 'm', '2', 'model.onnx')}: is missing: every model folder needs a model.onnx, or version folders (1/, 2/, …) each holding one` });
+    await assert.rejects(registry.load(), {
+      name: 'ModelConfigError',
+      message: `${join(repo, 'm', '2', 'model.onnx')}: is missing: every model folder needs a model.onnx, or version folders (1/, 2/, …) each holding one`,
+    });
     assert.equal(registry.state, 'failed');
     assert.throws(() => registry.get('m'), { code: 'MODEL_NOT_FOUND' });
   });
 
   it('swaps what a model serves in one step; a version handed out before keeps answering until retired', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '2'] }]);
+    const repo = await tempRepository(t, [
+      { name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', '2'] },
+    ]);
     const registry = createModelRegistry({ repository: repo, defaultModel: undefined, load: testLoadOptions() });
     t.after(() => registry.stop());
     await registry.load();
@@ -156,7 +186,10 @@ describe('versions in the registry', () => {
     assert.deepEqual(['b', 'a', 'c'].sort(compareVersionsDescending), ['c', 'b', 'a']);
     const v = (name: string, version: string) => ({ name, version }) as ServedModel;
     const set = servedVersions('m', [v('m', '1'), v('m', '10'), v('m', '9')]);
-    assert.deepEqual(set.versions.map((m) => m.version), ['10', '9', '1']);
+    assert.deepEqual(
+      set.versions.map((m) => m.version),
+      ['10', '9', '1'],
+    );
     assert.equal(set.highest.version, '10');
     assert.ok(Object.isFrozen(set) && Object.isFrozen(set.versions));
     assert.throws(() => servedVersions('m', []), /Expected at least one version of model `m`, got none/);

@@ -53,8 +53,16 @@ describe('readModelFolder', () => {
     const folder = await readModelFolder(join(repo, 'm'));
     assert.deepEqual(folder.config, RESNET20_CONFIG);
     assert.deepEqual(folder.labels, ['cat', 'dog'], 'trimmed, trailing blank lines dropped');
-    assert.equal(folder.sha256, createHash('sha256').update(await readFile(join(RESNET20_DIR, 'model.onnx'))).digest('hex'));
-    assert.deepEqual([folder.modelPath, folder.configPath, folder.labelsPath], ['model.onnx', 'config.json', 'labels.txt'].map((f) => join(repo, 'm', f)));
+    assert.equal(
+      folder.sha256,
+      createHash('sha256')
+        .update(await readFile(join(RESNET20_DIR, 'model.onnx')))
+        .digest('hex'),
+    );
+    assert.deepEqual(
+      [folder.modelPath, folder.configPath, folder.labelsPath],
+      ['model.onnx', 'config.json', 'labels.txt'].map((f) => join(repo, 'm', f)),
+    );
   });
 
   it('takes a folder with model.onnx alone: an empty config, no labels', async (t) => {
@@ -76,20 +84,36 @@ describe('readModelFolder', () => {
     assert.deepEqual(named.labels, ['a', 'b']);
     assert.equal(named.labelsPath, join(repo, 'named', 'classes.txt'));
     const config = (name: string) => join(repo, name, 'config.json');
-    await assert.rejects(readModelFolder(join(repo, 'outside')), { message: `${config('outside')}: field \`labels\` must name a file inside the model folder, got "../named/classes.txt"` });
-    await assert.rejects(readModelFolder(join(repo, 'missing')), (err: Error) => err instanceof ModelConfigError && err.message.startsWith(`${config('missing')}: field \`labels\` names ${join(repo, 'missing', 'none.txt')}, which cannot be read`));
+    await assert.rejects(readModelFolder(join(repo, 'outside')), {
+      message: `${config('outside')}: field \`labels\` must name a file inside the model folder, got "../named/classes.txt"`,
+    });
+    await assert.rejects(
+      readModelFolder(join(repo, 'missing')),
+      (err: Error) =>
+        err instanceof ModelConfigError &&
+        err.message.startsWith(`${config('missing')}: field \`labels\` names ${join(repo, 'missing', 'none.txt')}, which cannot be read`),
+    );
   });
 
   it('names config.json when it is not JSON or has a bad field', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'json', from: RESNET20_DIR }, { name: 'field', from: RESNET20_DIR, config: { preprocess: { crop: 0 } } }]);
+    const repo = await tempRepository(t, [
+      { name: 'json', from: RESNET20_DIR },
+      { name: 'field', from: RESNET20_DIR, config: { preprocess: { crop: 0 } } },
+    ]);
     await writeFile(join(repo, 'json', 'config.json'), '{');
-    await assert.rejects(readModelFolder(join(repo, 'json')), (err: Error) => err instanceof ModelConfigError && err.message.startsWith(`${join(repo, 'json', 'config.json')}: is not valid JSON`));
-    await assert.rejects(readModelFolder(join(repo, 'field')), { message: `${join(repo, 'field', 'config.json')}: field \`preprocess.crop\` must be an integer from 1 to 8192, got 0` });
+    await assert.rejects(
+      readModelFolder(join(repo, 'json')),
+      (err: Error) => err instanceof ModelConfigError && err.message.startsWith(`${join(repo, 'json', 'config.json')}: is not valid JSON`),
+    );
+    await assert.rejects(readModelFolder(join(repo, 'field')), {
+      message: `${join(repo, 'field', 'config.json')}: field \`preprocess.crop\` must be an integer from 1 to 8192, got 0`,
+    });
   });
 });
 
 describe('readModelFolder reads only regular files, within their caps', () => {
-  const refused = (file: string, problem: RegExp) => (err: Error) => err instanceof ModelConfigError && err.message.startsWith(`${file}: `) && problem.test(err.message);
+  const refused = (file: string, problem: RegExp) => (err: Error) =>
+    err instanceof ModelConfigError && err.message.startsWith(`${file}: `) && problem.test(err.message);
   const notRegular = (kind: string) => new RegExp(`: is ${kind}, not a regular file: a model folder's files must be regular files`);
 
   it('refuses a FIFO labels.txt at once instead of waiting for a writer', { timeout: 10_000 }, async (t) => {
@@ -101,7 +125,10 @@ describe('readModelFolder reads only regular files, within their caps', () => {
   });
 
   it('refuses a FIFO config.json or model.onnx', { timeout: 10_000 }, async (t) => {
-    const repo = await tempRepository(t, [{ name: 'config', from: RESNET20_DIR }, { name: 'model', from: RESNET20_DIR }]);
+    const repo = await tempRepository(t, [
+      { name: 'config', from: RESNET20_DIR },
+      { name: 'model', from: RESNET20_DIR },
+    ]);
     const config = join(repo, 'config', 'config.json');
     const model = join(repo, 'model', 'model.onnx');
     await rm(model);
@@ -111,7 +138,10 @@ describe('readModelFolder reads only regular files, within their caps', () => {
   });
 
   it('refuses a directory named labels.txt or model.onnx', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'labels', from: RESNET20_DIR, config: RESNET20_CONFIG }, { name: 'model', from: RESNET20_DIR }]);
+    const repo = await tempRepository(t, [
+      { name: 'labels', from: RESNET20_DIR, config: RESNET20_CONFIG },
+      { name: 'model', from: RESNET20_DIR },
+    ]);
     const labels = join(repo, 'labels', 'labels.txt');
     const model = join(repo, 'model', 'model.onnx');
     await rm(labels);
@@ -123,7 +153,10 @@ describe('readModelFolder reads only regular files, within their caps', () => {
   });
 
   it('refuses a labels file over 16 MiB and a config.json over 1 MiB', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'labels', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, labels: 'classes.txt' } }, { name: 'config', from: RESNET20_DIR }]);
+    const repo = await tempRepository(t, [
+      { name: 'labels', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, labels: 'classes.txt' } },
+      { name: 'config', from: RESNET20_DIR },
+    ]);
     const labels = join(repo, 'labels', 'classes.txt');
     await writeFile(labels, Buffer.alloc(16 * 1024 * 1024 + 1, 0x0a));
     await assert.rejects(readModelFolder(join(repo, 'labels')), refused(labels, /: is 16777217 bytes, over the 16 MiB this file may hold$/));
@@ -135,16 +168,25 @@ describe('readModelFolder reads only regular files, within their caps', () => {
   it('still says a missing model.onnx is missing', async (t) => {
     const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
     await rm(join(repo, 'm', 'model.onnx'));
-    await assert.rejects(readModelFolder(join(repo, 'm')), /model\.onnx: is missing: every model folder needs a model\.onnx, or version folders \(1\/, 2\/, …\) each holding one$/);
+    await assert.rejects(
+      readModelFolder(join(repo, 'm')),
+      /model\.onnx: is missing: every model folder needs a model\.onnx, or version folders \(1\/, 2\/, …\) each holding one$/,
+    );
   });
 });
 
 describe('the versioned layout: readModelPlan and readModelVersion', () => {
-  const sha256 = async () => createHash('sha256').update(await readFile(join(RESNET20_DIR, 'model.onnx'))).digest('hex');
+  const sha256 = async () =>
+    createHash('sha256')
+      .update(await readFile(join(RESNET20_DIR, 'model.onnx')))
+      .digest('hex');
   const refused = (message: string) => (err: Error) => err instanceof ModelConfigError && err.message === message;
 
   it('reads a flat folder as one version, "1" or its config `version`', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'plain', from: RESNET20_DIR }, { name: 'named', from: RESNET20_DIR, config: { version: '2024.1' } }]);
+    const repo = await tempRepository(t, [
+      { name: 'plain', from: RESNET20_DIR },
+      { name: 'named', from: RESNET20_DIR, config: { version: '2024.1' } },
+    ]);
     const plain = await readModelPlan(join(repo, 'plain'));
     assert.deepEqual([plain.layout, plain.versions, plain.available], ['flat', ['1'], ['1']]);
     await mkdir(join(repo, 'plain', 'notes'));
@@ -181,16 +223,22 @@ describe('the versioned layout: readModelPlan and readModelVersion', () => {
   });
 
   it('fails naming a specific version that does not exist', async (t) => {
-    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { version_policy: { specific: { versions: [2, 5] } } }, versions: ['1', '2'] }]);
+    const repo = await tempRepository(t, [
+      { name: 'm', from: RESNET20_DIR, config: { version_policy: { specific: { versions: [2, 5] } } }, versions: ['1', '2'] },
+    ]);
     await assert.rejects(
       readModelPlan(join(repo, 'm')),
-      refused(`${join(repo, 'm', 'config.json')}: field \`version_policy.specific.versions\` names version 5, but ${join(repo, 'm')} has no such version folder (it has: 1, 2)`),
+      refused(
+        `${join(repo, 'm', 'config.json')}: field \`version_policy.specific.versions\` names version 5, but ${join(repo, 'm')} has no such version folder (it has: 1, 2)`,
+      ),
     );
   });
 
   it('lets a version folder override config.json (whole) and the labels file', async (t) => {
     const own = { ...RESNET20_CONFIG, labels: 'classes.txt', description: 'retrained' };
-    const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', { version: '2', config: own }, '3'] }]);
+    const repo = await tempRepository(t, [
+      { name: 'm', from: RESNET20_DIR, config: { ...RESNET20_CONFIG, version_policy: { all: {} } }, versions: ['1', { version: '2', config: own }, '3'] },
+    ]);
     const m = join(repo, 'm');
     await writeFile(join(m, '1', 'labels.txt'), Array.from({ length: 10 }, (_, i) => `v1-${i}`).join('\n'));
     await writeFile(join(m, '2', 'classes.txt'), Array.from({ length: 10 }, (_, i) => `v2-${i}`).join('\n'));
@@ -246,27 +294,46 @@ describe('the versioned layout: readModelPlan and readModelVersion', () => {
       { name: 'flat-policy', from: RESNET20_DIR, config: { version_policy: { all: {} } } },
       { name: 'top-version', from: RESNET20_DIR, config: { version: '2' }, versions: ['1'] },
       { name: 'own-policy', from: RESNET20_DIR, versions: [{ version: '1', config: { version_policy: { all: {} } } }] },
-      { name: 'own-version', from: RESNET20_DIR, versions: [{ version: '1', config: { version: '2' } }, { version: '2', config: { version: '2' } }], config: { version_policy: { all: {} } } },
+      {
+        name: 'own-version',
+        from: RESNET20_DIR,
+        versions: [
+          { version: '1', config: { version: '2' } },
+          { version: '2', config: { version: '2' } },
+        ],
+        config: { version_policy: { all: {} } },
+      },
     ]);
     await writeFile(join(repo, 'both', 'model.onnx'), '');
-    await assert.rejects(readModelPlan(join(repo, 'both')), refused(`${join(repo, 'both')}: holds both model.onnx and version folders (1): use one layout, e.g. move model.onnx into a version folder`));
+    await assert.rejects(
+      readModelPlan(join(repo, 'both')),
+      refused(`${join(repo, 'both')}: holds both model.onnx and version folders (1): use one layout, e.g. move model.onnx into a version folder`),
+    );
     await assert.rejects(
       readModelPlan(join(repo, 'flat-policy')),
-      refused(`${join(repo, 'flat-policy', 'config.json')}: field \`version_policy\` chooses among version folders (${join(repo, 'flat-policy')}/<version>/model.onnx), but this model has model.onnx at its top (one version)`),
+      refused(
+        `${join(repo, 'flat-policy', 'config.json')}: field \`version_policy\` chooses among version folders (${join(repo, 'flat-policy')}/<version>/model.onnx), but this model has model.onnx at its top (one version)`,
+      ),
     );
     await assert.rejects(
       readModelPlan(join(repo, 'top-version')),
-      refused(`${join(repo, 'top-version', 'config.json')}: field \`version\` does not apply to a model with version folders: each version is its folder's name; remove it`),
+      refused(
+        `${join(repo, 'top-version', 'config.json')}: field \`version\` does not apply to a model with version folders: each version is its folder's name; remove it`,
+      ),
     );
     const ownPolicy = await readModelPlan(join(repo, 'own-policy'));
     await assert.rejects(
       readModelVersion(ownPolicy, '1'),
-      refused(`${join(repo, 'own-policy', '1', 'config.json')}: field \`version_policy\` applies to the whole model: set it in ${join(repo, 'own-policy', 'config.json')}`),
+      refused(
+        `${join(repo, 'own-policy', '1', 'config.json')}: field \`version_policy\` applies to the whole model: set it in ${join(repo, 'own-policy', 'config.json')}`,
+      ),
     );
     const ownVersion = await readModelPlan(join(repo, 'own-version'));
     await assert.rejects(
       readModelVersion(ownVersion, '1'),
-      refused(`${join(repo, 'own-version', '1', 'config.json')}: field \`version\` is "2", but this is version folder 1; remove it (the folder's name is the version)`),
+      refused(
+        `${join(repo, 'own-version', '1', 'config.json')}: field \`version\` is "2", but this is version folder 1; remove it (the folder's name is the version)`,
+      ),
     );
     assert.equal((await readModelVersion(ownVersion, '2')).config.version, '2', 'repeating the folder name is allowed (a flat folder moved in as it is)');
   });

@@ -20,18 +20,21 @@ describe('loadModel', () => {
       computed: (model, size) => void computed.push([model.name, model.version, size]),
       modelLoaded: ({ model }) => void loaded.push(model),
     };
-    const model = await loadModel({ name: 'resnet20', plan: await readModelPlan(`${repo}/resnet20`), version: '1' }, {
-      executionProvider: 'cpu',
-      cuda: { deviceId: 0, memLimitBytes: 0, cudnnConvAlgoSearch: 'HEURISTIC' },
-      intraOpThreads: 1,
-      workers: 1,
-      batchMaxSize: 4,
-      batchMaxDelayMs: 0,
-      queueMaxSize: 16,
-      maxImagePixels: 1_000_000,
-      observer,
-      log: { info() {}, warn() {}, error() {} },
-    });
+    const model = await loadModel(
+      { name: 'resnet20', plan: await readModelPlan(`${repo}/resnet20`), version: '1' },
+      {
+        executionProvider: 'cpu',
+        cuda: { deviceId: 0, memLimitBytes: 0, cudnnConvAlgoSearch: 'HEURISTIC' },
+        intraOpThreads: 1,
+        workers: 1,
+        batchMaxSize: 4,
+        batchMaxDelayMs: 0,
+        queueMaxSize: 16,
+        maxImagePixels: 1_000_000,
+        observer,
+        log: { info() {}, warn() {}, error() {} },
+      },
+    );
     t.after(() => model.stop());
     assert.deepEqual(loaded, ['resnet20']);
     assert.deepEqual(computed, [], 'the warm-up batches (sizes 4, 3, 2, 1) are not traffic');
@@ -45,7 +48,10 @@ describe('loadModel', () => {
     const lone = item(0.2);
     const [alone] = await model.batcher.enqueue([lone]);
     assert.equal(lone.byteLength, 0, 'the lone item was transferred to the worker, not copied');
-    assert.deepEqual(computed, [['resnet20', '1', 3], ['resnet20', '1', 1]]);
+    assert.deepEqual(computed, [
+      ['resnet20', '1', 3],
+      ['resnet20', '1', 1],
+    ]);
     const inBatch = results[1]!.output.row;
     assert.equal(alone!.output.row.length, 10);
     for (let i = 0; i < 10; i++) assert.ok(Math.abs(alone!.output.row[i]! - inBatch[i]!) < 1e-4, `logit ${i}: ${alone!.output.row[i]} vs ${inBatch[i]}`);

@@ -23,23 +23,36 @@ describe('topK', () => {
     const scores = new Float32Array([0.1, 0.5, 0.05, 0.3, 0.05]);
     assert.deepEqual(
       topK(scores, 3, ['a', 'b', 'c', 'd', 'e']).map((c) => [c.label, c.index]),
-      [['b', 1], ['d', 3], ['a', 0]],
+      [
+        ['b', 1],
+        ['d', 3],
+        ['a', 0],
+      ],
     );
-    assert.deepEqual(topK(scores, 2, undefined).map((c) => c.label), ['1', '3']);
+    assert.deepEqual(
+      topK(scores, 2, undefined).map((c) => c.label),
+      ['1', '3'],
+    );
   });
 
   it('keeps the lower index first on ties and caps k at the class count', () => {
     const scores = new Float32Array([0.25, 0.25, 0.25, 0.25]);
-    assert.deepEqual(topK(scores, 10, undefined).map((c) => c.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      topK(scores, 10, undefined).map((c) => c.index),
+      [0, 1, 2, 3],
+    );
   });
 
   it('agrees with a full sort on random scores', () => {
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let trial = 0; trial < 20; trial++) {
       const scores = new Float32Array(1000).map(() => rand());
       const expected = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]! || a - b).slice(0, 5);
-      assert.deepEqual(topK(scores, 5, undefined).map((c) => c.index), expected);
+      assert.deepEqual(
+        topK(scores, 5, undefined).map((c) => c.index),
+        expected,
+      );
     }
   });
 });

@@ -15,7 +15,7 @@ describe('the readiness rule', () => {
     }
   });
 
-  it('says why not: SHUTTING_DOWN once shutdown began, else NOT_READY naming the models\' state', () => {
+  it("says why not: SHUTTING_DOWN once shutdown began, else NOT_READY naming the models' state", () => {
     assert.equal(notReadyError(registryIn('ready'), { draining: true }).code, 'SHUTTING_DOWN');
     const loading = notReadyError(registryIn('loading'), { draining: false });
     assert.equal(loading.code, 'NOT_READY');

@@ -14,7 +14,8 @@ import { openRegularFile, readRegularFile } from '../../../src/serving/repositor
 import { makeFifo, tempDir } from './support.js';
 
 const refusal = (file: string, kind: string) => (err: Error) =>
-  err instanceof ModelConfigError && err.message === `${file}: is ${kind}, not a regular file: a model folder's files must be regular files (or symlinks to them)`;
+  err instanceof ModelConfigError &&
+  err.message === `${file}: is ${kind}, not a regular file: a model folder's files must be regular files (or symlinks to them)`;
 
 describe('readRegularFile', () => {
   it('reads a regular file, and a symlink to one', async (t) => {
@@ -56,7 +57,10 @@ describe('readRegularFile', () => {
     const dir = await tempDir(t);
     const file = join(dir, 'labels.txt');
     await writeFile(file, Buffer.alloc(1024 * 1024 + 1, 0x61));
-    await assert.rejects(readRegularFile(file, 1024 * 1024), (err: Error) => err instanceof ModelConfigError && err.message === `${file}: is 1048577 bytes, over the 1 MiB this file may hold`);
+    await assert.rejects(
+      readRegularFile(file, 1024 * 1024),
+      (err: Error) => err instanceof ModelConfigError && err.message === `${file}: is 1048577 bytes, over the 1 MiB this file may hold`,
+    );
     assert.equal((await readRegularFile(file, 1024 * 1024 + 1)).length, 1024 * 1024 + 1, 'exactly at the cap is read');
     await assert.rejects(readRegularFile(file, 1000), /is 1048577 bytes, over the 1000 bytes this file may hold/);
   });

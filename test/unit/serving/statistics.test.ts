@@ -22,7 +22,7 @@ function manualClock(startMs: number) {
 const zero = { count: 0, ns: 0 };
 
 describe('statistics before any traffic', () => {
-  it('has the extension\'s shape, every count zero', () => {
+  it("has the extension's shape, every count zero", () => {
     const stats = statsOf(createInferenceStatistics());
     assert.deepEqual(stats, {
       name: 'resnet20',
@@ -30,7 +30,16 @@ describe('statistics before any traffic', () => {
       last_inference: 0,
       inference_count: 0,
       execution_count: 0,
-      inference_stats: { success: zero, fail: zero, queue: zero, compute_input: zero, compute_infer: zero, compute_output: zero, cache_hit: zero, cache_miss: zero },
+      inference_stats: {
+        success: zero,
+        fail: zero,
+        queue: zero,
+        compute_input: zero,
+        compute_infer: zero,
+        compute_output: zero,
+        cache_hit: zero,
+        cache_miss: zero,
+      },
       response_stats: {},
       batch_stats: [],
       memory_usage: [],
@@ -41,15 +50,33 @@ describe('statistics before any traffic', () => {
     const statistics = createInferenceStatistics();
     statistics.observer.requestFinished({ name: 'm', version: '2' }, 'ok', 0.001, 3, 'http');
     statistics.observer.requestFinished({ name: 'm', version: '1' }, 'ok', 0.001, 1, 'http');
-    const counts = statistics.snapshot([{ name: 'm', version: '2' }, { name: 'm', version: '1' }, { name: 'm', version: '3' }]).map((s) => [s.version, s.inference_count]);
-    assert.deepEqual(counts, [['2', 3], ['1', 1], ['3', 0]]);
+    const counts = statistics
+      .snapshot([
+        { name: 'm', version: '2' },
+        { name: 'm', version: '1' },
+        { name: 'm', version: '3' },
+      ])
+      .map((s) => [s.version, s.inference_count]);
+    assert.deepEqual(counts, [
+      ['2', 3],
+      ['1', 1],
+      ['3', 0],
+    ]);
   });
 
   it('answers for the models asked, in the order asked', () => {
     const statistics = createInferenceStatistics();
     statistics.observer.requestFinished({ name: 'b', version: '1' }, 'ok', 0.001, 1, 'http');
-    const names = statistics.snapshot([{ name: 'b', version: '1' }, { name: 'a', version: '2' }]).map((s) => [s.name, s.version, s.inference_count]);
-    assert.deepEqual(names, [['b', '1', 1], ['a', '2', 0]]);
+    const names = statistics
+      .snapshot([
+        { name: 'b', version: '1' },
+        { name: 'a', version: '2' },
+      ])
+      .map((s) => [s.name, s.version, s.inference_count]);
+    assert.deepEqual(names, [
+      ['b', '1', 1],
+      ['a', '2', 0],
+    ]);
     assert.deepEqual(statistics.snapshot([]), []);
   });
 
@@ -88,7 +115,10 @@ describe('statistics after traffic', () => {
     const statistics = createInferenceStatistics();
     for (let i = 0; i < 10; i++) statistics.observer.queued(MODEL, 0.1);
     // The same durations summed as doubles in seconds lose the last digit.
-    assert.notEqual(Array.from({ length: 10 }, () => 0.1).reduce((a, b) => a + b, 0), 1);
+    assert.notEqual(
+      Array.from({ length: 10 }, () => 0.1).reduce((a, b) => a + b, 0),
+      1,
+    );
     assert.deepEqual(statsOf(statistics).inference_stats.queue, { count: 10, ns: 1_000_000_000 });
 
     // 1.8e16 ns is past 2^53, where a double cannot add 1; the BigInt sum still can.
@@ -125,7 +155,10 @@ describe('statistics after traffic', () => {
       { batch_size: 4, compute_input: zero, compute_infer: { count: 2, ns: 82_000_000 }, compute_output: zero },
     ]);
     assert.equal(stats.execution_count, 5);
-    assert.equal(stats.execution_count, stats.batch_stats.reduce((n, b) => n + b.compute_infer.count, 0));
+    assert.equal(
+      stats.execution_count,
+      stats.batch_stats.reduce((n, b) => n + b.compute_infer.count, 0),
+    );
     assert.deepEqual(stats.inference_stats.compute_infer, { count: 5, ns: 123_000_000 });
   });
 
@@ -172,7 +205,10 @@ describe('statistics after traffic', () => {
     statistics.observer.computed({ name: 'a', version: '1' }, 2, 0.002);
     statistics.observer.requestFinished({ name: 'a', version: '1' }, 'ok', 0.003, 2, 'http');
     statistics.observer.queued({ name: 'b', version: '1' }, 0.001);
-    const [a, b] = statistics.snapshot([{ name: 'a', version: '1' }, { name: 'b', version: '1' }]);
+    const [a, b] = statistics.snapshot([
+      { name: 'a', version: '1' },
+      { name: 'b', version: '1' },
+    ]);
     assert.equal(a!.inference_count, 2);
     assert.equal(a!.execution_count, 1);
     assert.equal(a!.last_inference, 42);
@@ -245,7 +281,10 @@ describe('combineObservers', () => {
       'modelUnloaded({"name":"m","version":"1"})',
       'modelLoadFailed("m","2")',
     ];
-    assert.deepEqual(log, calls.flatMap((c) => [`a.${c}`, `b.${c}`]));
+    assert.deepEqual(
+      log,
+      calls.flatMap((c) => [`a.${c}`, `b.${c}`]),
+    );
   });
 
   it('is the observer itself for one, and the null observer for none', () => {

@@ -25,14 +25,21 @@ describe('parseVersionPolicy', () => {
   it('reads the three kinds, as Triton writes them', () => {
     assert.deepEqual(parseVersionPolicy({ latest: { num_versions: 2 } }, FILE), { latest: { num_versions: 2 } });
     assert.deepEqual(parseVersionPolicy({ latest: {} }, FILE), { latest: { num_versions: 1 } }, 'num_versions defaults to 1');
-    assert.deepEqual(parseVersionPolicy({ specific: { versions: [3, '1'] } }, FILE), { specific: { versions: [3, 1] } }, 'int64 as proto3 JSON writes it: a string');
+    assert.deepEqual(
+      parseVersionPolicy({ specific: { versions: [3, '1'] } }, FILE),
+      { specific: { versions: [3, 1] } },
+      'int64 as proto3 JSON writes it: a string',
+    );
     assert.deepEqual(parseVersionPolicy({ all: {} }, FILE), { all: {} });
     assert.deepEqual(DEFAULT_VERSION_POLICY, { latest: { num_versions: 1 } });
   });
 
   it('refuses a malformed policy, naming the file and the field', () => {
     const cases: Array<[unknown, string]> = [
-      ['latest', 'field `version_policy` must be an object such as {"latest": {"num_versions": 1}}, {"specific": {"versions": [1, 2]}} or {"all": {}}, got "latest"'],
+      [
+        'latest',
+        'field `version_policy` must be an object such as {"latest": {"num_versions": 1}}, {"specific": {"versions": [1, 2]}} or {"all": {}}, got "latest"',
+      ],
       [{}, 'field `version_policy` must hold exactly one of "latest", "specific", "all", got none'],
       [{ latest: {}, all: {} }, 'field `version_policy` must hold exactly one of "latest", "specific", "all", got "latest", "all"'],
       [{ newest: {} }, 'field `version_policy` must hold exactly one of "latest", "specific", "all", got "newest"'],
@@ -77,6 +84,9 @@ describe('selectVersions', () => {
   });
 
   it('fails when there is no version at all', () => {
-    assert.throws(() => selectVersions({ all: {} }, [], FILE, '/repo/m'), refused('/repo/m: has no version folder: a model folder holds model.onnx, or version folders named 1, 2, … each holding one'));
+    assert.throws(
+      () => selectVersions({ all: {} }, [], FILE, '/repo/m'),
+      refused('/repo/m: has no version folder: a model folder holds model.onnx, or version folders named 1, 2, … each holding one'),
+    );
   });
 });

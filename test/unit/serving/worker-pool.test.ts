@@ -42,21 +42,25 @@ describe('createWorkerPool', () => {
     assert.ok(out.computeMs > 0);
   });
 
-  it('runs the inference thread and the onnxruntime threads it starts at the nice increment, and no other thread', { skip: process.platform !== 'linux' }, async (t) => {
-    const before = threadNices();
-    const base = before.find((th) => th.name !== 'ort-inference')!.nice;
-    const pool = await createWorkerPool({ init: { ...init, session: { intraOpThreads: 2 }, niceIncrement: 5 }, log: quiet });
-    t.after(() => pool.close());
-    await pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]);
-    // Threads the pool started: the worker and those it started (onnxruntime names none, so
-    // they inherit the worker's name). Threads of earlier pools in this process are left out.
-    const started = threadNices().filter((th) => !before.some((b) => b.tid === th.tid));
-    const inference = started.filter((th) => th.name === 'ort-inference');
-    // The worker thread itself and onnxruntime's second intra-op thread, at least.
-    assert.ok(inference.length >= 2, `threads started: ${JSON.stringify(started)}`);
-    for (const th of inference) assert.equal(th.nice, Math.min(19, base + 5), JSON.stringify(th));
-    for (const th of threadNices().filter((x) => x.name !== 'ort-inference')) assert.equal(th.nice, base, `${th.name} keeps the process's nice value`);
-  });
+  it(
+    'runs the inference thread and the onnxruntime threads it starts at the nice increment, and no other thread',
+    { skip: process.platform !== 'linux' },
+    async (t) => {
+      const before = threadNices();
+      const base = before.find((th) => th.name !== 'ort-inference')!.nice;
+      const pool = await createWorkerPool({ init: { ...init, session: { intraOpThreads: 2 }, niceIncrement: 5 }, log: quiet });
+      t.after(() => pool.close());
+      await pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]);
+      // Threads the pool started: the worker and those it started (onnxruntime names none, so
+      // they inherit the worker's name). Threads of earlier pools in this process are left out.
+      const started = threadNices().filter((th) => !before.some((b) => b.tid === th.tid));
+      const inference = started.filter((th) => th.name === 'ort-inference');
+      // The worker thread itself and onnxruntime's second intra-op thread, at least.
+      assert.ok(inference.length >= 2, `threads started: ${JSON.stringify(started)}`);
+      for (const th of inference) assert.equal(th.nice, Math.min(19, base + 5), JSON.stringify(th));
+      for (const th of threadNices().filter((x) => x.name !== 'ort-inference')) assert.equal(th.nice, base, `${th.name} keeps the process's nice value`);
+    },
+  );
 
   it('fails only the batch of a worker that dies, replaces the worker, and carries on', async (t) => {
     const errors: string[] = [];
@@ -86,7 +90,7 @@ describe('createWorkerPool', () => {
     await assert.rejects(pool.run('input', new Float32Array(3 * 32 * 32), [1, 3, 32, 32]), (err) => isServingError(err) && err.code === 'SHUTTING_DOWN');
   });
 
-  it('refuses to start on a file that is not a model, with onnxruntime\'s reason', async () => {
+  it("refuses to start on a file that is not a model, with onnxruntime's reason", async () => {
     await assert.rejects(
       createWorkerPool({ init: { modelPath: join(RESNET20_DIR, 'labels.txt'), session: {} }, log: quiet }),
       (err: Error) => err.message.length > 0,

@@ -20,6 +20,9 @@ describe('projectVersion', () => {
     const dir = await mkdtemp(join(tmpdir(), 'project-root-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'package.json'), '{"name": "x"}');
-    assert.throws(() => projectVersion(dir), (err: Error) => err.message === `${join(dir, 'package.json')} has no \`version\``);
+    assert.throws(
+      () => projectVersion(dir),
+      (err: Error) => err.message === `${join(dir, 'package.json')} has no \`version\``,
+    );
   });
 });

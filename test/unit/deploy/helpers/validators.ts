@@ -124,7 +124,9 @@ export function crdSchemaValidator(fixture: string): Validator {
   const validate = ajv.compile(closeObjectSchemas(file.openAPIV3Schema));
   return (object) => {
     if (validate(object)) return [];
-    return (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}${e.keyword === 'additionalProperties' ? ` (${String(e.params.additionalProperty)})` : ''}`);
+    return (validate.errors ?? []).map(
+      (e) => `${e.instancePath || '/'} ${e.message ?? ''}${e.keyword === 'additionalProperties' ? ` (${String(e.params.additionalProperty)})` : ''}`,
+    );
   };
 }
 
