@@ -40,6 +40,9 @@ async function turns(count = 20) {
 
 /** Calls `stop` twice while a batch is held, and checks both calls against the one promise. */
 async function checkStop(control: ReturnType<typeof gateControl>, stop: () => Promise<void>, running: Promise<unknown>) {
+  // The batch is in the worker's hands before stop() begins, so what is checked is a stop that
+  // waits for running work, not a race between the batch's dispatch and the stop.
+  await control.heard('held');
   const first = stop();
   assert.equal(stop(), first, 'a second stop() gets the same promise');
   let settled = false;
