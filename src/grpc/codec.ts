@@ -16,6 +16,7 @@ import type { InferOutput, InferResponse } from '../protocol/v2-infer.js';
 import {
   buildInput,
   newImageBudget,
+  parseShape,
   quoteValue,
   type DecodeLimits,
   type InferRequest,
@@ -123,7 +124,7 @@ export function decodeGrpcInferRequest(request: GrpcInferRequest, limits: Decode
     if (raw.length > 0) source = { kind: 'binary', bytes: raw[i]! };
     else if (typed !== undefined) source = { kind: 'elements', values: typed };
     else throw errors.INVALID_TENSOR(`${what} has no contents and the request no raw_input_contents`);
-    return buildInput(input.name, input.datatype, input.shape, source, what, limits, budget);
+    return buildInput(input.name, input.datatype, parseShape(input.shape, what, limits), source, what, limits, budget);
   });
   const outputs: RequestedOutput[] | undefined =
     (request.outputs?.length ?? 0) === 0

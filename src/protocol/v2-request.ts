@@ -139,7 +139,14 @@ function flattenElements(data: unknown, expected: number, maxDepth: number): unk
   return out;
 }
 
-function parseShape(shape: unknown, what: string, limits: DecodeLimits): { shape: number[]; count: number } {
+/** A tensor's shape, checked and bounded, with its element count. */
+export interface TensorShape {
+  readonly shape: number[];
+  readonly count: number;
+}
+
+/** Checks and bounds a shape before any of its values is read. */
+export function parseShape(shape: unknown, what: string, limits: DecodeLimits): TensorShape {
   if (!Array.isArray(shape) || shape.length === 0 || shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw errors.INVALID_TENSOR(`${what}.shape must be an array of 1 to 8 non-negative integers`);
   }
@@ -223,20 +230,19 @@ export function newImageBudget(limits: DecodeLimits): ImageBudget {
 }
 
 /**
- * One validated input, whatever carried it. The shape is checked (and bounded) before any value
- * is read; the values must match it exactly.
+ * One validated input, whatever carried it. The shape comes checked and bounded (`parseShape`,
+ * before any value is read); the values must match it exactly.
  */
 export function buildInput(
   name: unknown,
   datatype: unknown,
-  rawShape: unknown,
+  { shape, count }: TensorShape,
   source: TensorSource,
   what: string,
   limits: DecodeLimits,
   budget: ImageBudget,
 ): InferInput {
   if (typeof name !== 'string') throw errors.INVALID_TENSOR(`${what}.name must be a string, got ${quoteValue(name)}`);
-  const { shape, count } = parseShape(rawShape, what, limits);
   if (datatype === 'FP32') {
     // Every model here takes a batch of items along the first dimension: refuse too many before
     // walking the data.
@@ -294,9 +300,9 @@ function decodeInput(raw: unknown, index: number, tail: Tail | undefined, limits
     throw errors.INVALID_TENSOR(`${what} has parameters.binary_data_size but the request has no binary data (no Inference-Header-Content-Length)`);
   if (binarySize === undefined && raw.data === undefined) throw errors.INVALID_TENSOR(`${what} has no data`);
   // The shape is checked before the binary part is taken, so a wrong one names itself.
-  parseShape(raw.shape, what, limits);
+  const shape = parseShape(raw.shape, what, limits);
   const source: TensorSource = binarySize === undefined ? { kind: 'json', data: raw.data } : { kind: 'binary', bytes: tail!.take(binarySize, what) };
-  return buildInput(raw.name, raw.datatype, raw.shape, source, what, limits, budget);
+  return buildInput(raw.name, raw.datatype, shape, source, what, limits, budget);
 }
 
 function decodeOutputs(raw: unknown): RequestedOutput[] | undefined {
