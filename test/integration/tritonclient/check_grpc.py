@@ -33,7 +33,6 @@ StatusCode.UNAUTHENTICATED, except the liveness/readiness probes (ServerLive, Se
 grpc.health.v1 Check), which must still answer without a key, as /v2/health/* do over HTTP.
 """
 import argparse
-import json
 import os
 import queue
 import sys
@@ -48,11 +47,8 @@ from tritonclient.utils import InferenceServerException
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_http import (  # noqa: E402 - the same folder, after the path is set
-    DEFAULT_INPUT,
-    DEFAULT_OUTPUT,
+    CheckerBase,
     CheckFailed,
-    default_tensor,
-    load_array,
     require,
     save_tensor,
 )
@@ -67,45 +63,17 @@ def status_name(code):
     return str(code)
 
 
-class Checker:
+class Checker(CheckerBase):
     def __init__(self, args):
-        self.args = args
-        self.results = []
-        self.input_name = DEFAULT_INPUT
-        self.output_name = DEFAULT_OUTPUT
-        self.version = args.model_version
-        self.x = load_array(args.input_tensor, np.float32).reshape(1, 3, 32, 32) if args.input_tensor else default_tensor()
-        self.expected = None
-        if args.expected_logits:
-            self.expected = load_array(args.expected_logits, np.float64).reshape(-1)
-        with open(args.png, "rb") as f:
-            self.png = f.read()
-        self.skip = set(s for s in (args.skip or "").split(",") if s)
-        self.only = set(s for s in (args.only or "").split(",") if s)
+        super().__init__(args)
         # What every call sends: tritonclient turns `headers` into gRPC metadata as given.
         self.headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else None
         self.metadata = tuple(self.headers.items()) if self.headers else ()
 
-    # -- reporting ------------------------------------------------------------------------
-    def record(self, call, ok, detail):
-        line = {"call": call, "ok": ok, "detail": detail}
-        self.results.append(line)
-        print(json.dumps(line, default=str), flush=True)
-
-    def run(self, call, fn):
-        if call in self.skip or (self.only and call not in self.only):
-            return
-        try:
-            detail = fn()
-            self.record(call, True, detail)
-        except CheckFailed as e:
-            self.record(call, False, str(e))
-        except InferenceServerException as e:
-            self.record(call, False, {"exception": "InferenceServerException", "status": e.status(), "message": (e.message() or "")[:500]})
-        except grpc.RpcError as e:
-            self.record(call, False, {"exception": "grpc.RpcError", "status": status_name(e.code()), "message": (e.details() or "")[:500]})
-        except Exception as e:  # noqa: BLE001 - any failure of the client is a failed call
-            self.record(call, False, {"exception": type(e).__name__, "message": str(e)[:500]})
+    def failure(self, e):
+        if isinstance(e, grpc.RpcError) and not isinstance(e, InferenceServerException):
+            return {"exception": "grpc.RpcError", "status": status_name(e.code()), "message": (e.details() or "")[:500]}
+        return super().failure(e)
 
     # -- inputs and outputs ---------------------------------------------------------------
     def fp32_input(self, x=None):

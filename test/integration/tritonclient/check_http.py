@@ -79,7 +79,9 @@ def server_error(e):
     return status, msg
 
 
-class Checker:
+class CheckerBase:
+    """What the HTTP and gRPC checkers share: the inputs from the command line, and one JSON line per call."""
+
     def __init__(self, args):
         self.args = args
         self.results = []
@@ -93,6 +95,7 @@ class Checker:
         with open(args.png, "rb") as f:
             self.png = f.read()
         self.skip = set(s for s in (args.skip or "").split(",") if s)
+        self.only = set(s for s in (getattr(args, "only", None) or "").split(",") if s)
 
     # -- reporting ------------------------------------------------------------------------
     def record(self, call, ok, detail):
@@ -100,33 +103,39 @@ class Checker:
         self.results.append(line)
         print(json.dumps(line, default=str), flush=True)
 
+    def skipped(self, call):
+        return call in self.skip or (self.only and call not in self.only)
+
+    def failure(self, e):
+        """The detail recorded for a call that raised `e`."""
+        if isinstance(e, CheckFailed):
+            return str(e)
+        if isinstance(e, InferenceServerException):
+            status, msg = server_error(e)
+            return {"exception": "InferenceServerException", "status": status, "message": (msg or "")[:500]}
+        return {"exception": type(e).__name__, "message": str(e)[:500]}
+
     def run(self, call, fn):
-        if call in self.skip:
+        if self.skipped(call):
             return
         try:
             detail = fn()
-            self.record(call, True, detail)
-        except CheckFailed as e:
-            self.record(call, False, str(e))
-        except InferenceServerException as e:
-            status, msg = server_error(e)
-            self.record(call, False, {"exception": "InferenceServerException", "status": status, "message": msg[:500]})
         except Exception as e:  # noqa: BLE001 - any failure of the client is a failed call
-            self.record(call, False, {"exception": type(e).__name__, "message": str(e)[:500]})
+            self.record(call, False, self.failure(e))
+        else:
+            self.record(call, True, detail)
 
+
+class Checker(CheckerBase):
     async def arun(self, call, coro_fn):
-        if call in self.skip:
+        if self.skipped(call):
             return
         try:
             detail = await coro_fn()
+        except Exception as e:  # noqa: BLE001 - any failure of the client is a failed call
+            self.record(call, False, self.failure(e))
+        else:
             self.record(call, True, detail)
-        except CheckFailed as e:
-            self.record(call, False, str(e))
-        except InferenceServerException as e:
-            status, msg = server_error(e)
-            self.record(call, False, {"exception": "InferenceServerException", "status": status, "message": msg[:500]})
-        except Exception as e:  # noqa: BLE001
-            self.record(call, False, {"exception": type(e).__name__, "message": str(e)[:500]})
 
     # -- inputs and outputs ---------------------------------------------------------------
     def fp32_input(self, mod, binary=True, x=None):
