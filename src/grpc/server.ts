@@ -33,10 +33,10 @@ import { errors, isServingError, type ServingError } from '../errors.js';
 import { createKeyVerifier } from '../http/auth.js';
 import type { Lifecycle } from '../http/context.js';
 import { modelAt, servedVersionsOf, v2Metadata, versionsAt } from '../http/routes/model-metadata.js';
-import { v2Extensions } from '../http/routes/v2.js';
 import { parseIndexRequest, parseLoadRequest, parseUnloadRequest } from '../protocol/repository-request.js';
 import type { ModelControl } from '../serving/model-control.js';
 import { defaultJsonBodyLimits } from '../protocol/json-body.js';
+import { serverMetadata } from '../protocol/server-metadata.js';
 import { runInfer } from '../protocol/v2-infer.js';
 import type { DecodeLimits } from '../protocol/v2-request.js';
 import type { InferenceService } from '../serving/inference-service.js';
@@ -266,7 +266,7 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
       }
       return { ready: ready() };
     }),
-    ServerMetadata: unary('ServerMetadata', () => ({ name: 'resnet-serve', version: deps.version, extensions: v2Extensions(config.modelControlMode) })),
+    ServerMetadata: unary('ServerMetadata', () => serverMetadata(deps.version, config.modelControlMode)),
     ModelMetadata: unary('ModelMetadata', (request: { name?: string; version?: string }) => {
       const model = modelAt({ registry }, modelName(request));
       const meta = v2Metadata(model, servedVersionsOf({ registry }, model));

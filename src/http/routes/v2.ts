@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { runInfer } from '../../protocol/v2-infer.js';
 import { decodeInferRequest, parseHeaderLength, type DecodeLimits } from '../../protocol/v2-request.js';
 import { encodeInferResponse } from '../../protocol/v2-response.js';
+import { serverMetadata } from '../../protocol/server-metadata.js';
 import { isServerReady } from '../../serving/readiness.js';
 import { unsupportedContentType } from '../accepted-bodies.js';
 import { guarded, type RouteGuard } from '../auth.js';
@@ -19,13 +20,6 @@ import type { LoadShedder } from '../load-shedding.js';
 import { requestControl } from '../request-inputs.js';
 import { setServerTiming } from '../server-timing.js';
 import { modelAt, servedVersionsOf, v2Metadata, type ModelParams } from './model-metadata.js';
-
-/** What this server implements beyond the required API, as server metadata lists it. */
-export const V2_EXTENSIONS = ['binary_tensor_data', 'classification', 'statistics'] as const;
-
-/** The extensions a server with this control mode implements: the repository API only with `explicit`. */
-export const v2Extensions = (mode: RouteContext['config']['modelControlMode']): string[] =>
-  mode === 'explicit' ? [...V2_EXTENSIONS, 'model_repository'] : [...V2_EXTENSIONS];
 
 /** What the infer route takes as a body, for its 415 answers. */
 const ACCEPTED_BODIES =
@@ -84,7 +78,7 @@ export function v2Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       else done(unsupportedContentType(request));
     });
 
-    app.get('/v2', hooks, async () => ({ name: 'resnet-serve', version: ctx.version, extensions: v2Extensions(config.modelControlMode) }));
+    app.get('/v2', hooks, async () => serverMetadata(ctx.version, config.modelControlMode));
 
     for (const prefix of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
       const template = prefix.replace(/:(\w+)/g, '{$1}');
