@@ -3,20 +3,32 @@
  *
  *   npm run bench [-- --duration 20 --warmup 5 --concurrency 1,8,32 --model <folder> --no-write]
  *
- * Also: --out <file> (default BENCHMARKS.md), --json <file> (every figure, for tools),
- * --preprocess-iterations N, --direct-rounds N,
+ * Also: --workloads mixed,photos,repeated (the default: all three), --photo-concurrency 1,32,
+ * --repeated-concurrency 32, --cache-bytes N (the response cache of the repeated level's second
+ * run, default 64 MiB), --photos-dir DIR (default test-output/phone-photos, made there by
+ * scripts/fixtures/phone-photos.py when empty), --out <file> (default BENCHMARKS.md),
+ * --json <file> (every figure, for tools), --preprocess-iterations N, --direct-rounds N,
  * --server-node-args="<node options>" (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile
  * the server's threads).
  *
- * 1. Measures, in this process, what no server can beat: sharp's preprocessing cost per image
- *    on the benchmark's images (CPU summed over every thread, and wall time one at a time),
- *    and onnxruntime alone at every batch size from 1 to 16 with the server's intra-op
- *    threads (ms per image at each). Nothing else of the benchmark runs meanwhile.
+ * Workloads, each with a server of its own and a section of its own:
+ * - mixed: the photos and CIFAR-10 images of ../shared/images in rotation, at --concurrency;
+ * - photos: the phone-photo set (1.7–12 MP camera-sized photos), at --photo-concurrency, where
+ *   decoding costs as much as inference;
+ * - repeated: half the requests repeat one of 20 images, half send an image no request sent
+ *   before (bench/lib/unique-images.ts), at --repeated-concurrency, once with the response
+ *   cache off and once on: throughput beyond the no-cache limit is what the cache buys.
+ *
+ * 1. Measures, in this process, what no server can beat: onnxruntime alone at every batch size
+ *    from 1 to 16 with the server's intra-op threads (ms per image at each), and for each
+ *    workload sharp's preprocessing cost per image on its images (CPU summed over every
+ *    thread, and wall time one at a time) with the model's own preprocessing, decode path
+ *    included. Nothing else of the benchmark runs meanwhile.
  * 2. Starts `node dist/src/server.js` on a free loopback port with a model repository that
  *    holds only the model (by default a resnet50 from the model builder, cached in .bench/),
- *    and drives it with autocannon at each concurrency: raw image bodies from ../shared/images
- *    with their Content-Type, in rotation, while probing /v2/health/live every 100 ms from a
- *    thread of its own (bench/lib/prober.ts).
+ *    and drives it with autocannon at each concurrency: raw image bodies with their
+ *    Content-Type, in rotation, while probing /v2/health/live every 100 ms from a thread of
+ *    its own (bench/lib/prober.ts).
  *    Before and after each level, with the server idle, batch 1, the best batch size and
  *    preprocessing are measured again: this shared machine's speed drifts (up to 2× within
  *    minutes), so each level is compared with the mean of the two measurements around it.
@@ -24,16 +36,18 @@
  *    each concurrency beside the perfect-pipeline limit
  *      1000 / (best_ms_per_image + preprocess_cpu_ms_per_image / cores)
  *    (inference at its best batch size on every core, preprocessing spread over the same
- *    cores), with the batch sizes the server formed, its stage means from /metrics, and where
- *    the machine's CPU went (the server's threads, this process, other processes).
+ *    cores), with the batch sizes the server formed, its stage means from /metrics, cache hits
+ *    and coalesced requests, and where the machine's CPU went (the server's threads, this
+ *    process, other processes).
  *
  * Server settings come from the environment, as for the server itself (e.g.
  * `BATCH_MAX_SIZE=16 npm run bench`); the ones that are set are printed with the command.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,7 +64,8 @@ import { runLoad, type LoadResult, type Upload } from './lib/load.js';
 import { commandLine, positive } from './lib/cli.js';
 import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
 import { measurePairedLatency, type PairedLatency } from './lib/paired-latency.js';
-import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
+import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, sumOf, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
+import { canMakeUnique } from './lib/unique-images.js';
 import { findRepoRoot, versionOf } from './lib/repo-root.js';
 import { startServer } from './lib/server-process.js';
 import { median, quantile } from './lib/stats.js';
@@ -69,6 +84,16 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.webp': 'image/webp',
   '.gif': 'image/gif',
 };
+/** Where the phone-photo set is made (by PHONE_PHOTOS_SCRIPT) unless --photos-dir says otherwise. */
+const DEFAULT_PHOTOS_DIR = join(ROOT, 'test-output', 'phone-photos');
+const PHONE_PHOTOS_SCRIPT = 'scripts/fixtures/phone-photos.py';
+/** Images whose wall time one at a time is measured for the median (all of them in the mixed set's 55). */
+const WALL_SAMPLE = 60;
+/** The response cache's counters in /metrics (src/metrics.ts). */
+const CACHE_HITS_METRIC = 'inference_response_cache_hits_total';
+const COALESCED_METRIC = 'inference_coalesced_requests_total';
+/** Distinct images the repeated-images level repeats (the issue's figure). */
+const REPEATED_IMAGES = 20;
 /** Largest batch size measured directly (the issue's range). */
 const DIRECT_MAX_BATCH = 16;
 /**
@@ -99,6 +124,11 @@ interface Args {
   readonly directRounds: number;
   readonly serverNodeArgs: string[];
   readonly json: string | undefined;
+  readonly workloads: WorkloadKind[];
+  readonly photoConcurrency: number[];
+  readonly repeatedConcurrency: number[];
+  readonly cacheBytes: number;
+  readonly photosDir: string;
 }
 
 function parseCliArgs(argv: string[]): Args {
@@ -115,12 +145,22 @@ function parseCliArgs(argv: string[]): Args {
       'direct-rounds': { type: 'string', default: '7' },
       'server-node-args': { type: 'string', default: '' },
       json: { type: 'string' },
+      workloads: { type: 'string', default: WORKLOAD_KINDS.join(',') },
+      'photo-concurrency': { type: 'string', default: '1,32' },
+      'repeated-concurrency': { type: 'string', default: '32' },
+      'cache-bytes': { type: 'string', default: String(64 * 2 ** 20) },
+      'photos-dir': { type: 'string', default: DEFAULT_PHOTOS_DIR },
     },
   });
+  const list = (name: string, text: string) => text.split(',').map((c) => positive(name, c.trim(), { integer: true }));
+  const workloads = values.workloads.split(',').map((w) => w.trim());
+  for (const w of workloads) {
+    if (!(WORKLOAD_KINDS as readonly string[]).includes(w)) throw new Error(`--workloads: expected some of ${WORKLOAD_KINDS.join(', ')}, got \`${w}\``);
+  }
   return {
     durationSeconds: positive('duration', values.duration),
     warmupSeconds: positive('warmup', values.warmup, { zero: true }),
-    concurrency: values.concurrency.split(',').map((c) => positive('concurrency', c.trim(), { integer: true })),
+    concurrency: list('concurrency', values.concurrency),
     modelDir: values.model === undefined ? undefined : resolve(values.model),
     write: !values['no-write'],
     out: resolve(ROOT, values.out),
@@ -128,21 +168,19 @@ function parseCliArgs(argv: string[]): Args {
     directRounds: positive('direct-rounds', values['direct-rounds'], { integer: true }),
     serverNodeArgs: values['server-node-args'].split(/\s+/).filter(Boolean),
     json: values.json === undefined ? undefined : resolve(values.json),
+    workloads: [...new Set(workloads)] as WorkloadKind[],
+    photoConcurrency: list('photo-concurrency', values['photo-concurrency']),
+    repeatedConcurrency: list('repeated-concurrency', values['repeated-concurrency']),
+    cacheBytes: positive('cache-bytes', values['cache-bytes'], { integer: true }),
+    photosDir: resolve(values['photos-dir']),
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Model, repository, images
 
-function listImages(): Array<{ path: string; contentType: string }> {
-  const found: Array<{ path: string; contentType: string }> = [];
-  for (const sub of ['photos', 'cifar10']) {
-    const dir = join(IMAGES, sub);
-    for (const file of readdirSync(dir).sort()) {
-      const contentType = CONTENT_TYPES[extname(file).toLowerCase()];
-      if (contentType !== undefined) found.push({ path: join(dir, file), contentType });
-    }
-  }
+function listImages(): ImageFile[] {
+  const found = ['photos', 'cifar10'].flatMap((sub) => imagesIn(join(IMAGES, sub)));
   if (found.length === 0) throw new Error(`no images found in ${IMAGES}/{photos,cifar10}`);
   // Photos spread among the small CIFAR images, so every stretch of the rotation has the same mix.
   const photos = found.filter((f) => f.path.includes('/photos/'));
@@ -183,7 +221,8 @@ interface PreprocessFigures {
 async function measurePreprocessing(spec: ResolvedModelInput['preprocess'], paths: string[], iterations: number): Promise<PreprocessFigures> {
   const all = await measurePreprocessCost(spec, paths, { iterations });
   const perImage: number[] = [];
-  for (const path of paths) perImage.push((await measurePreprocessCost(spec, [path], { iterations: 3 })).msPerImageWall);
+  // Over at most WALL_SAMPLE images (evenly spread), so a set of a hundred phone photos is not decoded 300 times more per reference.
+  for (const path of spread(paths, WALL_SAMPLE)) perImage.push((await measurePreprocessCost(spec, [path], { iterations: 3 })).msPerImageWall);
   return { cpuMsPerImage: all.cpuMsPerImage, wallMsMean: all.msPerImageWall, wallMsMedian: median(perImage) };
 }
 
@@ -379,6 +418,11 @@ interface LevelFigures {
   readonly otherCores: number;
   readonly stealCores: number;
   readonly loadAverage: number;
+  /** 2xx answers completed in the window. */
+  readonly answered: number;
+  /** Images answered from the response cache, and requests that joined an identical one in flight, in the window. */
+  readonly cacheHits: number;
+  readonly coalesced: number;
 }
 
 /** A gauge's value, or NaN when the server does not export it. */
@@ -407,6 +451,7 @@ function figuresOf(level: LevelResult, model: string, reference: Bracket): Level
   const pre = delta('inference_preprocess_duration_seconds');
   const queue = delta('inference_queue_duration_seconds');
   const compute = delta('inference_compute_duration_seconds');
+  const counterDelta = (name: string) => sumOf(level.metrics.after, name, filter) - sumOf(level.metrics.before, name, filter);
   const serverSeconds = level.serverThreads.reduce((a, g) => a + g.seconds, 0);
   const imagesPerSecond = ok / seconds;
   return {
@@ -438,6 +483,9 @@ function figuresOf(level: LevelResult, model: string, reference: Bracket): Level
     otherCores: Math.max(0, (level.machineBusySeconds - serverSeconds - level.benchCpuSeconds) / seconds),
     stealCores: level.machineStealSeconds / seconds,
     loadAverage: level.loadAverage,
+    answered: ok,
+    cacheHits: counterDelta(CACHE_HITS_METRIC),
+    coalesced: counterDelta(COALESCED_METRIC),
   };
 }
 
@@ -445,6 +493,7 @@ function figuresOf(level: LevelResult, model: string, reference: Bracket): Level
 // Report
 
 interface Report {
+  readonly workload: Pick<Workload, 'kind' | 'label'>;
   readonly date: string;
   readonly command: string;
   readonly machine: string;
@@ -473,7 +522,49 @@ function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `|${header.map(() => '---:').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-function targets(r: Report): string[] {
+/** The goals of each workload (issue 16 for the phone photos and the repeated images). */
+function targets(r: Report, all: readonly Report[]): string[] {
+  if (r.workload.kind === 'photos') return photoTargets(r);
+  if (r.workload.kind === 'repeated') return repeatedTargets(r, all);
+  return mixedTargets(r);
+}
+
+function photoTargets(r: Report): string[] {
+  const lines: string[] = [];
+  const at32 = r.levels.find((l) => l.connections === 32);
+  if (at32 === undefined) return ['- 32 clients: not run (add 32 to --photo-concurrency)'];
+  const pass = at32.ratio >= 0.95 && at32.errors === 0;
+  lines.push(
+    `- 32 clients ≥ 0.95 × the limit computed with the same decode path, no errors: ${f1(at32.imagesPerSecond)} images/s = ${f2(at32.ratio)} × ${f1(at32.reference.limit)}, ${at32.errors} errors → **${pass ? 'met' : 'not met'}**`,
+    `- live probe p99 ≤ 10 ms at 32 clients (moonshot 5): ${f1(at32.probeP99)} ms (max ${f1(at32.probeMax)}), ${at32.probeFailures} failed → **${at32.probeP99 <= 10 && at32.probeFailures === 0 ? 'met' : 'not met'}**${at32.probeP99 <= 5 ? ' (moonshot met)' : ''}`,
+  );
+  const one = r.levels.find((l) => l.connections === 1);
+  if (one !== undefined) {
+    const expected = one.reference.batch1Ms + one.reference.preprocessWallMedianMs;
+    lines.push(
+      `- 1 client (no goal; for scale): p50 ${f1(one.p50)} ms vs batch-1 inference + median preprocessing ${f1(one.reference.batch1Ms)} + ${f1(one.reference.preprocessWallMedianMs)} = ${f1(expected)} ms`,
+    );
+  }
+  return lines;
+}
+
+function repeatedTargets(r: Report, all: readonly Report[]): string[] {
+  const cacheOn = !r.settings.includes('RESPONSE_CACHE_MAX_BYTES 0');
+  const off = all.find((o) => o.workload.kind === 'repeated' && o.settings.includes('RESPONSE_CACHE_MAX_BYTES 0'));
+  return r.levels.map((l) => {
+    const base = off?.levels.find((o) => o.connections === l.connections);
+    const hits = `${l.cacheHits} of the window's ${l.answered} images answered from the cache (${f1((100 * l.cacheHits) / Math.max(1, l.answered))}%), ${l.coalesced} requests coalesced`;
+    if (!cacheOn)
+      return `- ${l.connections} clients, cache off (the no-cache run): ${f1(l.imagesPerSecond)} images/s = ${f2(l.ratio)} × the limit ${f1(l.reference.limit)}; ${hits}`;
+    const versusOff = base === undefined ? '' : `, ${f2(l.imagesPerSecond / base.imagesPerSecond)} × the cache-off run's ${f1(base.imagesPerSecond)}`;
+    return (
+      `- ${l.connections} clients, cache on, throughput beyond the no-cache limit: ${f1(l.imagesPerSecond)} images/s = ${f2(l.ratio)} × ${f1(l.reference.limit)}${versusOff}, ${l.errors} errors; ${hits} ` +
+      `→ **${l.ratio > 1 && l.errors === 0 ? 'met' : 'not met'}**`
+    );
+  });
+}
+
+function mixedTargets(r: Report): string[] {
   const lines: string[] = [];
   const saturated = [...r.levels].sort((a, b) => b.connections - a.connections)[0];
   const at32 = r.levels.find((l) => l.connections === 32);
@@ -514,7 +605,7 @@ function targets(r: Report): string[] {
   return lines;
 }
 
-function renderMarkdown(r: Report): string {
+function renderMarkdown(r: Report, all: readonly Report[]): string {
   const main = table(
     [
       'clients',
@@ -589,7 +680,7 @@ function renderMarkdown(r: Report): string {
     ],
   );
   return [
-    `## ${r.date} — serving benchmark (${r.model})`,
+    `## ${r.date} — serving benchmark: ${r.workload.label} (${r.model})`,
     '',
     `- command: \`${r.command}\``,
     `- machine: ${r.machine}`,
@@ -648,7 +739,7 @@ function renderMarkdown(r: Report): string {
     ...pairedSection(r.paired),
     'Targets:',
     '',
-    ...targets(r),
+    ...targets(r, all),
     '',
   ].join('\n');
 }
@@ -704,6 +795,243 @@ function describeSettings(config: Config, maxBatchSize: number): string {
   ].join(', ');
 }
 
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+type WorkloadKind = 'mixed' | 'photos' | 'repeated';
+const WORKLOAD_KINDS: readonly WorkloadKind[] = ['mixed', 'photos', 'repeated'];
+
+interface ImageFile {
+  readonly path: string;
+  readonly contentType: string;
+}
+
+/** What one server run is driven with, and how it is reported. */
+interface Workload {
+  readonly kind: WorkloadKind;
+  /** Names the section, e.g. "phone photos" or "repeated images, cache on". */
+  readonly label: string;
+  /** The distinct source images, over which preprocessing is measured for the limit. */
+  readonly images: readonly ImageFile[];
+  /** What the clients send, each starting at a different place in the rotation. */
+  readonly uploads: readonly Upload[];
+  readonly concurrency: readonly number[];
+  /** Server settings of this workload on top of the operator's. */
+  readonly serverEnv: Readonly<Record<string, string>>;
+  readonly description: string;
+  readonly preprocessIterations: number;
+}
+
+function uploadOf(image: ImageFile, unique = false): Upload {
+  return { name: basename(image.path), contentType: image.contentType, body: readFileSync(image.path), ...(unique ? { unique } : {}) };
+}
+
+/** Every file of `dir` this benchmark can send, sorted by name. */
+function imagesIn(dir: string): ImageFile[] {
+  const found: ImageFile[] = [];
+  for (const file of readdirSync(dir).sort()) {
+    const contentType = CONTENT_TYPES[extname(file).toLowerCase()];
+    if (contentType !== undefined) found.push({ path: join(dir, file), contentType });
+  }
+  return found;
+}
+
+/** At most `n` of `items`, evenly spaced, in order. */
+function spread<T>(items: readonly T[], n: number): T[] {
+  if (items.length <= n) return [...items];
+  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
+}
+
+function mixedWorkload(args: Args): Workload {
+  const images = listImages();
+  const photos = images.filter((i) => i.path.includes('/photos/')).length;
+  return {
+    kind: 'mixed',
+    label: 'shared photos and CIFAR-10 images',
+    images,
+    uploads: images.map((i) => uploadOf(i)),
+    concurrency: args.concurrency,
+    serverEnv: {},
+    description: `${images.length} from ../shared/images (${photos} photos, ${images.length - photos} CIFAR-10 32×32 JPEGs), raw bodies, each client rotating through all of them`,
+    preprocessIterations: args.preprocessIterations,
+  };
+}
+
+/** Runs `file` with `args`, its output passed through; rejects when it fails. */
+function run(file: string, argv: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(file, argv, { cwd: ROOT, maxBuffer: 64 * 2 ** 20 }, (error) => (error ? reject(error) : resolve()));
+    child.stdout?.pipe(process.stdout);
+    child.stderr?.pipe(process.stderr);
+  });
+}
+
+/** The phone-photo set in `dir`, made there first by PHONE_PHOTOS_SCRIPT when it holds none. */
+async function phonePhotos(dir: string): Promise<ImageFile[]> {
+  if (!existsSync(dir) || imagesIn(dir).length === 0) {
+    process.stdout.write(`Making the phone-photo set in ${dir} (${PHONE_PHOTOS_SCRIPT}) ...\n`);
+    await run('/usr/bin/python3', [join(ROOT, PHONE_PHOTOS_SCRIPT), '--out', dir]);
+  }
+  const images = imagesIn(dir);
+  if (images.length === 0) throw new Error(`no images in ${dir} after running ${PHONE_PHOTOS_SCRIPT}`);
+  return images;
+}
+
+async function photoWorkload(args: Args): Promise<Workload> {
+  const images = await phonePhotos(args.photosDir);
+  const sizes = images.map((i) => statSync(i.path).size);
+  return {
+    kind: 'photos',
+    label: 'phone photos',
+    images,
+    uploads: images.map((i) => uploadOf(i)),
+    concurrency: args.photoConcurrency,
+    serverEnv: {},
+    description:
+      `the phone-photo set (${images.length} files, ${(sizes.reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(0)} MiB, ${(Math.min(...sizes) / 2 ** 20).toFixed(1)}–${(Math.max(...sizes) / 2 ** 20).toFixed(1)} MiB each, ` +
+      `from ${relative(ROOT, args.photosDir) || args.photosDir}; see ${PHONE_PHOTOS_SCRIPT}), raw bodies, each client rotating through all of them`,
+    preprocessIterations: 1,
+  };
+}
+
+/**
+ * Half the requests repeat one of REPEATED_IMAGES images, half send an image no request sent
+ * before (unique-images.ts), run twice: the response cache off, then on. Coalescing is on in
+ * both (it cannot be turned off), so "off" is what a server without a cache does.
+ */
+function repeatedWorkloads(args: Args): Workload[] {
+  const all = listImages();
+  const repeated = all.slice(0, REPEATED_IMAGES);
+  const fresh = all.slice(REPEATED_IMAGES).filter((i) => canMakeUnique(readFileSync(i.path)));
+  if (repeated.length < REPEATED_IMAGES || fresh.length === 0) throw new Error(`the repeated-images level needs over ${REPEATED_IMAGES} images in ${IMAGES}`);
+  const uploads: Upload[] = [];
+  for (let i = 0; i < REPEATED_IMAGES; i++) uploads.push(uploadOf(repeated[i]!), uploadOf(fresh[i % fresh.length]!, true));
+  const sources = [...repeated, ...fresh.slice(0, REPEATED_IMAGES)];
+  const description =
+    `${uploads.length} requests in rotation, alternating: one of ${REPEATED_IMAGES} images from ../shared/images sent as they are, ` +
+    `then one of ${Math.min(fresh.length, REPEATED_IMAGES)} others made unique for every request (a new JPEG comment or PNG text chunk, the same pixels)`;
+  return [
+    { kind: 'repeated', label: 'repeated images, cache off', serverEnv: { RESPONSE_CACHE_MAX_BYTES: '0' } },
+    { kind: 'repeated', label: 'repeated images, cache on', serverEnv: { RESPONSE_CACHE_MAX_BYTES: String(args.cacheBytes) } },
+  ].map((w) => ({
+    ...w,
+    kind: 'repeated' as const,
+    images: sources,
+    uploads,
+    concurrency: args.repeatedConcurrency,
+    description: `${description}; RESPONSE_CACHE_MAX_BYTES ${w.serverEnv.RESPONSE_CACHE_MAX_BYTES}`,
+    preprocessIterations: args.preprocessIterations,
+  }));
+}
+
+/** What every workload's report shares: measured once, before any server runs. */
+interface Common {
+  readonly args: Args;
+  readonly config: Config;
+  readonly model: { readonly dir: string; readonly name: string };
+  readonly input: ResolvedModelInput;
+  readonly cores: number;
+  readonly direct: BatchTiming[];
+  readonly best: BatchTiming;
+  readonly batch1: BatchTiming;
+  readonly otherDuringDirect: number;
+  readonly header: Omit<Report, 'workload' | 'images' | 'preprocess' | 'limit' | 'levels' | 'paired' | 'otherDuringPreprocess' | 'settings' | 'date'>;
+}
+
+async function runWorkload(w: Workload, c: Common): Promise<Report> {
+  const { args, config, model, input, cores, best } = c;
+  const date = new Date().toISOString();
+  const paths = w.images.map((i) => i.path);
+  process.stdout.write(`\n== ${w.label}: ${w.description}\nPreprocessing cost over ${paths.length} images (${w.preprocessIterations} passes) ...\n`);
+  const { value: preprocess, otherCores: otherDuringPreprocess } = await withOtherLoad(() =>
+    measurePreprocessing(input.preprocess, paths, w.preprocessIterations),
+  );
+  const limit = limitOf(best.msPerImage, preprocess.cpuMsPerImage, cores);
+  process.stdout.write(
+    `  CPU ${f2(preprocess.cpuMsPerImage)} ms/image; wall ${f2(preprocess.wallMsMean)} mean, ${f2(preprocess.wallMsMedian)} median → limit ${f1(limit)} images/s (other processes: ${f2(otherDuringPreprocess)} cores)\n`,
+  );
+
+  await prepareRepository(model, REPOSITORY);
+  process.stdout.write(`Starting the server (log: ${SERVER_LOG}) ...\n`);
+  const server = await startServer({
+    entry: join(ROOT, 'dist', 'src', 'server.js'),
+    env: { ...FORCED_SERVER_ENV, ...w.serverEnv, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, SEED_DEFAULT_MODEL: 'false' },
+    logPath: SERVER_LOG,
+    nodeArgs: args.serverNodeArgs,
+  });
+  const path = `/v1/models/${encodeURIComponent(model.name)}:predict`;
+  const levels: LevelFigures[] = [];
+  let paired: PairedLatency | undefined;
+  try {
+    await checkEveryImage(
+      server.baseUrl,
+      path,
+      w.images.map((i) => uploadOf(i)),
+    );
+    const measureNow = async () => {
+      const idle = await waitUntilIdle(server.pid);
+      if (!idle) process.stdout.write('  warning: the server did not become idle within 15 s; the reference may be low\n');
+      const r = await measureReference(join(model.dir, 'model.onnx'), input, paths, config.intraOpThreads, best.batchSize, cores);
+      process.stdout.write(
+        `reference (server idle): batch 1 ${f1(r.batch1Ms)} ms, batch ${r.bestBatch} ${f1(r.bestMsPerImage)} ms/image, ` +
+          `preprocessing ${f2(r.preprocessCpuMs)} CPU ms/image → limit ${f1(r.limit)} images/s (other processes ${f2(r.otherCores)} cores)\n`,
+      );
+      return r;
+    };
+    let before = await measureNow();
+    for (const connections of w.concurrency) {
+      process.stdout.write(
+        `${connections} clients: ${args.warmupSeconds} s warm-up, ${args.durationSeconds} s measured (load ${loadavg()[0]!.toFixed(2)}) ...\n`,
+      );
+      const result = await runLevel(server.baseUrl, server.pid, path, w.uploads, connections, args);
+      const after = await measureNow();
+      const level = figuresOf(result, model.name, bracket(before, after, cores));
+      before = after;
+      levels.push(level);
+      process.stdout.write(
+        `  ${f1(level.imagesPerSecond)} images/s (${f2(level.ratio)} × limit ${f1(level.reference.limit)}), p50 ${f1(level.p50)} ms, p99 ${f1(level.p99)} ms, errors ${level.errors}, ` +
+          `probe p99 ${f1(level.probeP99)} ms (event-loop delay p99 ${f1(level.loopDelayP99)} ms); mean batch ${f2(level.meanBatch)}, compute ${f1(level.computeMsPerImage)} ms/image; ` +
+          `cache hits ${level.cacheHits}, coalesced ${level.coalesced}; CPU: server ${f2(level.serverCores)}, others ${f2(level.otherCores)} cores\n`,
+      );
+    }
+    if (w.kind === 'mixed' && w.concurrency.includes(1)) {
+      process.stdout.write("Where a lone request's time goes: blocks of requests alternating with the same work done directly ...\n");
+      await waitUntilIdle(server.pid);
+      paired = await measurePairedLatency({
+        baseUrl: server.baseUrl,
+        path,
+        uploads: w.uploads,
+        modelPath: join(model.dir, 'model.onnx'),
+        inputName: input.name,
+        itemDims: input.shape.slice(1),
+        spec: input.preprocess,
+        intraOpThreads: config.intraOpThreads,
+      });
+      process.stdout.write(
+        `  client p50 ${f1(paired.clientMs)} ms = direct preprocessing ${f1(paired.directPreprocessMs)} + direct batch 1 ${f1(paired.directInferMs)} + ${f1(paired.overheadMs)} ms\n`,
+      );
+    }
+  } finally {
+    const code = await server.stop();
+    if (code !== 0) process.stderr.write(`warning: the server exited with code ${code}; see ${SERVER_LOG}\n`);
+  }
+  const serverEnvText = Object.entries(w.serverEnv)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  return {
+    ...c.header,
+    date,
+    workload: { kind: w.kind, label: w.label },
+    settings: `${describeSettings(config, c.config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu)}${serverEnvText === '' ? '' : `; set by this level: ${serverEnvText}`}`,
+    images: `${w.description}; ${args.warmupSeconds} s warm-up then ${args.durationSeconds} s measured per level`,
+    preprocess,
+    limit,
+    levels,
+    paired,
+    otherDuringPreprocess,
+  };
+}
+
 async function main(): Promise<void> {
   const args = parseCliArgs(process.argv.slice(2));
   const loadBefore = loadavg()
@@ -713,38 +1041,33 @@ async function main(): Promise<void> {
   const cgroup = cgroupCpuLimit();
   const config = loadConfig({ ...process.env, ...FORCED_SERVER_ENV }, { availableCpus: cores });
   if (config.executionProvider !== 'cpu') throw new Error('This benchmark measures the CPU execution provider; unset EXECUTION_PROVIDER');
-  const maxBatchSize = config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu;
-  if (Math.max(...args.concurrency) > config.queueMaxSize) {
-    throw new Error(`--concurrency ${Math.max(...args.concurrency)} exceeds QUEUE_MAX_SIZE ${config.queueMaxSize}: requests would be refused by design`);
+  const allConcurrency = [
+    ...(args.workloads.includes('mixed') ? args.concurrency : []),
+    ...(args.workloads.includes('photos') ? args.photoConcurrency : []),
+    ...(args.workloads.includes('repeated') ? args.repeatedConcurrency : []),
+  ];
+  if (Math.max(...allConcurrency) > config.queueMaxSize) {
+    throw new Error(`${Math.max(...allConcurrency)} clients exceed QUEUE_MAX_SIZE ${config.queueMaxSize}: requests would be refused by design`);
   }
 
   await mkdir(CACHE, { recursive: true });
   const model = await ensureModel(args.modelDir, join(CACHE, 'models'));
   const input = await readModelInput(model.dir);
-  const images = listImages();
-  const uploads: Upload[] = images.map((i) => ({ name: basename(i.path), contentType: i.contentType, body: readFileSync(i.path) }));
-  const photos = images.filter((i) => i.path.includes('/photos/')).length;
+  const workloads: Workload[] = [];
+  // Every workload's images are read (and the phone photos made) before anything is timed.
+  for (const kind of args.workloads) {
+    if (kind === 'mixed') workloads.push(mixedWorkload(args));
+    else if (kind === 'photos') workloads.push(await photoWorkload(args));
+    else workloads.push(...repeatedWorkloads(args));
+  }
   const versions = decoderVersions();
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
-  const date = new Date().toISOString();
   const command = commandLine({ serverEnv: ENV_VARS, forced: FORCED_SERVER_ENV, own: OWN_SERVER_ENV, npmScript: 'bench', direct: 'node dist/bench/serve.js' });
 
   process.stdout.write(
-    `serving benchmark ${date}\n${command}\n` +
+    `serving benchmark ${new Date().toISOString()}\n${command}\n` +
       `machine: ${cpuModel}, ${cpus().length} logical cores, ${availableParallelism()} schedulable, cgroup CPU limit ${cgroup ?? 'none'} → ${cores} cores used; load ${loadBefore}\n` +
-      `model: ${model.dir} (input ${input.name} [${input.shape.join(', ')}])\n\n`,
-  );
-
-  process.stdout.write(`Preprocessing cost over ${images.length} images (${args.preprocessIterations} passes) ...\n`);
-  const { value: preprocess, otherCores: otherDuringPreprocess } = await withOtherLoad(() =>
-    measurePreprocessing(
-      input.preprocess,
-      images.map((i) => i.path),
-      args.preprocessIterations,
-    ),
-  );
-  process.stdout.write(
-    `  CPU ${f2(preprocess.cpuMsPerImage)} ms/image; wall ${f2(preprocess.wallMsMean)} mean, ${f2(preprocess.wallMsMedian)} median (other processes: ${f2(otherDuringPreprocess)} cores)\n`,
+      `model: ${model.dir} (input ${input.name} [${input.shape.join(', ')}]); workloads: ${workloads.map((w) => w.label).join('; ')}\n\n`,
   );
 
   const batchSizes = input.fixedBatchSize !== undefined ? [input.fixedBatchSize] : Array.from({ length: DIRECT_MAX_BATCH }, (_, i) => i + 1);
@@ -764,99 +1087,35 @@ async function main(): Promise<void> {
     process.stdout.write(`  batch ${String(d.batchSize).padStart(2)}: ${f1(d.msPerBatch).padStart(7)} ms, ${f1(d.msPerImage)} ms/image (${d.runs} runs)\n`);
   const best = direct.reduce((a, b) => (b.msPerImage < a.msPerImage ? b : a));
   const batch1 = direct.find((d) => d.batchSize === 1) ?? direct[0]!;
-  const limit = limitOf(best.msPerImage, preprocess.cpuMsPerImage, cores);
-  process.stdout.write(`  limit = 1000 / (${f2(best.msPerImage)} + ${f2(preprocess.cpuMsPerImage)} / ${cores}) = ${f1(limit)} images/s\n\n`);
 
-  await prepareRepository(model, REPOSITORY);
-  process.stdout.write(`Starting the server (log: ${SERVER_LOG}) ...\n`);
-  const server = await startServer({
-    entry: join(ROOT, 'dist', 'src', 'server.js'),
-    env: { ...FORCED_SERVER_ENV, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, SEED_DEFAULT_MODEL: 'false' },
-    logPath: SERVER_LOG,
-    nodeArgs: args.serverNodeArgs,
-  });
-  const path = `/v1/models/${encodeURIComponent(model.name)}:predict`;
-  const levels: LevelFigures[] = [];
-  let paired: PairedLatency | undefined;
-  try {
-    await checkEveryImage(server.baseUrl, path, uploads);
-    const measureNow = async () => {
-      const idle = await waitUntilIdle(server.pid);
-      if (!idle) process.stdout.write('  warning: the server did not become idle within 15 s; the reference may be low\n');
-      const r = await measureReference(
-        join(model.dir, 'model.onnx'),
-        input,
-        images.map((i) => i.path),
-        config.intraOpThreads,
-        best.batchSize,
-        cores,
-      );
-      process.stdout.write(
-        `reference (server idle): batch 1 ${f1(r.batch1Ms)} ms, batch ${r.bestBatch} ${f1(r.bestMsPerImage)} ms/image, ` +
-          `preprocessing ${f2(r.preprocessCpuMs)} CPU ms/image → limit ${f1(r.limit)} images/s (other processes ${f2(r.otherCores)} cores)\n`,
-      );
-      return r;
-    };
-    let before = await measureNow();
-    for (const connections of args.concurrency) {
-      process.stdout.write(
-        `${connections} clients: ${args.warmupSeconds} s warm-up, ${args.durationSeconds} s measured (load ${loadavg()[0]!.toFixed(2)}) ...\n`,
-      );
-      const result = await runLevel(server.baseUrl, server.pid, path, uploads, connections, args);
-      const after = await measureNow();
-      const level = figuresOf(result, model.name, bracket(before, after, cores));
-      before = after;
-      levels.push(level);
-      process.stdout.write(
-        `  ${f1(level.imagesPerSecond)} images/s (${f2(level.ratio)} × limit ${f1(level.reference.limit)}), p50 ${f1(level.p50)} ms, p99 ${f1(level.p99)} ms, errors ${level.errors}, ` +
-          `probe p99 ${f1(level.probeP99)} ms (event-loop delay p99 ${f1(level.loopDelayP99)} ms); mean batch ${f2(level.meanBatch)}, compute ${f1(level.computeMsPerImage)} ms/image; ` +
-          `CPU: server ${f2(level.serverCores)}, others ${f2(level.otherCores)} cores\n`,
-      );
-    }
-    if (args.concurrency.includes(1)) {
-      process.stdout.write("Where a lone request's time goes: blocks of requests alternating with the same work done directly ...\n");
-      await waitUntilIdle(server.pid);
-      paired = await measurePairedLatency({
-        baseUrl: server.baseUrl,
-        path,
-        uploads,
-        modelPath: join(model.dir, 'model.onnx'),
-        inputName: input.name,
-        itemDims: input.shape.slice(1),
-        spec: input.preprocess,
-        intraOpThreads: config.intraOpThreads,
-      });
-      process.stdout.write(
-        `  client p50 ${f1(paired.clientMs)} ms = direct preprocessing ${f1(paired.directPreprocessMs)} + direct batch 1 ${f1(paired.directInferMs)} + ${f1(paired.overheadMs)} ms\n`,
-      );
-    }
-  } finally {
-    const code = await server.stop();
-    if (code !== 0) process.stderr.write(`warning: the server exited with code ${code}; see ${SERVER_LOG}\n`);
-  }
-
-  const report: Report = {
-    date,
-    command,
-    machine: `${cpuModel}, ${cpus().length} logical cores, cgroup CPU limit ${cgroup ?? 'none'}, ${cores} cores available to the server`,
-    versions: `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, sharp ${versions.sharp} (libvips ${versions.libvips}), fastify ${versionOf(ROOT, 'fastify')}, autocannon ${versionOf(ROOT, 'autocannon')}`,
-    settings: describeSettings(config, maxBatchSize),
-    model: model.dir === DEFAULT_MODEL_DIR ? 'resnet50 from the model builder' : model.dir,
-    images: `${images.length} from ../shared/images (${photos} photos, ${images.length - photos} CIFAR-10 32×32 JPEGs), raw bodies, each client rotating through all of them; ${args.warmupSeconds} s warm-up then ${args.durationSeconds} s measured per level`,
+  const common: Common = {
+    args,
+    config,
+    model,
+    input,
     cores,
-    preprocess,
     direct,
     best,
     batch1,
-    limit,
-    levels,
-    paired,
-    loadBefore,
-    otherDuringPreprocess,
     otherDuringDirect,
+    header: {
+      command,
+      machine: `${cpuModel}, ${cpus().length} logical cores, cgroup CPU limit ${cgroup ?? 'none'}, ${cores} cores available to the server`,
+      versions: `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, sharp ${versions.sharp} (libvips ${versions.libvips}), fastify ${versionOf(ROOT, 'fastify')}, autocannon ${versionOf(ROOT, 'autocannon')}`,
+      model: model.dir === DEFAULT_MODEL_DIR ? 'resnet50 from the model builder' : model.dir,
+      cores,
+      direct,
+      best,
+      batch1,
+      loadBefore,
+      otherDuringDirect,
+    },
   };
-  if (args.json !== undefined) await writeFile(args.json, `${JSON.stringify(report, null, 2)}\n`);
-  const markdown = renderMarkdown(report);
+  const reports: Report[] = [];
+  for (const w of workloads) reports.push(await runWorkload(w, common));
+
+  if (args.json !== undefined) await writeFile(args.json, `${JSON.stringify(reports, null, 2)}\n`);
+  const markdown = reports.map((r) => renderMarkdown(r, reports)).join('\n');
   process.stdout.write(`\n${markdown}\n`);
   if (args.write) {
     if (!existsSync(args.out)) {

@@ -8,14 +8,21 @@
  * While the window is open a liveness probe runs every `probeIntervalMs` on a new connection
  * each time, as a kubelet probe does, from its own thread (prober.ts).
  */
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { startProber, type Prober } from './prober.js';
+import { withUniqueTag } from './unique-images.js';
 
 export interface Upload {
   readonly name: string;
   readonly contentType: string;
   readonly body: Buffer;
+  /**
+   * Send `body` under new bytes every time (unique-images.ts: the same pixels, a new comment),
+   * so no response cache or coalescing can serve it. @default false
+   */
+  readonly unique?: boolean;
 }
 
 export interface LoadOptions {
@@ -48,6 +55,10 @@ export interface LoadResult {
   readonly probeFailures: number;
 }
 
+/** Tags of unique uploads never repeat within a process, nor across runs of it. */
+const RUN_TAG = randomUUID();
+let uniqueSent = 0;
+
 /** Each client starts at a different image, so the clients do not move through them in step. */
 function rotated<T>(items: readonly T[], by: number): T[] {
   const k = by % items.length;
@@ -57,7 +68,15 @@ function rotated<T>(items: readonly T[], by: number): T[] {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const { uploads, connections } = options;
   if (uploads.length === 0) throw new RangeError('Expected at least one upload');
-  const requests = uploads.map((u) => ({ method: 'POST' as const, path: options.path, headers: { 'content-type': u.contentType }, body: u.body }));
+  const requests = uploads.map((u) => ({
+    method: 'POST' as const,
+    path: options.path,
+    headers: { 'content-type': u.contentType },
+    body: u.body,
+    ...(u.unique === true
+      ? { setupRequest: <R extends { body?: unknown }>(request: R): R => ({ ...request, body: withUniqueTag(u.body, `${RUN_TAG} ${uniqueSent++}`) }) }
+      : {}),
+  }));
   const step = Math.max(1, Math.floor(uploads.length / connections));
   let nextClient = 0;
 
