@@ -84,6 +84,7 @@ import { findRepoRoot, revision, versionOf } from './lib/repo-root.js';
 import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { freePort, startServer } from './lib/server-process.js';
+import { parsePrometheusText, sumOf } from './lib/prometheus-text.js';
 import { quantile } from './lib/stats.js';
 import {
   bytesGrpcRequest,
@@ -339,17 +340,30 @@ interface Run {
   readonly latenciesMs: number[];
   readonly cpu: WindowCpu;
   readonly loadAverage: number;
+  /** Images per batch the server formed over the whole run (warm-up included), from its /metrics. */
+  readonly meanBatch: number;
 }
 
 interface Target {
   readonly url: string;
+  /** The server's base URL, for /metrics. */
+  readonly baseUrl: string;
   readonly grpc: V2GrpcClient;
   readonly pid: number;
   readonly outputName: string;
   readonly timeoutMs: number;
 }
 
+/** The server's inference_batch_size histogram, summed over its models. */
+async function batchSizes(url: string): Promise<{ readonly sum: number; readonly count: number }> {
+  const answer = await httpGet(`${url}/metrics`);
+  if (answer.status !== 200) throw new Error(`GET /metrics answered ${answer.status}`);
+  const samples = parsePrometheusText(answer.body);
+  return { sum: sumOf(samples, 'inference_batch_size_sum'), count: sumOf(samples, 'inference_batch_size_count') };
+}
+
 async function runOne(target: Target, kind: Kind, clients: number, round: number, args: Args): Promise<Run> {
+  const batchesBefore = await batchSizes(target.baseUrl);
   const window = createCpuWindow(target.pid, INFERENCE_THREADS);
   const phases = { warmupSeconds: args.warmupSeconds, durationSeconds: args.durationSeconds, onWindowStart: window.start, onWindowEnd: window.end };
   let load: RequestLoopResult;
@@ -394,7 +408,9 @@ async function runOne(target: Target, kind: Kind, clients: number, round: number
     });
   }
   const { latenciesMs, errors, ...rest } = load;
+  const batchesAfter = await batchSizes(target.baseUrl);
   return {
+    meanBatch: (batchesAfter.sum - batchesBefore.sum) / (batchesAfter.count - batchesBefore.count),
     clients,
     round,
     kind: kind.id,
@@ -655,6 +671,7 @@ function renderMarkdown(r: Report): string {
       'server CPU ms/request',
       'inference ms/request',
       'outside ms/request',
+      'mean batch (whole run)',
       'server threads (CPU s in the window)',
       'bench process cores',
       'load avg',
@@ -670,6 +687,7 @@ function renderMarkdown(r: Report): string {
       f1((x.cpu.serverSeconds * 1000) / x.load.ok),
       f1((x.cpu.inferenceSeconds * 1000) / x.load.ok),
       f1(runOutsideMs(x)),
+      f2(x.meanBatch),
       x.cpu.groups
         .filter((g) => g.seconds >= 0.005)
         .map((g) => `${g.group} ${f2(g.seconds)}`)
@@ -892,6 +910,7 @@ async function main(): Promise<void> {
     for (const k of kinds) process.stdout.write(`  ${k.label}: ${k.bytes} bytes\n`);
     const target: Target = {
       url: `${server.baseUrl}/v2/models/${encodeURIComponent(model.name)}/infer`,
+      baseUrl: server.baseUrl,
       grpc,
       pid: server.pid,
       outputName: output.name,
