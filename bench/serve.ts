@@ -822,8 +822,15 @@ interface Workload {
   readonly preprocessIterations: number;
 }
 
-function uploadOf(image: ImageFile, unique = false): Upload {
-  return { name: basename(image.path), contentType: image.contentType, body: readFileSync(image.path), ...(unique ? { unique } : {}) };
+/**
+ * One image to send. `unique`: under new bytes every time (the same pixels), so that the server
+ * neither coalesces it with an identical request in flight nor finds it in its cache: those
+ * levels measure decoding and inference. Only the repeated-images level sends images as they are.
+ */
+function uploadOf(image: ImageFile, unique: boolean): Upload {
+  const body = readFileSync(image.path);
+  if (unique && !canMakeUnique(body)) throw new Error(`${image.path}: cannot be made unique (JPEG, PNG and WebP can)`);
+  return { name: basename(image.path), contentType: image.contentType, body, unique };
 }
 
 /** Every file of `dir` this benchmark can send, sorted by name. */
@@ -849,10 +856,10 @@ function mixedWorkload(args: Args): Workload {
     kind: 'mixed',
     label: 'shared photos and CIFAR-10 images',
     images,
-    uploads: images.map((i) => uploadOf(i)),
+    uploads: images.map((i) => uploadOf(i, true)),
     concurrency: args.concurrency,
     serverEnv: {},
-    description: `${images.length} from ../shared/images (${photos} photos, ${images.length - photos} CIFAR-10 32×32 JPEGs), raw bodies, each client rotating through all of them`,
+    description: `${images.length} from ../shared/images (${photos} photos, ${images.length - photos} CIFAR-10 32×32 JPEGs), raw bodies made unique per request (bench/lib/unique-images.ts), each client rotating through all of them`,
     preprocessIterations: args.preprocessIterations,
   };
 }
@@ -884,12 +891,12 @@ async function photoWorkload(args: Args): Promise<Workload> {
     kind: 'photos',
     label: 'phone photos',
     images,
-    uploads: images.map((i) => uploadOf(i)),
+    uploads: images.map((i) => uploadOf(i, true)),
     concurrency: args.photoConcurrency,
     serverEnv: {},
     description:
       `the phone-photo set (${images.length} files, ${(sizes.reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(0)} MiB, ${(Math.min(...sizes) / 2 ** 20).toFixed(1)}–${(Math.max(...sizes) / 2 ** 20).toFixed(1)} MiB each, ` +
-      `from ${relative(ROOT, args.photosDir) || args.photosDir}; see ${PHONE_PHOTOS_SCRIPT}), raw bodies, each client rotating through all of them`,
+      `from ${relative(ROOT, args.photosDir) || args.photosDir}; see ${PHONE_PHOTOS_SCRIPT}), raw bodies made unique per request, each client rotating through all of them`,
     preprocessIterations: 1,
   };
 }
@@ -905,7 +912,7 @@ function repeatedWorkloads(args: Args): Workload[] {
   const fresh = all.slice(REPEATED_IMAGES).filter((i) => canMakeUnique(readFileSync(i.path)));
   if (repeated.length < REPEATED_IMAGES || fresh.length === 0) throw new Error(`the repeated-images level needs over ${REPEATED_IMAGES} images in ${IMAGES}`);
   const uploads: Upload[] = [];
-  for (let i = 0; i < REPEATED_IMAGES; i++) uploads.push(uploadOf(repeated[i]!), uploadOf(fresh[i % fresh.length]!, true));
+  for (let i = 0; i < REPEATED_IMAGES; i++) uploads.push(uploadOf(repeated[i]!, false), uploadOf(fresh[i % fresh.length]!, true));
   const sources = [...repeated, ...fresh.slice(0, REPEATED_IMAGES)];
   const description =
     `${uploads.length} requests in rotation, alternating: one of ${REPEATED_IMAGES} images from ../shared/images sent as they are, ` +
@@ -966,7 +973,7 @@ async function runWorkload(w: Workload, c: Common): Promise<Report> {
     await checkEveryImage(
       server.baseUrl,
       path,
-      w.images.map((i) => uploadOf(i)),
+      w.images.map((i) => uploadOf(i, false)),
     );
     const measureNow = async () => {
       const idle = await waitUntilIdle(server.pid);

@@ -3,7 +3,8 @@
  * request sends, so a response cache keyed by the bytes' SHA-256 misses on it and nothing can
  * coalesce it with another request, while decoding and inference cost what the original costs.
  * A JPEG gets a comment segment (COM) right after its SOI marker, a PNG a `tEXt` chunk right
- * after IHDR; decoders skip both.
+ * after IHDR, a WebP an unknown RIFF chunk at its end (the RIFF size grown to match); decoders
+ * skip all three.
  */
 import { pngChunk, PNG_SIGNATURE } from './png.js';
 
@@ -18,14 +19,20 @@ function isPng(image: Buffer): boolean {
   return image.length > PNG_AFTER_IHDR && image.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE);
 }
 
-/** Whether `image` is a JPEG or PNG that `withUniqueTag` can tag. */
+function isWebp(image: Buffer): boolean {
+  return (
+    image.length > 20 && image.toString('latin1', 0, 4) === 'RIFF' && image.toString('latin1', 8, 12) === 'WEBP' && image.readUInt32LE(4) === image.length - 8
+  );
+}
+
+/** Whether `image` is a JPEG, PNG or WebP that `withUniqueTag` can tag. */
 export function canMakeUnique(image: Uint8Array): boolean {
   const bytes = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-  return isJpeg(bytes) || isPng(bytes);
+  return isJpeg(bytes) || isPng(bytes) || isWebp(bytes);
 }
 
 /**
- * `image` (a JPEG or PNG) with `tag` written into it as a comment: different bytes for every
+ * `image` (a JPEG, PNG or WebP) with `tag` written into it as a comment: different bytes for every
  * different `tag`, the same pixels. Throws a RangeError for any other format.
  */
 export function withUniqueTag(image: Uint8Array, tag: string): Buffer {
@@ -43,5 +50,14 @@ export function withUniqueTag(image: Uint8Array, tag: string): Buffer {
     const chunk = pngChunk('tEXt', Buffer.concat([Buffer.from('Comment\0', 'latin1'), text]));
     return Buffer.concat([source.subarray(0, PNG_AFTER_IHDR), chunk, source.subarray(PNG_AFTER_IHDR)]);
   }
-  throw new RangeError('Only JPEG and PNG images can be tagged');
+  if (isWebp(source)) {
+    const head = Buffer.alloc(8);
+    head.write('UNIQ', 0, 'latin1');
+    head.writeUInt32LE(text.length, 4);
+    // RIFF chunks are padded to an even length.
+    const tagged = Buffer.concat([source, head, text, Buffer.alloc(text.length & 1)]);
+    tagged.writeUInt32LE(tagged.length - 8, 4);
+    return tagged;
+  }
+  throw new RangeError('Only JPEG, PNG and WebP images can be tagged');
 }

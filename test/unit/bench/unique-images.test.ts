@@ -5,20 +5,25 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { canMakeUnique, withUniqueTag } from '../../../bench/lib/unique-images.js';
 import { createImagePreprocessor } from '../../../src/preprocess/index.js';
 import { IMAGENET_PREPROCESS } from '../../../src/preprocess/spec.js';
-import { PHOTOS_DIR } from '../../helpers.js';
+import { PHOTOS_DIR, REPO_ROOT } from '../../helpers.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const spec = { ...IMAGENET_PREPROCESS, resize: 64, crop: 56 };
 
 describe('unique images for the benchmark', () => {
-  for (const file of ['rocket.jpg', 'chelsea.png']) {
-    it(`${file}: tagged copies have new bytes and the same pixels`, async () => {
-      const original = readFileSync(join(PHOTOS_DIR, file));
+  const files = [
+    join(PHOTOS_DIR, 'rocket.jpg'),
+    join(PHOTOS_DIR, 'chelsea.png'),
+    join(REPO_ROOT, 'test', 'fixtures', 'decode-verdicts', 'files', 'webp-lossy.intact.webp'),
+  ];
+  for (const file of files) {
+    it(`${basename(file)}: tagged copies have new bytes and the same pixels`, async () => {
+      const original = readFileSync(file);
       assert.ok(canMakeUnique(original));
       const a = withUniqueTag(original, 'request 1');
       const b = withUniqueTag(original, 'request 2');
