@@ -246,6 +246,10 @@ describe('combineObservers', () => {
       requestFinished: record('requestFinished'),
       queueDepth: record('queueDepth'),
       inflightBatches: record('inflightBatches'),
+      cacheLookedUp: record('cacheLookedUp'),
+      cacheEvicted: record('cacheEvicted'),
+      cacheUsage: record('cacheUsage'),
+      coalesced: record('coalesced'),
       modelLoaded: record('modelLoaded'),
       modelUnloaded: record('modelUnloaded'),
       modelLoadFailed: record('modelLoadFailed'),
@@ -265,6 +269,10 @@ describe('combineObservers', () => {
     combined.requestFinished(M, 'timeout', 0.5, 2, 'http');
     combined.queueDepth(M, 7);
     combined.inflightBatches(M, 1);
+    combined.cacheLookedUp(M, true, 0.001);
+    combined.cacheEvicted(M);
+    combined.cacheUsage(M, 2, 1000);
+    combined.coalesced(M);
     combined.modelLoaded(info);
     combined.modelUnloaded(M);
     combined.modelLoadFailed('m', '2');
@@ -277,6 +285,10 @@ describe('combineObservers', () => {
       'requestFinished({"name":"m","version":"1"},"timeout",0.5,2,"http")',
       'queueDepth({"name":"m","version":"1"},7)',
       'inflightBatches({"name":"m","version":"1"},1)',
+      'cacheLookedUp({"name":"m","version":"1"},true,0.001)',
+      'cacheEvicted({"name":"m","version":"1"})',
+      'cacheUsage({"name":"m","version":"1"},2,1000)',
+      'coalesced({"name":"m","version":"1"})',
       `modelLoaded(${JSON.stringify(info)})`,
       'modelUnloaded({"name":"m","version":"1"})',
       'modelLoadFailed("m","2")',
