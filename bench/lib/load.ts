@@ -48,6 +48,13 @@ export interface LoadResult {
   readonly probeFailures: number;
 }
 
+/** `body` with `n` appended (4 bytes): new bytes, the same image. */
+function uniqueBody(body: Buffer, n: number): Buffer {
+  const tag = Buffer.alloc(4);
+  tag.writeUInt32BE(n >>> 0);
+  return Buffer.concat([body, tag]);
+}
+
 /** Each client starts at a different image, so the clients do not move through them in step. */
 function rotated<T>(items: readonly T[], by: number): T[] {
   const k = by % items.length;
@@ -57,7 +64,17 @@ function rotated<T>(items: readonly T[], by: number): T[] {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const { uploads, connections } = options;
   if (uploads.length === 0) throw new RangeError('Expected at least one upload');
-  const requests = uploads.map((u) => ({ method: 'POST' as const, path: options.path, headers: { 'content-type': u.contentType }, body: u.body }));
+  let sent = 0;
+  const requests = uploads.map((u) => ({
+    method: 'POST' as const,
+    path: options.path,
+    headers: { 'content-type': u.contentType },
+    body: u.body,
+    // Every body its own bytes (a counter appended after the image's end, which decoders
+    // ignore): the server runs identical images in flight at once as one inference, and this
+    // load measures inference, not that.
+    setupRequest: (request: autocannon.Request) => ({ ...request, body: uniqueBody(u.body, sent++) }),
+  }));
   const step = Math.max(1, Math.floor(uploads.length / connections));
   let nextClient = 0;
 
