@@ -192,6 +192,8 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
    * they are queued, or refused for want of room, together), each with its own outcome: an
    * image that does not decode fails alone, and the others still run for whoever waits on them.
    * `signal` drops the work once nobody waits on it; the waiters' deadlines are their own.
+   * `decodes` settles once every decode has ended (a decode under way runs to its end even when
+   * nobody waits on it any more).
    */
   const startItems = (model: ServedModel, images: readonly Uint8Array[], keys: readonly string[], indices: readonly number[], signal: AbortSignal) => {
     const decoded = indices.map(async (i) => {
@@ -216,19 +218,28 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     });
     // Nobody may be left to hear of `ran`'s failure; each waiter hears it through its item.
     ran.catch(() => undefined);
-    return indices.map(async (_, n): Promise<ItemRow> => {
+    const items = indices.map(async (_, n): Promise<ItemRow> => {
       const { preprocessMs } = await decoded[n]!;
       const r = (await ran).get(n)!;
       return { row: r.output.row, preprocessMs, queueMs: r.queueMs, computeMs: r.output.computeMs, batchSize: r.batchSize };
     });
+    return { items, decodes: Promise.allSettled(decoded) };
   };
 
   /**
    * One output row per image, in order: from the response cache, from an identical image's
    * inference already in flight, or decoded and run here. Only what is run here takes room in
-   * the model's queue.
+   * the model's queue. The decodes this request starts are `hold`'s: the request keeps its
+   * admission slot until they end, even once it has been answered (its deadline, its client
+   * gone), so QUEUE_MAX_SIZE still bounds the decodes running per model version.
    */
-  const imageRows = async (model: ServedModel, images: readonly Uint8Array[], control: RequestControl, timings: StageTimings): Promise<Float32Array[]> => {
+  const imageRows = async (
+    model: ServedModel,
+    images: readonly Uint8Array[],
+    control: RequestControl,
+    timings: StageTimings,
+    hold: (work: Promise<unknown>) => void,
+  ): Promise<Float32Array[]> => {
     if (images.length === 0) throw errors.NO_IMAGES();
     if (!model.accepting) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
     const loadId = loadIdOf(model);
@@ -251,7 +262,11 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     }
     const missingImages = missing.map((i) => images[i]!);
     const missingKeys = missing.map((i) => keys[i]!);
-    const attachment = coalescer.attach(missingKeys, (indices, signal) => startItems(model, missingImages, missingKeys, indices, signal));
+    const attachment = coalescer.attach(missingKeys, (indices, signal) => {
+      const { items, decodes } = startItems(model, missingImages, missingKeys, indices, signal);
+      hold(decodes);
+      return items;
+    });
     for (const joined of attachment.joined) if (joined) observer.coalesced(model);
     try {
       const items = await withinControl(Promise.all(attachment.results), control);
@@ -293,8 +308,16 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   /** Callers of whenIdle, per version, told when its last admitted request leaves. */
   const idleWaiters = new Map<ModelView, Array<() => void>>();
 
-  /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
-  const observed = async <T>(model: ServedModel, images: number, protocol: Protocol, work: () => Promise<T>): Promise<T> => {
+  /**
+   * Wraps a request so its outcome and end-to-end time are observed exactly once. Work passed to
+   * `hold` keeps the request's admission slot taken until it settles, after the answer.
+   */
+  const observed = async <T>(
+    model: ServedModel,
+    images: number,
+    protocol: Protocol,
+    work: (hold: (pending: Promise<unknown>) => void) => Promise<T>,
+  ): Promise<T> => {
     const started = performance.now();
     observer.requestStarted(model);
     if (stopping) {
@@ -310,8 +333,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     }
     inflight.set(model, count + 1);
     admitted++;
+    const held: Array<Promise<unknown>> = [];
     try {
-      const result = await work();
+      const result = await work((pending) => void held.push(pending));
       observer.requestFinished(model, 'ok', (performance.now() - started) / 1000, images, protocol);
       return result;
     } catch (err) {
@@ -319,14 +343,18 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       if (isServingError(err)) throw err;
       throw errors.INTERNAL(undefined, { cause: err });
     } finally {
-      const left = inflight.get(model)! - 1;
-      if (left === 0) {
-        inflight.delete(model);
-        const waiters = idleWaiters.get(model);
-        idleWaiters.delete(model);
-        waiters?.forEach((w) => w());
-      } else inflight.set(model, left);
-      if (--admitted === 0 && idle) idle();
+      const release = () => {
+        const left = inflight.get(model)! - 1;
+        if (left === 0) {
+          inflight.delete(model);
+          const waiters = idleWaiters.get(model);
+          idleWaiters.delete(model);
+          waiters?.forEach((w) => w());
+        } else inflight.set(model, left);
+        if (--admitted === 0 && idle) idle();
+      };
+      if (held.length === 0) release();
+      else void Promise.allSettled(held).then(release);
     }
   };
 
@@ -364,9 +392,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       return (inflight.get(model) ?? 0) < maxInflightPerModel;
     },
     classify(model, images, topKCount, control) {
-      return observed(model, images.length, control.protocol ?? 'http', async () => {
+      return observed(model, images.length, control.protocol ?? 'http', async (hold) => {
         const timings = emptyTimings();
-        const rows = await imageRows(model, images, control, timings);
+        const rows = await imageRows(model, images, control, timings, hold);
         // A batch ends many requests at once; answering each on its own turn of the event loop
         // keeps the loop free for probes and new connections in between (see turns.ts).
         await mainThreadTurns.next();
@@ -382,9 +410,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       });
     },
     inferImages(model, images, control) {
-      return observed(model, images.length, control.protocol ?? 'http', async () => {
+      return observed(model, images.length, control.protocol ?? 'http', async (hold) => {
         const timings = emptyTimings();
-        const rows = await imageRows(model, images, control, timings);
+        const rows = await imageRows(model, images, control, timings, hold);
         await mainThreadTurns.next();
         return toTensor(model, rows, timings);
       });
