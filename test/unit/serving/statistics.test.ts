@@ -111,6 +111,18 @@ describe('statistics after traffic', () => {
     assert.deepEqual(stats.inference_stats.cache_miss, zero);
   });
 
+  it('counts response cache lookups per image as cache_hit and cache_miss, with their time', () => {
+    const statistics = createInferenceStatistics({ now: () => 1_000 });
+    const o = statistics.observer;
+    o.cacheLookedUp(MODEL, true, 0.00001);
+    o.cacheLookedUp(MODEL, true, 0.00002);
+    o.cacheLookedUp(MODEL, false, 0.00004);
+    const stats = statsOf(statistics);
+    assert.deepEqual(stats.inference_stats.cache_hit, { count: 2, ns: 30_000 });
+    assert.deepEqual(stats.inference_stats.cache_miss, { count: 1, ns: 40_000 });
+    assert.equal(stats.execution_count, 0);
+  });
+
   it('sums without drift: ten times 0.1 s is exactly 1e9 ns, and single nanoseconds count past 2^53', () => {
     const statistics = createInferenceStatistics();
     for (let i = 0; i < 10; i++) statistics.observer.queued(MODEL, 0.1);
