@@ -255,7 +255,7 @@ function readString(env: Env, name: string, fallback: string): string {
 
 /**
  * Smallest response cache that is not off, in bytes: below it no entry would fit (one entry of
- * a 10-class model is charged about 420 bytes, of a 1000-class model about 4.4 KB).
+ * a 10-class model is charged about 550 bytes, of a 1000-class model about 4.5 KB).
  */
 export const RESPONSE_CACHE_MIN_BYTES = 1024;
 
