@@ -35,6 +35,8 @@ for (const classes of [10, 1000]) {
   const before = held();
   for (const key of keys) cache.set(key, model, row);
   const perEntry = (held() - before) / count;
+  // Read after the measure: otherwise the cache is garbage before it, and nothing is measured.
+  if (cache.entries !== count) throw new Error(`${cache.entries} entries held, ${count} set`);
   const keyHeld = 16 + keys[0]!.length;
   console.log(
     `${classes} classes: held ${perEntry.toFixed(0)} B + key ~${keyHeld} B = ${(perEntry + keyHeld).toFixed(0)} B per entry; charged ${entryBytes(keys[0]!, row)} B`,
