@@ -127,7 +127,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const images = new client.Counter({
     name: 'inference_images_total',
-    help: 'Images (or tensor items) inferred successfully.',
+    help: 'Images (or tensor items) of successful requests, cache hits and coalesced images included.',
     labelNames: ['model', 'version'] as const,
     registers,
   });
