@@ -91,7 +91,7 @@ const PHONE_PHOTOS_SCRIPT = 'scripts/fixtures/phone-photos.py';
 const WALL_SAMPLE = 60;
 /** The response cache's counters in /metrics (src/metrics.ts). */
 const CACHE_HITS_METRIC = 'inference_response_cache_hits_total';
-const COALESCED_METRIC = 'inference_coalesced_requests_total';
+const COALESCED_METRIC = 'inference_coalesced_images_total';
 /** Distinct images the repeated-images level repeats (the figure). */
 const REPEATED_IMAGES = 20;
 /** Largest batch size measured directly (the range). */

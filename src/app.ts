@@ -35,7 +35,8 @@ import { createInferenceService, type InferenceService } from './serving/inferen
 import { createModelControl, type ModelControl } from './serving/model-control.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
 import { repositoryRoutes } from './http/routes/repository.js';
-import { combineObservers } from './serving/observer.js';
+import { combineObservers, nullObserver } from './serving/observer.js';
+import { createResponseCache } from './serving/response-cache.js';
 import type { Lifecycle } from './serving/readiness.js';
 import { createInferenceStatistics, type InferenceStatistics } from './serving/statistics.js';
 import { projectVersion } from './system/project-root.js';
@@ -177,7 +178,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   // Triton's statistics extension reads the same reports as the metrics, so the two agree.
   const statistics = createInferenceStatistics();
-  const observer = combineObservers(metrics.observer, statistics.observer);
+  const reported = combineObservers(metrics.observer, statistics.observer);
+  const responseCache = createResponseCache({
+    maxBytes: config.responseCacheMaxBytes,
+    observer: { evicted: (model) => reported.cacheEvicted(model), usage: (model, entries, bytes) => reported.cacheUsage(model, entries, bytes) },
+  });
+  // A version taken out of service (no new load of it serves) leaves the cache with its series.
+  const observer = combineObservers(reported, { ...nullObserver, modelUnloaded: (model) => responseCache.forget(model) });
   const lifecycle: Lifecycle = { draining: false };
   const registry = createModelRegistry({
     repository: config.modelRepository,
@@ -200,7 +207,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       ...(deps.workerUrl ? { workerUrl: deps.workerUrl } : {}),
     },
   });
-  const service = createInferenceService(registry, observer, { maxInflightPerModel: config.queueMaxSize });
+  const service = createInferenceService(registry, observer, { maxInflightPerModel: config.queueMaxSize, responseCache });
   const control =
     config.modelControlMode === 'none' ? undefined : createModelControl({ repository: config.modelRepository, registry, service, observer, log: app.log });
   // Rescans begin once the startup load is done (a tick before it does nothing).

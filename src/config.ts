@@ -65,6 +65,12 @@ export interface Config {
   readonly inferenceNice: number;
   /** Images that may wait in one model version's queue before requests are refused. @default 128 */
   readonly queueMaxSize: number;
+  /**
+   * Bytes the response cache may hold (model output rows per image, their keys and a fixed
+   * overhead each; see docs/caching.md); 0 turns it off. Identical images in flight are
+   * coalesced whatever this is. @default 0
+   */
+  readonly responseCacheMaxBytes: number;
   /** Default deadline of a request, in ms; `X-Request-Timeout-Ms` may lower it. @default 30000 */
   readonly requestTimeoutMs: number;
 
@@ -168,6 +174,7 @@ export const ENV_VARS = [
   'INTRA_OP_THREADS',
   'INFERENCE_NICE',
   'QUEUE_MAX_SIZE',
+  'RESPONSE_CACHE_MAX_BYTES',
   'REQUEST_TIMEOUT_MS',
   'UPLOAD_MAX_BYTES',
   'JSON_BODY_MAX_BYTES',
@@ -246,6 +253,23 @@ function readString(env: Env, name: string, fallback: string): string {
   return raw === undefined || raw.trim() === '' ? fallback : raw.trim();
 }
 
+/**
+ * Smallest response cache that is not off, in bytes: below it no entry would fit (one entry of
+ * a 10-class model is charged about 550 bytes, of a 1000-class model about 4.5 KB).
+ */
+export const RESPONSE_CACHE_MIN_BYTES = 1024;
+
+/** `RESPONSE_CACHE_MAX_BYTES`: 0 (off) or a bound that can hold an entry. */
+function readResponseCacheMaxBytes(env: Env): number {
+  const value = readInt(env, 'RESPONSE_CACHE_MAX_BYTES', 0, 0);
+  if (value > 0 && value < RESPONSE_CACHE_MIN_BYTES) {
+    throw new ConfigError(
+      `Expected \`RESPONSE_CACHE_MAX_BYTES\` to be 0 (off) or at least ${RESPONSE_CACHE_MIN_BYTES} bytes (a smaller cache could hold no entry), got \`${env.RESPONSE_CACHE_MAX_BYTES}\``,
+    );
+  }
+  return value;
+}
+
 /** `TRUST_PROXY`, parsed and bounded by trust-proxy.ts. */
 function readTrustProxy(env: Env): false | readonly string[] {
   try {
@@ -321,6 +345,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),
     inferenceNice: readInt(env, 'INFERENCE_NICE', 10, 0, 19),
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 128, 1),
+    responseCacheMaxBytes: readResponseCacheMaxBytes(env),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1),
     uploadMaxBytes: readInt(env, 'UPLOAD_MAX_BYTES', 10 * 1024 * 1024, 1),
     jsonBodyMaxBytes: readInt(env, 'JSON_BODY_MAX_BYTES', 16 * 1024 * 1024, 1),

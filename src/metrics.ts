@@ -127,7 +127,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   const images = new client.Counter({
     name: 'inference_images_total',
-    help: 'Images (or tensor items) inferred successfully.',
+    help: 'Images (or tensor items) of successful requests, cache hits and coalesced images included.',
     labelNames: ['model', 'version'] as const,
     registers,
   });
@@ -158,6 +158,26 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ['model', 'version'] as const,
     registers,
   });
+  const counter = (name: string, help: string) => new client.Counter({ name, help, labelNames: ['model', 'version'] as const, registers });
+  const cacheHits = counter('inference_response_cache_hits_total', 'Images answered from the response cache.');
+  const cacheMisses = counter('inference_response_cache_misses_total', 'Images looked up in the response cache and not found there (the cache on only).');
+  const cacheEvictions = counter('inference_response_cache_evictions_total', 'Response cache entries dropped to make room for others.');
+  const cacheBytes = new client.Gauge({
+    name: 'inference_response_cache_bytes',
+    help: 'Bytes the response cache entries of the model version take (rows, keys and overhead), as counted against RESPONSE_CACHE_MAX_BYTES.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
+  const cacheEntries = new client.Gauge({
+    name: 'inference_response_cache_entries',
+    help: 'Response cache entries of the model version.',
+    labelNames: ['model', 'version'] as const,
+    registers,
+  });
+  const coalesced = counter(
+    'inference_coalesced_images_total',
+    "Images that joined an identical image's inference already in flight instead of being decoded and queued again.",
+  );
   const inflight = new client.Gauge({ name: 'inference_inflight_batches', help: 'Batches running now.', labelNames: ['model', 'version'] as const, registers });
   const budgets = options.memoryBudgets;
   if (budgets !== undefined) {
@@ -200,6 +220,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
   });
   /** model_info's labels of each loaded version, to remove its series when it is retired. */
   const infoLabels = new Map<string, { execution_provider: string; sha256: string }>();
+  /** Model versions (JSON [name, version]) the response cache has reported usage of since their series were made. */
+  const cacheReported = new Set<string>();
   /** The labels of a model version's series. */
   const of = (model: ModelKey) => ({ model: model.name, version: model.version });
 
@@ -223,6 +245,14 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
     queueDepth: (model, depth) => queueDepth.set(of(model), depth),
     inflightBatches: (model, count) => inflight.set(of(model), count),
+    cacheLookedUp: (model, hit) => (hit ? cacheHits : cacheMisses).inc(of(model)),
+    cacheEvicted: (model) => cacheEvictions.inc(of(model)),
+    cacheUsage(model, entries, bytes) {
+      cacheReported.add(JSON.stringify([model.name, model.version]));
+      cacheEntries.set(of(model), entries);
+      cacheBytes.set(of(model), bytes);
+    },
+    coalesced: (model) => coalesced.inc(of(model)),
     modelLoaded({ model, version, executionProvider, sha256, seconds }) {
       const labels = { model, version };
       const key = JSON.stringify([model, version]);
@@ -242,6 +272,13 @@ export function createMetrics(options: MetricsOptions): Metrics {
       for (const histogram of [preprocess, queue, compute, postprocess, batchSize]) histogram.zero(labels);
       images.inc(labels, 0);
       batches.inc(labels, 0);
+      for (const c of [cacheHits, cacheMisses, cacheEvictions, coalesced]) c.inc(labels, 0);
+      // A reload of a version keeps the cache entries of its earlier load until they age out;
+      // cacheUsage reports them, so the gauges are not reset here.
+      if (!cacheReported.has(key)) {
+        cacheBytes.set(labels, 0);
+        cacheEntries.set(labels, 0);
+      }
       queueDepth.set(labels, 0);
       queueCapacity?.set(labels, options.queueMaxSize!);
       inflight.set(labels, 0);
@@ -253,13 +290,32 @@ export function createMetrics(options: MetricsOptions): Metrics {
       const info = infoLabels.get(key);
       if (info) modelInfo.remove({ ...labels, ...info });
       infoLabels.delete(key);
+      cacheReported.delete(key);
       for (const protocol of protocols) {
         for (const outcome of OUTCOMES) {
           requests.remove({ ...labels, outcome, protocol });
           requestDuration.remove({ ...labels, outcome, protocol });
         }
       }
-      for (const metric of [preprocess, queue, compute, postprocess, batchSize, images, batches, queueDepth, inflight, inflightRequests, loadDuration])
+      for (const metric of [
+        preprocess,
+        queue,
+        compute,
+        postprocess,
+        batchSize,
+        images,
+        batches,
+        queueDepth,
+        inflight,
+        inflightRequests,
+        loadDuration,
+        cacheHits,
+        cacheMisses,
+        cacheEvictions,
+        cacheBytes,
+        cacheEntries,
+        coalesced,
+      ])
         metric.remove(labels);
       queueCapacity?.remove(labels);
     },

@@ -88,3 +88,16 @@ export async function resnet20App(t: TestContext, env: Record<string, string> = 
   const repo = await tempRepository(t, [{ name: 'resnet20', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
   return startApp(t, repo, env);
 }
+
+/**
+ * `count` byte strings of one image that differ from each other (a counter from `from` appended
+ * after the image's end, which decoders ignore: see hostile-polyglots.test.ts), for tests whose
+ * load must not be coalesced: identical images in flight together run as one inference.
+ */
+export function distinctCopies(image: Buffer, count: number, from = 0): Buffer[] {
+  return Array.from({ length: count }, (_, i) => {
+    const tag = Buffer.alloc(4);
+    tag.writeUInt32BE(from + i);
+    return Buffer.concat([image, tag]);
+  });
+}

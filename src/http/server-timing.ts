@@ -1,4 +1,7 @@
-/** `Server-Timing` for inference answers: where the request's time went, in ms. */
+/**
+ * `Server-Timing` for inference answers: where the request's time went, in ms, and where its
+ * outputs came from (`cache;desc=hit|coalesced|miss`, see StageTimings.cache).
+ */
 import type { FastifyReply } from 'fastify';
 import type { StageTimings } from '../serving/inference-service.js';
 
@@ -7,6 +10,6 @@ export function setServerTiming(reply: FastifyReply, timings: StageTimings): voi
   void reply.header(
     'Server-Timing',
     `preprocess;dur=${ms(timings.preprocessMs)}, queue;dur=${ms(timings.queueMs)}, infer;dur=${ms(timings.inferMs)}, ` +
-      `postprocess;dur=${ms(timings.postprocessMs)}, total;dur=${ms(reply.elapsedTime)}`,
+      `postprocess;dur=${ms(timings.postprocessMs)}, ${timings.cache === undefined ? '' : `cache;desc=${timings.cache}, `}total;dur=${ms(reply.elapsedTime)}`,
   );
 }

@@ -3,6 +3,7 @@
  * with per-stage timings. The HTTP layer parses requests into these calls and renders their
  * results; everything measurable about a request is measured here.
  */
+import { createHash, webcrypto } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { errors, isServingError, RETRY_AFTER_SECONDS } from '../errors.js';
 import { mainThreadTurns } from '../preprocess/index.js';
@@ -10,8 +11,10 @@ import type { ItemResult } from './batcher.js';
 import type { ItemOutput } from './batch-assembly.js';
 import type { ModelView, ServedModel } from './model.js';
 import type { ModelRegistry } from './model-registry.js';
+import { createCoalescer } from './coalescer.js';
 import { outcomeOf, type Protocol, type ServingObserver } from './observer.js';
 import { softmax, topK, type ClassScore } from './postprocess.js';
+import { createResponseCache, responseCacheKey, type ResponseCache } from './response-cache.js';
 
 export interface RequestControl {
   /** Absolute deadline on `performance.now()`'s clock, in ms. */
@@ -29,6 +32,13 @@ export interface StageTimings {
   inferMs: number;
   postprocessMs: number;
   batchSize: number;
+  /**
+   * Where the images' outputs came from, for `Server-Timing`: `hit`, every one from the response
+   * cache; `coalesced`, none computed for this request, some by an identical image's inference
+   * already in flight (the rest hits); `miss`, some computed for it while the cache is on;
+   * `undefined`, computed with the cache off (or a tensor request, never cached).
+   */
+  cache?: 'hit' | 'coalesced' | 'miss';
 }
 
 export interface Prediction extends ClassScore {
@@ -84,6 +94,71 @@ export interface InferenceServiceOptions {
    * here waits on a socket's events, so no slot can leak with a connection).
    */
   readonly maxInflightPerModel: number;
+  /**
+   * The response cache of image answers; none (every lookup misses) when absent. Identical
+   * images in flight are coalesced whether or not there is one.
+   */
+  readonly responseCache?: ResponseCache;
+}
+
+/** One image's output row and the stages that produced it, in ms. */
+interface ItemRow {
+  readonly row: Float32Array;
+  readonly preprocessMs: number;
+  readonly queueMs: number;
+  readonly computeMs: number;
+  readonly batchSize: number;
+}
+
+/** Images up to this size are hashed on the main thread (about 1 GB/s: 0.25 ms); larger ones on libuv's pool. */
+const SYNC_DIGEST_MAX_BYTES = 256 * 1024;
+
+/** SHA-256 of an image's bytes, base64 (a shorter key than hex). */
+async function imageDigest(bytes: Uint8Array): Promise<string> {
+  if (bytes.byteLength <= SYNC_DIGEST_MAX_BYTES) return createHash('sha256').update(bytes).digest('base64');
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('base64');
+}
+
+/** setTimeout's largest delay (2^31 − 1 ms); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `work`'s outcome, or DEADLINE_EXCEEDED at `control`'s deadline, or CANCELLED when its signal
+ * aborts, whichever comes first. `work` goes on either way (it may be shared: coalescer.ts).
+ */
+function withinControl<T>(work: Promise<T>, control: RequestControl): Promise<T> {
+  const { signal, deadline } = control;
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = () => {
+      done();
+      reject(errors.CANCELLED());
+    };
+    if (signal?.aborted) return reject(errors.CANCELLED());
+    const leftMs = deadline - performance.now();
+    if (leftMs <= 0) return reject(errors.DEADLINE_EXCEEDED());
+    if (leftMs <= MAX_TIMER_MS) {
+      timer = setTimeout(() => {
+        done();
+        reject(errors.DEADLINE_EXCEEDED());
+      }, leftMs);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        done();
+        resolve(value);
+      },
+      (err: unknown) => {
+        done();
+        reject(err as Error);
+      },
+    );
+  });
 }
 
 function emptyTimings(): StageTimings {
@@ -101,22 +176,113 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
    * the old one drains.
    */
   const inflight = new Map<ModelView, number>();
-  const preprocessAll = async (model: ServedModel, images: readonly Uint8Array[], control: RequestControl, timings: StageTimings) => {
+  const cache = options.responseCache ?? createResponseCache({ maxBytes: 0 });
+  const coalescer = createCoalescer<ItemRow>();
+  /** A number per load of a model version: a reload (even of the same version) never reads an earlier load's entries. */
+  const loadIds = new WeakMap<ServedModel, number>();
+  let nextLoadId = 0;
+  const loadIdOf = (model: ServedModel) => {
+    let id = loadIds.get(model);
+    if (id === undefined) loadIds.set(model, (id = nextLoadId++));
+    return id;
+  };
+
+  /**
+   * Decodes and preprocesses the images at `indices` and runs them as one batcher request (so
+   * they are queued, or refused for want of room, together), each with its own outcome: an
+   * image that does not decode fails alone, and the others still run for whoever waits on them.
+   * `signal` drops the work once nobody waits on it; the waiters' deadlines are their own.
+   * `decodes` settles once every decode has ended (a decode under way runs to its end even when
+   * nobody waits on it any more).
+   */
+  const startItems = (model: ServedModel, images: readonly Uint8Array[], keys: readonly string[], indices: readonly number[], signal: AbortSignal) => {
+    const decoded = indices.map(async (i) => {
+      const t0 = performance.now();
+      const data = await model.preprocess(images[i]!, { signal });
+      const preprocessMs = performance.now() - t0;
+      observer.preprocessed(model, preprocessMs / 1000);
+      return { data, preprocessMs };
+    });
+    const ran = Promise.allSettled(decoded).then(async (settled) => {
+      const ok = settled.flatMap((s, n) => (s.status === 'fulfilled' ? [n] : []));
+      const tensors = ok.map((n) => (settled[n] as PromiseFulfilledResult<{ data: Float32Array }>).value.data);
+      const results = await model.batcher.enqueue(tensors, { signal });
+      const byPosition = new Map<number, ItemResult<ItemOutput>>();
+      ok.forEach((n, j) => {
+        const r = results[j]!;
+        observer.queued(model, r.queueMs / 1000);
+        if (cache.enabled) cache.set(keys[indices[n]!]!, model, r.output.row);
+        byPosition.set(n, r);
+      });
+      return byPosition;
+    });
+    // Nobody may be left to hear of `ran`'s failure; each waiter hears it through its item.
+    ran.catch(() => undefined);
+    const items = indices.map(async (_, n): Promise<ItemRow> => {
+      const { preprocessMs } = await decoded[n]!;
+      const r = (await ran).get(n)!;
+      return { row: r.output.row, preprocessMs, queueMs: r.queueMs, computeMs: r.output.computeMs, batchSize: r.batchSize };
+    });
+    return { items, decodes: Promise.allSettled(decoded) };
+  };
+
+  /**
+   * One output row per image, in order: from the response cache, from an identical image's
+   * inference already in flight, or decoded and run here. Only what is run here takes room in
+   * the model's queue. The decodes this request starts are `hold`'s: the request keeps its
+   * admission slot until they end, even once it has been answered (its deadline, its client
+   * gone), so QUEUE_MAX_SIZE still bounds the decodes running per model version.
+   */
+  const imageRows = async (
+    model: ServedModel,
+    images: readonly Uint8Array[],
+    control: RequestControl,
+    timings: StageTimings,
+    hold: (work: Promise<unknown>) => void,
+  ): Promise<Float32Array[]> => {
     if (images.length === 0) throw errors.NO_IMAGES();
     if (!model.accepting) throw errors.SHUTTING_DOWN(undefined, { retryAfterSeconds: RETRY_AFTER_SECONDS });
-    const started = performance.now();
-    // sharp decodes on libuv's thread pool, so these overlap each other and running batches.
-    const tensors = await Promise.all(
-      images.map(async (bytes) => {
+    const loadId = loadIdOf(model);
+    const rows: Array<Float32Array | undefined> = new Array(images.length);
+    const keys = await Promise.all(
+      images.map(async (bytes, i) => {
         const t0 = performance.now();
-        const data = await model.preprocess(bytes, control);
-        observer.preprocessed(model, (performance.now() - t0) / 1000);
-        return data;
+        const key = responseCacheKey(model, loadId, await imageDigest(bytes));
+        if (cache.enabled) {
+          rows[i] = cache.get(key);
+          observer.cacheLookedUp(model, rows[i] !== undefined, (performance.now() - t0) / 1000);
+        }
+        return key;
       }),
     );
-    timings.preprocessMs = performance.now() - started;
-    if (control.signal?.aborted) throw errors.CANCELLED();
-    return tensors;
+    const missing = keys.flatMap((_, i) => (rows[i] === undefined ? [i] : []));
+    if (missing.length === 0) {
+      timings.cache = 'hit';
+      return rows as Float32Array[];
+    }
+    const missingImages = missing.map((i) => images[i]!);
+    const missingKeys = missing.map((i) => keys[i]!);
+    const attachment = coalescer.attach(missingKeys, (indices, signal) => {
+      const { items, decodes } = startItems(model, missingImages, missingKeys, indices, signal);
+      hold(decodes);
+      return items;
+    });
+    for (const joined of attachment.joined) if (joined) observer.coalesced(model);
+    try {
+      const items = await withinControl(Promise.all(attachment.results), control);
+      items.forEach((item, n) => {
+        rows[missing[n]!] = item.row;
+        timings.preprocessMs = Math.max(timings.preprocessMs, item.preprocessMs);
+        timings.queueMs = Math.max(timings.queueMs, item.queueMs);
+        timings.inferMs = Math.max(timings.inferMs, item.computeMs);
+        timings.batchSize = Math.max(timings.batchSize, item.batchSize);
+      });
+    } finally {
+      attachment.release();
+    }
+    if (attachment.joined.every(Boolean)) timings.cache = 'coalesced';
+    else if (cache.enabled) timings.cache = 'miss';
+    return rows as Float32Array[];
   };
 
   const runItems = async (
@@ -142,8 +308,16 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   /** Callers of whenIdle, per version, told when its last admitted request leaves. */
   const idleWaiters = new Map<ModelView, Array<() => void>>();
 
-  /** Wraps a request so its outcome and end-to-end time are observed exactly once. */
-  const observed = async <T>(model: ServedModel, images: number, protocol: Protocol, work: () => Promise<T>): Promise<T> => {
+  /**
+   * Wraps a request so its outcome and end-to-end time are observed exactly once. Work passed to
+   * `hold` keeps the request's admission slot taken until it settles, after the answer.
+   */
+  const observed = async <T>(
+    model: ServedModel,
+    images: number,
+    protocol: Protocol,
+    work: (hold: (pending: Promise<unknown>) => void) => Promise<T>,
+  ): Promise<T> => {
     const started = performance.now();
     observer.requestStarted(model);
     if (stopping) {
@@ -159,8 +333,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
     }
     inflight.set(model, count + 1);
     admitted++;
+    const held: Array<Promise<unknown>> = [];
     try {
-      const result = await work();
+      const result = await work((pending) => void held.push(pending));
       observer.requestFinished(model, 'ok', (performance.now() - started) / 1000, images, protocol);
       return result;
     } catch (err) {
@@ -168,22 +343,26 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       if (isServingError(err)) throw err;
       throw errors.INTERNAL(undefined, { cause: err });
     } finally {
-      const left = inflight.get(model)! - 1;
-      if (left === 0) {
-        inflight.delete(model);
-        const waiters = idleWaiters.get(model);
-        idleWaiters.delete(model);
-        waiters?.forEach((w) => w());
-      } else inflight.set(model, left);
-      if (--admitted === 0 && idle) idle();
+      const release = () => {
+        const left = inflight.get(model)! - 1;
+        if (left === 0) {
+          inflight.delete(model);
+          const waiters = idleWaiters.get(model);
+          idleWaiters.delete(model);
+          waiters?.forEach((w) => w());
+        } else inflight.set(model, left);
+        if (--admitted === 0 && idle) idle();
+      };
+      if (held.length === 0) release();
+      else void Promise.allSettled(held).then(release);
     }
   };
 
-  const toTensor = (model: ServedModel, results: Array<ItemResult<ItemOutput>>, timings: StageTimings): TensorResult => {
+  const toTensor = (model: ServedModel, rows: readonly Float32Array[], timings: StageTimings): TensorResult => {
     const classes = model.output.classes;
-    const data = new Float32Array(results.length * classes);
-    results.forEach((r, i) => data.set(r.output.row, i * classes));
-    return { model, data, shape: [results.length, classes], timings };
+    const data = new Float32Array(rows.length * classes);
+    rows.forEach((row, i) => data.set(row, i * classes));
+    return { model, data, shape: [rows.length, classes], timings };
   };
 
   return {
@@ -213,16 +392,15 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       return (inflight.get(model) ?? 0) < maxInflightPerModel;
     },
     classify(model, images, topKCount, control) {
-      return observed(model, images.length, control.protocol ?? 'http', async () => {
+      return observed(model, images.length, control.protocol ?? 'http', async (hold) => {
         const timings = emptyTimings();
-        const tensors = await preprocessAll(model, images, control, timings);
-        const results = await runItems(model, tensors, control, timings);
+        const rows = await imageRows(model, images, control, timings, hold);
         // A batch ends many requests at once; answering each on its own turn of the event loop
         // keeps the loop free for probes and new connections in between (see turns.ts).
         await mainThreadTurns.next();
         const t0 = performance.now();
-        const predictions = results.map(({ output }) => {
-          const scores = model.outputKind === 'logits' ? softmax(output.row) : output.row;
+        const predictions = rows.map((row) => {
+          const scores = model.outputKind === 'logits' ? softmax(row) : row;
           const top = topK(scores, topKCount, model.labels);
           return { ...top[0]!, top_k: top };
         });
@@ -232,12 +410,11 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
       });
     },
     inferImages(model, images, control) {
-      return observed(model, images.length, control.protocol ?? 'http', async () => {
+      return observed(model, images.length, control.protocol ?? 'http', async (hold) => {
         const timings = emptyTimings();
-        const tensors = await preprocessAll(model, images, control, timings);
-        const results = await runItems(model, tensors, control, timings);
+        const rows = await imageRows(model, images, control, timings, hold);
         await mainThreadTurns.next();
-        return toTensor(model, results, timings);
+        return toTensor(model, rows, timings);
       });
     },
     inferTensor(model, data, count, control) {
@@ -248,7 +425,12 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
           throw errors.INVALID_TENSOR(`Expected ${count} × ${size} values, got ${data.length}`);
         }
         const items = Array.from({ length: count }, (_, i) => data.subarray(i * size, (i + 1) * size));
-        return toTensor(model, await runItems(model, items, control, timings), timings);
+        const results = await runItems(model, items, control, timings);
+        return toTensor(
+          model,
+          results.map((r) => r.output.row),
+          timings,
+        );
       });
     },
   };

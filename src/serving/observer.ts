@@ -32,6 +32,14 @@ export interface ServingObserver {
   requestFinished(model: ModelKey, outcome: Outcome, seconds: number, images: number, protocol: Protocol): void;
   queueDepth(model: ModelKey, depth: number): void;
   inflightBatches(model: ModelKey, count: number): void;
+  /** One image looked up in the response cache (only when it is on), and how long the lookup took (hashing included). */
+  cacheLookedUp(model: ModelKey, hit: boolean, seconds: number): void;
+  /** One response cache entry of `model` dropped to make room for another. */
+  cacheEvicted(model: ModelKey): void;
+  /** The response cache entries of `model` (every load of that version) and the bytes they are charged, after a change. */
+  cacheUsage(model: ModelKey, entries: number, bytes: number): void;
+  /** One image joined an identical image's inference already in flight instead of being decoded and queued again. */
+  coalesced(model: ModelKey): void;
   modelLoaded(info: { model: string; version: string; executionProvider: string; sha256: string; seconds: number }): void;
   /** A model version was retired (its workers ended): its series go, as it will report no more. */
   modelUnloaded(model: ModelKey): void;
@@ -48,6 +56,10 @@ export const nullObserver: ServingObserver = {
   requestFinished() {},
   queueDepth() {},
   inflightBatches() {},
+  cacheLookedUp() {},
+  cacheEvicted() {},
+  cacheUsage() {},
+  coalesced() {},
   modelLoaded() {},
   modelUnloaded() {},
   modelLoadFailed() {},
@@ -89,6 +101,10 @@ export function combineObservers(...observers: ServingObserver[]): ServingObserv
     requestFinished: (model, outcome, seconds, images, protocol) => observers.forEach((o) => o.requestFinished(model, outcome, seconds, images, protocol)),
     queueDepth: (model, depth) => observers.forEach((o) => o.queueDepth(model, depth)),
     inflightBatches: (model, count) => observers.forEach((o) => o.inflightBatches(model, count)),
+    cacheLookedUp: (model, hit, seconds) => observers.forEach((o) => o.cacheLookedUp(model, hit, seconds)),
+    cacheEvicted: (model) => observers.forEach((o) => o.cacheEvicted(model)),
+    cacheUsage: (model, entries, bytes) => observers.forEach((o) => o.cacheUsage(model, entries, bytes)),
+    coalesced: (model) => observers.forEach((o) => o.coalesced(model)),
     modelLoaded: (info) => observers.forEach((o) => o.modelLoaded(info)),
     modelUnloaded: (model) => observers.forEach((o) => o.modelUnloaded(model)),
     modelLoadFailed: (model, version) => observers.forEach((o) => o.modelLoadFailed(model, version)),

@@ -29,7 +29,12 @@
  * - `compute_output`: one per request whose outputs the data plane turns into class scores
  *   (softmax and top-k: the v1 `:predict` routes), with its time. Raw output tensors (v2) are
  *   encoded at the HTTP edge, not here, and are not counted.
- * - `cache_hit`, `cache_miss`: always zero: there is no response cache.
+ * - `cache_hit`, `cache_miss`: one per image looked up in the response cache
+ *   (`RESPONSE_CACHE_MAX_BYTES` above 0; always zero with it off), by whether it was found, with
+ *   the lookup's time (hashing the image included). Triton counts one per request, and its miss
+ *   time includes inserting the answer, which here happens when the batch ends and is not timed.
+ *   A request whose images were all hits still counts in `success`, with its own time;
+ *   `inference_count` counts its images, `execution_count` no batch for them.
  * - `inference_count`: items of successful requests (`inference_images_total`).
  * - `execution_count`: batches run (`inference_batches_total`); warm-up batches are not
  *   traffic and are left out.
@@ -143,6 +148,8 @@ interface ModelTally {
   readonly computeInput: DurationSum;
   readonly computeInfer: DurationSum;
   readonly computeOutput: DurationSum;
+  readonly cacheHit: DurationSum;
+  readonly cacheMiss: DurationSum;
   /** `compute_infer` by batch size. */
   readonly batches: Map<number, DurationSum>;
 }
@@ -156,6 +163,8 @@ const newTally = (): ModelTally => ({
   computeInput: new DurationSum(),
   computeInfer: new DurationSum(),
   computeOutput: new DurationSum(),
+  cacheHit: new DurationSum(),
+  cacheMiss: new DurationSum(),
   batches: new Map(),
 });
 
@@ -178,8 +187,8 @@ function render(name: string, version: string, tally: ModelTally): TritonModelSt
       compute_input: tally.computeInput.render(),
       compute_infer: tally.computeInfer.render(),
       compute_output: tally.computeOutput.render(),
-      cache_hit: NOT_MEASURED,
-      cache_miss: NOT_MEASURED,
+      cache_hit: tally.cacheHit.render(),
+      cache_miss: tally.cacheMiss.render(),
     },
     response_stats: {},
     batch_stats: batchStats,
@@ -222,6 +231,10 @@ export function createInferenceStatistics(options: InferenceStatisticsOptions = 
     },
     queueDepth() {},
     inflightBatches() {},
+    cacheLookedUp: (model, hit, seconds) => (hit ? tallyOf(model).cacheHit : tallyOf(model).cacheMiss).add(seconds),
+    cacheEvicted() {},
+    cacheUsage() {},
+    coalesced() {},
     modelLoaded() {},
     // Triton keeps a model's statistics across unloads; so do these.
     modelUnloaded() {},

@@ -14,7 +14,9 @@ import { crashGatedWorkers } from '../fixtures/workers/gated-worker.js';
 import { gatedApp, until } from './gated-app.js';
 import { CIFAR_DIR, resnet20App } from '../helpers.js';
 
-const image = () => readFile(join(CIFAR_DIR, 'cat_0002.jpg'));
+const image = (name = 'cat_0002.jpg') => readFile(join(CIFAR_DIR, name));
+/** Distinct images (identical ones in flight together would be coalesced into one inference). */
+const distinctImages = (names: readonly string[]) => Promise.all(names.map((name) => image(name)));
 const metricValue = async (app: FastifyInstance, pattern: RegExp) => {
   const m = pattern.exec((await app.serving.metrics.render(undefined)).body);
   return m ? Number(m[1]) : undefined;
@@ -24,15 +26,16 @@ describe('back-pressure through HTTP', () => {
   it('refuses at once with 503 QUEUE_FULL and Retry-After when the queue is full', async (t) => {
     const { app, gate, model } = await gatedApp(t, { QUEUE_MAX_SIZE: '4', MAX_IMAGES_PER_REQUEST: '4', BATCH_MAX_SIZE: '1' });
     await gate('close');
-    const img = await image();
+    const firstImages = await distinctImages(['cat_0000.jpg', 'cat_0001.jpg', 'cat_0002.jpg', 'cat_0003.jpg']);
+    const refusedImages = await distinctImages(['dog_0000.jpg', 'dog_0001.jpg']);
     const first = request(app.server)
       .post('/v1/predict')
-      .send({ instances: Array.from({ length: 4 }, () => ({ b64: img.toString('base64') })) });
+      .send({ instances: firstImages.map((img) => ({ b64: img.toString('base64') })) });
     const firstDone = first.then((r) => r);
     await until(() => model.batcher.queueDepth === 3 && model.batcher.inflightBatches === 1, 'one image running, three queued');
     const refused = await request(app.server)
       .post('/v1/predict')
-      .send({ instances: [{ b64: img.toString('base64') }, { b64: img.toString('base64') }] });
+      .send({ instances: refusedImages.map((img) => ({ b64: img.toString('base64') })) });
     assert.equal(refused.status, 503);
     assert.equal(refused.body.code, 'QUEUE_FULL');
     assert.equal(refused.headers['retry-after'], '1');
@@ -102,7 +105,8 @@ describe('back-pressure through HTTP', () => {
       .send(img)
       .then((r) => r);
     await until(() => model.batcher.inflightBatches === 1, 'the blocker is running');
-    const body = JSON.stringify({ instances: [{ b64: img.toString('base64') }, { b64: img.toString('base64') }] });
+    const others = await distinctImages(['dog_0000.jpg', 'dog_0001.jpg']);
+    const body = JSON.stringify({ instances: others.map((other) => ({ b64: other.toString('base64') })) });
     const req = httpRequest({
       host: '127.0.0.1',
       port,

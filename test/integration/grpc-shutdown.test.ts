@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { freePort } from '../../bench/lib/server-process.js';
-import { CIFAR_DIR, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../helpers.js';
+import { CIFAR_DIR, distinctCopies, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../helpers.js';
 import { bytesRequest, connect, expectStatus, fp32Request, items, MODEL, openStream, unary, type DynamicClient, type InferResponse } from './grpc-support.js';
 
 const { status } = grpc;
@@ -99,9 +99,11 @@ async function notServing(health: DynamicClient): Promise<void> {
 /** 40 calls of 32 images each: with batches of one on one thread, seconds of queued work. */
 async function load(inference: DynamicClient) {
   const image = await readFile(join(CIFAR_DIR, 'dog_0000.jpg'));
-  const request = bytesRequest(Array.from({ length: 32 }, () => image));
   let settled = 0;
-  const calls = Array.from({ length: 40 }, (_, i) => unary<InferResponse>(inference, 'ModelInfer', { ...request, id: `load-${i}` }).finally(() => settled++));
+  // Distinct bytes: identical images in flight together would be one inference.
+  const calls = Array.from({ length: 40 }, (_, i) =>
+    unary<InferResponse>(inference, 'ModelInfer', { ...bytesRequest(distinctCopies(image, 32, 32 * i)), id: `load-${i}` }).finally(() => settled++),
+  );
   // Failures are asserted at the end; meanwhile they must not be unhandled.
   for (const c of calls) c.catch(() => undefined);
   return { calls, settled: () => settled };

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { freePort } from '../../bench/lib/server-process.js';
-import { CIFAR_DIR, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../helpers.js';
+import { CIFAR_DIR, distinctCopies, REPO_ROOT, RESNET20_CONFIG, RESNET20_DIR, tempRepository } from '../helpers.js';
 
 interface ServerChild {
   readonly base: string;
@@ -73,8 +73,9 @@ describe('graceful shutdown of the server process', () => {
     const { base, exited } = server;
 
     const image = await readFile(join(CIFAR_DIR, 'dog_0000.jpg'));
-    const body = JSON.stringify({ instances: Array.from({ length: 32 }, () => ({ b64: image.toString('base64') })) });
-    const post = () => fetch(`${base}/v1/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    // Distinct bytes: identical images in flight together would be one inference.
+    const body = (i: number) => JSON.stringify({ instances: distinctCopies(image, 32, 32 * i).map((copy) => ({ b64: copy.toString('base64') })) });
+    const post = (_: unknown, i: number) => fetch(`${base}/v1/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(i) });
     const inflight = Array.from({ length: 40 }, post);
     // Signal once the server has admitted all 40 (its in-flight gauge says so) and has
     // started answering, so work is both done and still queued.
@@ -105,7 +106,7 @@ describe('graceful shutdown of the server process', () => {
     let refused: Response | undefined;
     for (let i = 0; i < 200 && !refused; i++) {
       probes.push(
-        post().then(
+        post(undefined, 40 + i).then(
           (res) => {
             if (res.status === 503) refused ??= res;
             return res;

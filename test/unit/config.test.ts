@@ -18,6 +18,8 @@ describe('loadConfig', () => {
     assert.equal(c.maxImagePixels, 40_000_000);
     assert.equal(c.executionProvider, 'cpu');
     assert.deepEqual(c.apiKeys, []);
+    assert.equal(c.responseCacheMaxBytes, 0, 'the response cache is off');
+    assert.equal(loadConfig({ RESPONSE_CACHE_MAX_BYTES: '1048576' }, { availableCpus: 3 }).responseCacheMaxBytes, 1048576);
     assert.ok(Object.isFrozen(c));
   });
 
@@ -64,6 +66,12 @@ describe('loadConfig', () => {
       [{ MAX_IMAGES_PER_REQUEST: '200' }, /`MAX_IMAGES_PER_REQUEST` \(200\) to be at most `QUEUE_MAX_SIZE` \(128\)/],
       [{ HTTP_HEADERS_TIMEOUT_MS: '70000' }, /HTTP_HEADERS_TIMEOUT_MS/],
       [{ INFERENCE_NICE: '20' }, /Expected `INFERENCE_NICE` to be an integer from 0 to 19, got `20`/],
+      [{ RESPONSE_CACHE_MAX_BYTES: '-1' }, /Expected `RESPONSE_CACHE_MAX_BYTES` to be an integer from 0 and up, got `-1`/],
+      [{ RESPONSE_CACHE_MAX_BYTES: '1GB' }, /Expected `RESPONSE_CACHE_MAX_BYTES` to be an integer from 0 and up, got `1GB`/],
+      [
+        { RESPONSE_CACHE_MAX_BYTES: '100' },
+        /Expected `RESPONSE_CACHE_MAX_BYTES` to be 0 \(off\) or at least 1024 bytes \(a smaller cache could hold no entry\), got `100`/,
+      ],
       [{ TRUST_PROXY: 'true' }, /`TRUST_PROXY` to be false or a comma-separated list .* \(trusting any peer would let a client/],
       [{ TRUST_PROXY: '1' }, /`TRUST_PROXY`.*\(trusting any peer/],
       [{ TRUST_PROXY: '10.0.0.1, 0.0.0.0/0' }, /`TRUST_PROXY`.*\(trusting any peer/],

@@ -4,10 +4,13 @@
  * default process metrics, and format negotiation.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import client from 'prom-client';
 import { batchSizeBuckets, createMetrics, DROPPED_DEFAULT_METRICS, LATENCY_BUCKETS_SECONDS, wantsOpenMetrics, type Metrics } from '../../src/metrics.js';
 import { OUTCOMES } from '../../src/serving/observer.js';
+import { REPO_ROOT } from '../helpers.js';
 
 type Labels = Record<string, string | number>;
 
@@ -203,6 +206,63 @@ describe('observer', () => {
       await sample(metrics, 'http_request_duration_seconds', 'http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }),
       1,
     );
+  });
+});
+
+describe('response cache and coalescing series', () => {
+  const CACHE_SERIES = [
+    'inference_response_cache_hits_total',
+    'inference_response_cache_misses_total',
+    'inference_response_cache_evictions_total',
+    'inference_response_cache_bytes',
+    'inference_response_cache_entries',
+    'inference_coalesced_images_total',
+  ];
+
+  it('start at zero for a loaded version, count lookups, evictions and joins, and gauge usage', async () => {
+    const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
+    loadedModel(metrics);
+    const model = { model: 'resnet20', version: '3' };
+    for (const name of CACHE_SERIES) assert.equal(await sample(metrics, name, name, model), 0, name);
+    const o = metrics.observer;
+    o.cacheLookedUp(R20, true, 0.0001);
+    o.cacheLookedUp(R20, true, 0.0001);
+    o.cacheLookedUp(R20, false, 0.0001);
+    o.cacheEvicted(R20);
+    o.cacheUsage(R20, 3, 1260);
+    o.coalesced(R20);
+    assert.equal(await sample(metrics, 'inference_response_cache_hits_total', 'inference_response_cache_hits_total', model), 2);
+    assert.equal(await sample(metrics, 'inference_response_cache_misses_total', 'inference_response_cache_misses_total', model), 1);
+    assert.equal(await sample(metrics, 'inference_response_cache_evictions_total', 'inference_response_cache_evictions_total', model), 1);
+    assert.equal(await sample(metrics, 'inference_response_cache_entries', 'inference_response_cache_entries', model), 3);
+    assert.equal(await sample(metrics, 'inference_response_cache_bytes', 'inference_response_cache_bytes', model), 1260);
+    assert.equal(await sample(metrics, 'inference_coalesced_images_total', 'inference_coalesced_images_total', model), 1);
+  });
+
+  it("keep a reloaded version's cache usage (its earlier load's entries are still held), and go with the version", async () => {
+    const metrics = createMetrics({ maxBatchSize: 4, defaultMetrics: false });
+    loadedModel(metrics);
+    metrics.observer.cacheUsage(R20, 2, 840);
+    loadedModel(metrics);
+    const model = { model: 'resnet20', version: '3' };
+    assert.equal(await sample(metrics, 'inference_response_cache_bytes', 'inference_response_cache_bytes', model), 840);
+    metrics.observer.modelUnloaded(R20);
+    for (const name of CACHE_SERIES) assert.equal(await sample(metrics, name, name, model), undefined, name);
+    loadedModel(metrics);
+    assert.equal(await sample(metrics, 'inference_response_cache_bytes', 'inference_response_cache_bytes', model), 0, 'a load after the unload starts at zero');
+  });
+});
+
+describe('docs/metrics.md', () => {
+  it('describes every series this file defines', async () => {
+    const metrics = createMetrics({
+      maxBatchSize: 4,
+      queueMaxSize: 8,
+      defaultMetrics: false,
+      memoryBudgets: { body: { usedBytes: 0, capacityBytes: 1 }, decode: { usedBytes: 0, capacityBytes: 1, waiting: 0 } },
+    });
+    const doc = await readFile(join(REPO_ROOT, 'docs', 'metrics.md'), 'utf8');
+    for (const metric of metrics.registry.getMetricsAsArray()) assert.ok(doc.includes(`| \`${metric.name}\` |`), `${metric.name} has a row in docs/metrics.md`);
   });
 });
 

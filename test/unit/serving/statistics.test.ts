@@ -111,6 +111,18 @@ describe('statistics after traffic', () => {
     assert.deepEqual(stats.inference_stats.cache_miss, zero);
   });
 
+  it('counts response cache lookups per image as cache_hit and cache_miss, with their time', () => {
+    const statistics = createInferenceStatistics({ now: () => 1_000 });
+    const o = statistics.observer;
+    o.cacheLookedUp(MODEL, true, 0.00001);
+    o.cacheLookedUp(MODEL, true, 0.00002);
+    o.cacheLookedUp(MODEL, false, 0.00004);
+    const stats = statsOf(statistics);
+    assert.deepEqual(stats.inference_stats.cache_hit, { count: 2, ns: 30_000 });
+    assert.deepEqual(stats.inference_stats.cache_miss, { count: 1, ns: 40_000 });
+    assert.equal(stats.execution_count, 0);
+  });
+
   it('sums without drift: ten times 0.1 s is exactly 1e9 ns, and single nanoseconds count past 2^53', () => {
     const statistics = createInferenceStatistics();
     for (let i = 0; i < 10; i++) statistics.observer.queued(MODEL, 0.1);
@@ -246,6 +258,10 @@ describe('combineObservers', () => {
       requestFinished: record('requestFinished'),
       queueDepth: record('queueDepth'),
       inflightBatches: record('inflightBatches'),
+      cacheLookedUp: record('cacheLookedUp'),
+      cacheEvicted: record('cacheEvicted'),
+      cacheUsage: record('cacheUsage'),
+      coalesced: record('coalesced'),
       modelLoaded: record('modelLoaded'),
       modelUnloaded: record('modelUnloaded'),
       modelLoadFailed: record('modelLoadFailed'),
@@ -265,6 +281,10 @@ describe('combineObservers', () => {
     combined.requestFinished(M, 'timeout', 0.5, 2, 'http');
     combined.queueDepth(M, 7);
     combined.inflightBatches(M, 1);
+    combined.cacheLookedUp(M, true, 0.001);
+    combined.cacheEvicted(M);
+    combined.cacheUsage(M, 2, 1000);
+    combined.coalesced(M);
     combined.modelLoaded(info);
     combined.modelUnloaded(M);
     combined.modelLoadFailed('m', '2');
@@ -277,6 +297,10 @@ describe('combineObservers', () => {
       'requestFinished({"name":"m","version":"1"},"timeout",0.5,2,"http")',
       'queueDepth({"name":"m","version":"1"},7)',
       'inflightBatches({"name":"m","version":"1"},1)',
+      'cacheLookedUp({"name":"m","version":"1"},true,0.001)',
+      'cacheEvicted({"name":"m","version":"1"})',
+      'cacheUsage({"name":"m","version":"1"},2,1000)',
+      'coalesced({"name":"m","version":"1"})',
       `modelLoaded(${JSON.stringify(info)})`,
       'modelUnloaded({"name":"m","version":"1"})',
       'modelLoadFailed("m","2")',
