@@ -18,7 +18,9 @@
  *   also HTTP JSON (a flat array of numbers, 23.5 MB at batch 8), the reference of the CPU goal,
  *   at the client counts of `--json-clients` only (at 32 clients each of its runs is dominated
  *   by a 10–20 s first burst of JSON parsing);
- * - one JPEG (default ../shared/images/photos/rocket.jpg) as a BYTES tensor of shape [1]: gRPC
+ * - one JPEG (default ../shared/images/photos/rocket.jpg; each client sends its own copy, a JPEG
+ *   comment naming the client, the same pixels, since the server runs identical images in flight
+ *   as one inference) as a BYTES tensor of shape [1]: gRPC
  *   unary (raw: a 4-byte little-endian length, then the bytes), gRPC ModelStreamInfer (one
  *   stream per client, one request at a time on it), and HTTP binary.
  *
@@ -85,6 +87,7 @@ import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { freePort, startServer } from './lib/server-process.js';
 import { parsePrometheusText, sumOf } from './lib/prometheus-text.js';
+import { withUniqueTag } from './lib/unique-images.js';
 import { quantile } from './lib/stats.js';
 import {
   bytesGrpcRequest,
@@ -207,6 +210,11 @@ interface Kind {
   readonly http?: V2Request;
   /** The message, or (as HTTP's body) the message serialized once. */
   readonly grpc?: GrpcRequest;
+  /**
+   * JPEG kinds: what client `i` sends instead, the JPEG under bytes of its own (a comment per
+   * client, the same pixels), since the server runs identical images in flight as one.
+   */
+  readonly perClient?: { readonly http?: readonly V2Request[]; readonly grpc?: readonly GrpcRequest[] };
 }
 
 /** The kinds run at `clients`, in the order of an odd round: per input, gRPC and HTTP alternate. */
@@ -373,6 +381,7 @@ async function runOne(target: Target, kind: Kind, clients: number, round: number
       url: target.url,
       headers: kind.http.headers,
       body: kind.http.body,
+      ...(kind.perClient?.http ? { perConnection: kind.perClient.http } : {}),
       check: (a) => checkFp32Answer(a.headers, a.body, target.outputName, kind.outputShape, binary),
       connections: clients,
       timeoutMs: target.timeoutMs,
@@ -385,7 +394,7 @@ async function runOne(target: Target, kind: Kind, clients: number, round: number
         clients,
         call: async (client, signal) => {
           try {
-            return checkGrpcFp32Answer(await streams[client]!.infer(kind.grpc!, signal), target.outputName, kind.outputShape);
+            return checkGrpcFp32Answer(await streams[client]!.infer(kind.perClient?.grpc?.[client] ?? kind.grpc!, signal), target.outputName, kind.outputShape);
           } catch (err) {
             // A stream that failed is done: the next call opens another.
             if (!signal.aborted) {
@@ -403,7 +412,12 @@ async function runOne(target: Target, kind: Kind, clients: number, round: number
   } else {
     load = await runCallLoop({
       clients,
-      call: async (_client, signal) => checkGrpcFp32Answer(await target.grpc.infer(kind.grpc!, signal, target.timeoutMs), target.outputName, kind.outputShape),
+      call: async (client, signal) =>
+        checkGrpcFp32Answer(
+          await target.grpc.infer(kind.perClient?.grpc?.[client] ?? kind.grpc!, signal, target.timeoutMs),
+          target.outputName,
+          kind.outputShape,
+        ),
       ...phases,
     });
   }
@@ -833,6 +847,10 @@ async function main(): Promise<void> {
     const fp32 = `FP32 [${tensorShape.join(',')}]`;
     const fp32Grpc = fp32GrpcRequest(model.name, input.name, tensorShape, photos.data);
     const jpegGrpc = bytesGrpcRequest(model.name, 'image', [jpeg]);
+    // One variant of the JPEG per client (each has one request in flight at a time).
+    const jpegs = Array.from({ length: maxClients }, (_, i) => withUniqueTag(jpeg, `client ${i}`));
+    const jpegGrpcPerClient = jpegs.map((j) => grpc.encode(bytesGrpcRequest(model.name, 'image', [j])));
+    const jpegHttpPerClient = jpegs.map((j) => bytesBinaryRequest('image', [j]));
     const fp32Out = [args.batch, classes];
     const jpegOut = [1, classes];
     const kinds: Kind[] = [
@@ -885,6 +903,7 @@ async function main(): Promise<void> {
         images: 1,
         outputShape: jpegOut,
         grpc: grpc.encode(jpegGrpc),
+        perClient: { grpc: jpegGrpcPerClient },
       },
       {
         id: 'grpc-stream-jpeg',
@@ -895,6 +914,7 @@ async function main(): Promise<void> {
         images: 1,
         outputShape: jpegOut,
         grpc: grpc.encode(jpegGrpc),
+        perClient: { grpc: jpegGrpcPerClient },
       },
       {
         id: 'http-jpeg-binary',
@@ -905,6 +925,7 @@ async function main(): Promise<void> {
         images: 1,
         outputShape: jpegOut,
         http: http['http-jpeg-binary'],
+        perClient: { http: jpegHttpPerClient },
       },
     ];
     for (const k of kinds) process.stdout.write(`  ${k.label}: ${k.bytes} bytes\n`);

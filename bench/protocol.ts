@@ -15,6 +15,8 @@
  * - one JPEG (default ../shared/images/photos/rocket.jpg, the one JPEG photo there) as a BYTES
  *   tensor of shape [1], base64 in JSON;
  * - the same JPEG binary (a 4-byte little-endian length, then the bytes).
+ * Each client sends its own copy of the JPEG (a JPEG comment naming the client, the same
+ * pixels): the server runs identical images in flight as one inference.
  *
  * 1. Starts the server built beside this file (`../src/server.js`: run from dist/ that is
  *    dist/src/server.js) on a free loopback port with a repository holding only the model.
@@ -65,6 +67,7 @@ import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { startServer } from './lib/server-process.js';
 import { quantile } from './lib/stats.js';
+import { withUniqueTag } from './lib/unique-images.js';
 import { bytesBinaryRequest, bytesJsonRequest, checkFp32Answer, fp32BinaryRequest, fp32JsonRequest, readV2Answer, type V2Request } from './lib/v2-requests.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -160,6 +163,11 @@ interface Kind {
   readonly label: string;
   readonly framing: Framing;
   readonly request: V2Request;
+  /**
+   * JPEG kinds: what connection `i` sends instead, the JPEG under bytes of its own (a comment
+   * per client, the same pixels), since the server runs identical images in flight as one.
+   */
+  readonly perConnection?: readonly V2Request[];
   /** Images a request carries. */
   readonly images: number;
   readonly outputShape: readonly number[];
@@ -280,6 +288,7 @@ async function runOne(
     url,
     headers: kind.request.headers,
     body: kind.request.body,
+    ...(kind.perConnection ? { perConnection: kind.perConnection } : {}),
     check: (a) => checkFp32Answer(a.headers, a.body, outputName, kind.outputShape, kind.framing === 'binary'),
     connections,
     warmupSeconds: args.warmupSeconds,
@@ -579,7 +588,13 @@ async function main(): Promise<void> {
     'jpeg-json': bytesJsonRequest('image', [jpeg]),
     'jpeg-binary': bytesBinaryRequest('image', [jpeg]),
   } as const;
-  const largestBody = Math.max(...Object.values(requests).map((r) => r.body.length));
+  // One variant of the JPEG per client (each has one request in flight at a time).
+  const jpegs = Array.from({ length: maxClients }, (_, i) => withUniqueTag(jpeg, `client ${i}`));
+  const jpegPerConnection = {
+    'jpeg-json': jpegs.map((j) => bytesJsonRequest('image', [j])),
+    'jpeg-binary': jpegs.map((j) => bytesBinaryRequest('image', [j])),
+  } as const;
+  const largestBody = Math.max(...Object.values(requests).map((r) => r.body.length), ...jpegPerConnection['jpeg-json'].map((r) => r.body.length));
 
   const unset = (k: string) => process.env[k] === undefined || process.env[k] === '';
   const benchEnv: Record<string, string> = {
@@ -644,8 +659,24 @@ async function main(): Promise<void> {
         images: args.batch,
         outputShape: [args.batch, classes],
       },
-      { id: 'jpeg-json', label: 'JPEG BYTES [1] JSON (base64)', framing: 'JSON', request: requests['jpeg-json'], images: 1, outputShape: [1, classes] },
-      { id: 'jpeg-binary', label: 'JPEG BYTES [1] binary', framing: 'binary', request: requests['jpeg-binary'], images: 1, outputShape: [1, classes] },
+      {
+        id: 'jpeg-json',
+        label: 'JPEG BYTES [1] JSON (base64)',
+        framing: 'JSON',
+        request: requests['jpeg-json'],
+        perConnection: jpegPerConnection['jpeg-json'],
+        images: 1,
+        outputShape: [1, classes],
+      },
+      {
+        id: 'jpeg-binary',
+        label: 'JPEG BYTES [1] binary',
+        framing: 'binary',
+        request: requests['jpeg-binary'],
+        perConnection: jpegPerConnection['jpeg-binary'],
+        images: 1,
+        outputShape: [1, classes],
+      },
     ];
     for (const k of kinds) process.stdout.write(`  ${k.label}: ${k.request.body.length} bytes\n`);
     const url = `${server.baseUrl}/v2/models/${encodeURIComponent(model.name)}/infer`;

@@ -28,6 +28,11 @@ export interface RequestLoopOptions {
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Buffer;
+  /**
+   * Connection `i` sends `perConnection[i]` instead of `headers` and `body`: e.g. the same image
+   * under different bytes per client, so that the server coalesces no two requests in flight.
+   */
+  readonly perConnection?: ReadonlyArray<{ readonly headers: Readonly<Record<string, string>>; readonly body: Buffer }>;
   /** Why a 200 answer is wrong, or `undefined` when it is right. */
   readonly check: (answer: RawAnswer) => string | undefined;
   readonly connections: number;
@@ -107,7 +112,8 @@ export async function runRequestLoop(options: RequestLoopOptions): Promise<Reque
       while (!stopping.signal.aborted) {
         const started = performance.now();
         try {
-          const answer = await post(options.url, options.headers, options.body, agent, stopping.signal, timeoutMs);
+          const own = options.perConnection?.[index];
+          const answer = await post(options.url, own?.headers ?? options.headers, own?.body ?? options.body, agent, stopping.signal, timeoutMs);
           answered[index] = true;
           const problem = answer.status === 200 ? options.check(answer) : `status ${answer.status}`;
           if (problem !== undefined) fault(problem);
