@@ -15,10 +15,10 @@
  *   applies one wide triangle filter; the differences sit on fine detail.
  *
  * These are `decode: "exact"`'s figures (the path every image took before shrink-on-load).
- * With the default `"fast"`, every case is bit-identical to them except the JPEGs reduced 2× or
- * more that a larger DCT scaling reaches: rocket.cifar (13×: max 0.46, mean 0.018) and
- * large-jpg.imagenet (5.9×: max 0.15, mean 0.008); phone-fidelity.test.ts measures that path
- * where it matters, on phone photos, through the models.
+ * With the default `"fast"`, every case is bit-identical to them except the two JPEGs reduced
+ * 6× or more, which shrink on load: rocket.cifar (13×: max 0.40, mean 0.016) and
+ * large-jpg.cifar (47×: max 0.28, mean 0.020); phone-fidelity.test.ts measures that path where
+ * it matters, on phone photos, through the models.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
