@@ -5,7 +5,8 @@
  *   torchvision's ResNet-50 (seed 0): top-1 agreement, mean and minimum cosine of the
  *   probability vectors, and the tensors' max and mean absolute difference;
  * - speed: decode + preprocess of one image at a time (ImageNet spec), wall milliseconds, the
- *   two modes interleaved (exact, fast, fast, exact, …) on the largest photos, median over rounds.
+ *   two modes interleaved (exact, fast, fast, exact, …) on the largest photos and the largest
+ *   WebP and progressive JPEG, median over rounds.
  *
  *   npm run bench:shrink -- [--rounds 15] [--photos 6] [--skip-fidelity] [--skip-speed]
  */
@@ -60,7 +61,12 @@ async function main(): Promise<void> {
   }
 
   if (!values['skip-speed']) {
-    const photos = [...loadPhoneManifest().images].sort((a, b) => b.width * b.height - a.width * a.height || a.name.localeCompare(b.name)).slice(0, photoCount);
+    // The largest photos, and the largest WebP and progressive JPEG besides.
+    const bySize = [...loadPhoneManifest().images].sort((a, b) => b.width * b.height - a.width * a.height || a.name.localeCompare(b.name));
+    const photos = bySize.slice(0, photoCount);
+    for (const pick of [bySize.find((p) => p.format === 'webp'), bySize.find((p) => p.progressive === true)]) {
+      if (pick !== undefined && !photos.includes(pick)) photos.push(pick);
+    }
     for (const specOf of [IMAGENET_SPEC, CIFAR_SPEC]) {
       const pre = Object.fromEntries(MODES.map((m) => [m, createImagePreprocessor(specOf(m), { maxPixels: 40_000_000 })]));
       const spec = specOf('fast');

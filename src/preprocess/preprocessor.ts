@@ -200,7 +200,7 @@ export function createImagePreprocessorWith(
       // Enlarging (or not resizing): decode only the source pixels the crop reads, and
       // resample them exactly as Pillow does. Shrinking on load: decode at reduced scale, then
       // Pillow's filter does the rest of the reduction (shrink-on-load.ts), as torchvision's
-      // does all of it; on the main thread, ~2 ms for a 224² crop from ≥ 2× its size.
+      // does all of it; on the main thread, 2.4 ms of CPU for a 224² crop of a 12 MP photo.
       const window = planBilinearWindow(shrunk ?? header, plan.resized, plan.crop);
       const decoded = await decoder.decode(
         { bytes, header, maxPixels, resizeTo: undefined, shrinkOnLoadTo: shrunk, region: window.source, colour, flatten },
