@@ -23,7 +23,8 @@ export interface PreprocessSpec {
    * How a JPEG or WebP reduced 6× or more is decoded (a phone photo for a 224 or 32 px model).
    * `fast`: at 1/8, 1/4 or 1/2 scale in the DCT domain (JPEG) or by libwebp, then Pillow's own
    * bilinear filter for at least the last 2× (shrink-on-load.ts); measured closer to
-   * torchvision's full decode than `exact`, and faster (docs/models.md). `exact`: as every
+   * torchvision's full decode than `exact`, 2–4× faster on EXIF-rotated JPEGs and on WebPs,
+   * 4–6 ms slower on upright JPEGs at 224² (docs/models.md). `exact`: as every
    * other image is, by libvips' antialiased resize (after a DCT shrink that leaves it at least
    * 2×, for a JPEG stored upright). Every other image takes the same path either way.
    * @default "fast"
