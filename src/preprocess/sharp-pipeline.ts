@@ -31,6 +31,8 @@ export interface ImageHeader {
   readonly channels: number;
   /** Bytes per sample as decoded: 1 for 8-bit images, 2 for 16-bit, 4 or 8 for float and 32-bit TIFF. */
   readonly bytesPerSample: number;
+  /** Stored as displayed: no EXIF orientation, or orientation 1. */
+  readonly upright: boolean;
 }
 
 export interface DecodeRequest {
@@ -49,6 +51,11 @@ export interface DecodeRequest {
    * all-or-nothing alpha (GIF), where that equals Pillow's palette colour under transparency.
    */
   readonly flatten?: readonly [number, number, number];
+  /**
+   * Decode a JPEG or WebP at reduced scale, to this size (shrink-on-load.ts says how it is
+   * chosen), and return `region` of that; only for sRGB without alpha, and without `resizeTo`.
+   */
+  readonly shrinkOnLoadTo?: Size;
 }
 
 export interface ImageDecoder {
@@ -129,6 +136,7 @@ async function readHeader(bytes: Uint8Array, formatName: string): Promise<ImageH
     channels: meta.channels ?? 3,
     // An unknown format is counted as the widest, so a memory bound made from it stays a bound.
     bytesPerSample: BYTES_PER_SAMPLE[meta.depth ?? ''] ?? 16,
+    upright: (meta.orientation ?? 1) === 1,
   };
 }
 
@@ -157,11 +165,41 @@ function expectBytes(data: Buffer, region: Region, channels: number): Uint8Array
   return new Uint8Array(data.buffer, data.byteOffset, data.length);
 }
 
+/** Copies `region` out of a packed `width`-pixel-wide image, `channels` bytes a pixel. */
+function cropRows(data: Buffer, width: number, region: Region, channels: number): Uint8Array {
+  const out = new Uint8Array(region.width * region.height * channels);
+  const rowBytes = region.width * channels;
+  for (let y = 0; y < region.height; y++) {
+    const start = ((region.top + y) * width + region.left) * channels;
+    out.set(data.subarray(start, start + rowBytes), y * rowBytes);
+  }
+  return out;
+}
+
+/**
+ * Shrink-on-load: with `fastShrinkOnLoad: true` sharp lets libjpeg decode at the DCT scale the
+ * size asks for (shrink-on-load.ts chooses sizes that get 1/8, 1/4 or 1/2) and libwebp at the
+ * scale itself; libvips' linear kernel does the small rest. An EXIF-rotated image's region is
+ * cut here rather than by extract(): with autoOrient, sharp orients before an extract and then
+ * skips shrink-on-load, so a phone's rotated JPEG would be decoded at full scale. Its whole
+ * reduced image is at most a ninth of the source's pixels.
+ */
+async function decodeShrunk(bytes: Uint8Array, header: ImageHeader, maxPixels: number, size: Size, region: Region): Promise<Uint8Array> {
+  const shrunk = sharp(bytes, inputOptions(maxPixels)).resize(size.width, size.height, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: true });
+  if (header.upright) return expectBytes(await finish(shrunk.extract(region), 'srgb').toBuffer(), region, 3);
+  const { data, info } = await finish(shrunk, 'srgb').toBuffer({ resolveWithObject: true });
+  if (info.width !== size.width || info.height !== size.height || info.channels !== 3) {
+    throw errors.INTERNAL(`Decoder returned ${info.width}×${info.height}×${info.channels} for a ${size.width}×${size.height}×3 shrink-on-load`);
+  }
+  return cropRows(data, info.width, region, 3);
+}
+
 async function decode(request: DecodeRequest, formatName: string): Promise<Uint8Array> {
   configureLibvips();
   const { bytes, header, maxPixels, resizeTo, region, colour, flatten } = request;
   const channels = colour === 'cmyk' ? 4 : 3;
   try {
+    if (request.shrinkOnLoadTo !== undefined) return await decodeShrunk(bytes, header, maxPixels, request.shrinkOnLoadTo, region);
     let input: Sharp;
     if (flatten !== undefined && colour === 'srgb') {
       // Flattening comes before resizing in sharp's pipeline, so no premultiplication follows.

@@ -182,6 +182,7 @@ export function resolveModelInput(config: ModelConfigFile, inputs: readonly Tens
     scale: pre.scale ?? 255,
     channels: pre.channels ?? 'RGB',
     layout,
+    decode: pre.decode ?? IMAGENET_PREPROCESS.decode,
   });
   const fixedBatchSize = typeof batchDim === 'number' && batchDim > 0 ? batchDim : undefined;
   const shape = layout === 'NCHW' ? [fixedBatchSize ?? -1, 3, crop, crop] : [fixedBatchSize ?? -1, crop, crop, 3];

@@ -58,6 +58,7 @@ describe('built models in onnxruntime', () => {
         scale: 255,
         channels: 'RGB',
         layout: 'NCHW',
+        decode: 'fast',
       });
       const labels = (await readFile(labelsPath, 'utf8')).trimEnd().split('\n');
       assert.equal(labels.length, classes);

@@ -16,6 +16,7 @@ describe('preprocess spec validation', () => {
         scale: 255,
         channels: 'RGB',
         layout: 'NCHW',
+        decode: 'fast',
       },
     );
     assert.ok(Object.isFrozen(IMAGENET_PREPROCESS) && Object.isFrozen(IMAGENET_PREPROCESS.mean));
@@ -30,6 +31,7 @@ describe('preprocess spec validation', () => {
     [{ scale: Number.NaN }, /`scale`/],
     [{ channels: 'rgb' }, /`channels` to be "RGB" or "BGR", got `"rgb"`/],
     [{ layout: 'CHW' }, /`layout`/],
+    [{ decode: 'thumbnail' }, /`decode` to be "fast" or "exact", got `"thumbnail"`/],
   ];
   for (const [override, message] of bad) {
     it(`refuses ${JSON.stringify(override)}`, () => {
@@ -40,6 +42,12 @@ describe('preprocess spec validation', () => {
   it('refuses a non-positive or fractional pixel limit', () => {
     assert.throws(() => createImagePreprocessor(IMAGENET_PREPROCESS, { maxPixels: 0 }), /`maxPixels` to be a positive integer/);
     assert.throws(() => createImagePreprocessor(IMAGENET_PREPROCESS, { maxPixels: 1.5 }), /`maxPixels`/);
+  });
+
+  it('decodes "fast" when a spec leaves `decode` out', () => {
+    const { decode: _, ...older } = IMAGENET_PREPROCESS;
+    assert.equal(createImagePreprocessor(older as PreprocessSpec, limits).spec.decode, 'fast');
+    assert.equal(createImagePreprocessor({ ...IMAGENET_PREPROCESS, decode: 'exact' }, limits).spec.decode, 'exact');
   });
 
   it('keeps a frozen copy of the spec', () => {

@@ -13,10 +13,17 @@
  *   (photos to 32 px), mean ≤ 0.035 (measured ≤ 0.032). libvips box-filters by an integer
  *   factor before its bilinear step and JPEGs are shrunk in the DCT domain, where Pillow
  *   applies one wide triangle filter; the differences sit on fine detail.
+ *
+ * These are `decode: "exact"`'s figures (the path every image took before shrink-on-load).
+ * With the default `"fast"`, every case is bit-identical to them except the two JPEGs reduced
+ * 6× or more, which shrink on load: rocket.cifar (13×: max 0.40, mean 0.016) and
+ * large-jpg.cifar (47×: max 0.28, mean 0.020); phone-fidelity.test.ts measures that path where
+ * it matters, on phone photos, through the models.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createImagePreprocessor } from '../../../src/preprocess/index.js';
+import { createImagePreprocessor, type PreprocessSpec } from '../../../src/preprocess/index.js';
+import { planShrinkOnLoad } from '../../../src/preprocess/shrink-on-load.js';
 import { difference, haveShared, loadManifest, readInput, torchvisionTensor, type FixtureCase } from './support.js';
 
 const manifest = loadManifest();
@@ -33,6 +40,12 @@ function tolerance(c: FixtureCase): { maxAbs: number; meanAbs: number } {
   if (factor <= 1) return { maxAbs: 0, meanAbs: 0 };
   if (factor <= 3) return { maxAbs: 3 * LEVEL, meanAbs: 0.006 };
   return { maxAbs: 0.45, meanAbs: 0.035 };
+}
+
+function exactSpec(c: FixtureCase): PreprocessSpec {
+  const spec = manifest.specs[c.spec];
+  assert.ok(spec, `unknown spec ${c.spec}`);
+  return { ...spec, decode: 'exact' };
 }
 
 describe('torchvision parity', () => {
@@ -53,8 +66,7 @@ describe('torchvision parity', () => {
   for (const c of manifest.cases) {
     const needsShared = c.input.shared !== undefined;
     it(`${c.name} matches torchvision`, { skip: needsShared && !haveShared ? '../shared/images is not present' : false }, async (t) => {
-      const spec = manifest.specs[c.spec];
-      assert.ok(spec);
+      const spec = exactSpec(c);
       const preprocessor = createImagePreprocessor(spec, { maxPixels: 40_000_000 });
       const result = await preprocessor.preprocess(readInput(c));
       assert.equal(result.format, c.format);
@@ -67,6 +79,26 @@ describe('torchvision parity', () => {
       t.diagnostic(`reduction ${reductionFactor(c).toFixed(2)}×: max abs ${diff.maxAbs.toFixed(4)}, mean abs ${diff.meanAbs.toFixed(5)}`);
       assert.ok(diff.maxAbs <= tol.maxAbs, `max abs ${diff.maxAbs} > ${tol.maxAbs}`);
       assert.ok(diff.meanAbs <= tol.meanAbs, `mean abs ${diff.meanAbs} > ${tol.meanAbs}`);
+    });
+  }
+});
+
+describe('decode: "fast" leaves every other image as "exact" decodes it', () => {
+  for (const c of manifest.cases) {
+    const reducedOnLoad = (c.format === 'jpeg' || c.format === 'webp') && planShrinkOnLoad(c.width, c.height, exactSpec(c).resize) !== undefined;
+    const skip = c.input.shared !== undefined && !haveShared ? '../shared/images is not present' : false;
+    it(`${c.name}: ${reducedOnLoad ? 'shrinks on load (JPEG or WebP reduced 6× or more)' : 'bit-identical'}`, { skip }, async (t) => {
+      const spec = exactSpec(c);
+      const exact = await createImagePreprocessor(spec, { maxPixels: 40_000_000 }).preprocess(readInput(c));
+      const fast = await createImagePreprocessor({ ...spec, decode: 'fast' }, { maxPixels: 40_000_000 }).preprocess(readInput(c));
+      if (!reducedOnLoad) {
+        assert.deepEqual(fast.data, exact.data);
+        return;
+      }
+      const diff = difference(fast.data, torchvisionTensor(c, spec));
+      t.diagnostic(
+        `fast, reduction ${reductionFactor(c).toFixed(2)}×: max abs ${diff.maxAbs.toFixed(4)}, mean abs ${diff.meanAbs.toFixed(5)} from torchvision`,
+      );
     });
   }
 });

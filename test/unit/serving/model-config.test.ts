@@ -11,7 +11,7 @@ describe('parseModelConfigFile', () => {
       {
         version: '2',
         labels: 'classes.txt',
-        preprocess: { resize: 256, crop: 224, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], scale: 255, channels: 'BGR', layout: 'NHWC' },
+        preprocess: { resize: 256, crop: 224, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], scale: 255, channels: 'BGR', layout: 'NHWC', decode: 'exact' },
         output: 'probabilities',
         trained: false,
         description: 'x',
@@ -21,6 +21,7 @@ describe('parseModelConfigFile', () => {
     );
     assert.equal(config.version, '2');
     assert.equal(config.preprocess?.channels, 'BGR');
+    assert.equal(config.preprocess?.decode, 'exact');
     assert.equal(config.output, 'probabilities');
     assert.equal(config.trained, false);
   });
@@ -35,6 +36,7 @@ describe('parseModelConfigFile', () => {
       [{ preprocess: { channels: 'RGBA' } }, /field `preprocess\.channels` must be "RGB" or "BGR", got "RGBA"/],
       [{ preprocess: { layout: 'CHW' } }, /field `preprocess\.layout` must be "NCHW" or "NHWC", got "CHW"/],
       [{ preprocess: { scale: -1 } }, /field `preprocess\.scale` must be a finite number above 0, got -1/],
+      [{ preprocess: { decode: 'thumbnail' } }, /field `preprocess\.decode` must be "fast" or "exact", got "thumbnail"/],
       [{ preprocess: { size: 3 } }, /field `preprocess\.size` is not a known field/],
       [{ output: 'softmax' }, /field `output` must be one of "logits", "probabilities"/],
       [{ trained: 'no' }, /field `trained` must be true or false/],
@@ -56,7 +58,7 @@ describe('resolveModelInput', () => {
     const r = resolveModelInput({}, input(['batch', 3, 224, 224]), files);
     assert.deepEqual(
       { ...r.preprocess },
-      { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], scale: 255, channels: 'RGB', layout: 'NCHW' },
+      { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], scale: 255, channels: 'RGB', layout: 'NCHW', decode: 'fast' },
     );
     assert.deepEqual(r.shape, [-1, 3, 224, 224]);
     assert.equal(r.fixedBatchSize, undefined);
@@ -75,6 +77,11 @@ describe('resolveModelInput', () => {
     const r = resolveModelInput({ preprocess: { resize: 32, crop: 32 } }, input(['batch', 3, 32, 32]), files);
     assert.equal(r.preprocess.resize, 32);
     assert.equal(r.preprocess.crop, 32);
+  });
+
+  it('keeps preprocess.decode, "fast" when the config leaves it out', () => {
+    assert.equal(resolveModelInput({ preprocess: { decode: 'exact' } }, input(['N', 3, 224, 224]), files).preprocess.decode, 'exact');
+    assert.equal(resolveModelInput({ preprocess: { crop: 224 } }, input(['N', 3, 224, 224]), files).preprocess.decode, 'fast');
   });
 
   it('reads NHWC graphs', () => {
