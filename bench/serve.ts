@@ -43,7 +43,6 @@
  * Server settings come from the environment, as for the server itself (e.g.
  * `BATCH_MAX_SIZE=16 npm run bench`); the ones that are set are printed with the command.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -66,6 +65,7 @@ import { measureDirectInference, type BatchTiming } from './lib/onnx-direct.js';
 import { measurePairedLatency, type PairedLatency } from './lib/paired-latency.js';
 import { bucketShares, histogramDelta, histogramOf, parsePrometheusText, sumOf, type HistogramSnapshot, type Sample } from './lib/prometheus-text.js';
 import { canMakeUnique } from './lib/unique-images.js';
+import { ensurePhonePhotos, loadPhoneManifest, phonePhotosDir } from './lib/phone-photos.js';
 import { findRepoRoot, versionOf } from './lib/repo-root.js';
 import { startServer } from './lib/server-process.js';
 import { median, quantile } from './lib/stats.js';
@@ -84,8 +84,6 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.webp': 'image/webp',
   '.gif': 'image/gif',
 };
-/** Where the phone-photo set is made (by PHONE_PHOTOS_SCRIPT) unless --photos-dir says otherwise. */
-const DEFAULT_PHOTOS_DIR = join(ROOT, 'test-output', 'phone-photos');
 const PHONE_PHOTOS_SCRIPT = 'scripts/fixtures/phone-photos.py';
 /** Images whose wall time one at a time is measured for the median (all of them in the mixed set's 55). */
 const WALL_SAMPLE = 60;
@@ -149,7 +147,7 @@ function parseCliArgs(argv: string[]): Args {
       'photo-concurrency': { type: 'string', default: '1,32' },
       'repeated-concurrency': { type: 'string', default: '32' },
       'cache-bytes': { type: 'string', default: String(64 * 2 ** 20) },
-      'photos-dir': { type: 'string', default: DEFAULT_PHOTOS_DIR },
+      'photos-dir': { type: 'string', default: phonePhotosDir() },
     },
   });
   const list = (name: string, text: string) => text.split(',').map((c) => positive(name, c.trim(), { integer: true }));
@@ -864,28 +862,18 @@ function mixedWorkload(args: Args): Workload {
   };
 }
 
-/** Runs `file` with `args`, its output passed through; rejects when it fails. */
-function run(file: string, argv: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, argv, { cwd: ROOT, maxBuffer: 64 * 2 ** 20 }, (error) => (error ? reject(error) : resolve()));
-    child.stdout?.pipe(process.stdout);
-    child.stderr?.pipe(process.stderr);
-  });
-}
-
-/** The phone-photo set in `dir`, made there first by PHONE_PHOTOS_SCRIPT when it holds none. */
-async function phonePhotos(dir: string): Promise<ImageFile[]> {
-  if (!existsSync(dir) || imagesIn(dir).length === 0) {
-    process.stdout.write(`Making the phone-photo set in ${dir} (${PHONE_PHOTOS_SCRIPT}) ...\n`);
-    await run('/usr/bin/python3', [join(ROOT, PHONE_PHOTOS_SCRIPT), '--out', dir]);
-  }
+/** The phone-photo set in `dir`, made (or checked against its manifest) there first. */
+function phonePhotos(dir: string): ImageFile[] {
+  process.stdout.write(`The phone-photo set in ${dir} (made or checked by ${PHONE_PHOTOS_SCRIPT}) ...\n`);
+  ensurePhonePhotos({ ...process.env, PHONE_PHOTOS_DIR: dir });
   const images = imagesIn(dir);
-  if (images.length === 0) throw new Error(`no images in ${dir} after running ${PHONE_PHOTOS_SCRIPT}`);
+  const expected = loadPhoneManifest().images.length;
+  if (images.length !== expected) throw new Error(`${dir} holds ${images.length} images; the manifest lists ${expected}`);
   return images;
 }
 
-async function photoWorkload(args: Args): Promise<Workload> {
-  const images = await phonePhotos(args.photosDir);
+function photoWorkload(args: Args): Workload {
+  const images = phonePhotos(args.photosDir);
   const sizes = images.map((i) => statSync(i.path).size);
   return {
     kind: 'photos',
@@ -1064,7 +1052,7 @@ async function main(): Promise<void> {
   // Every workload's images are read (and the phone photos made) before anything is timed.
   for (const kind of args.workloads) {
     if (kind === 'mixed') workloads.push(mixedWorkload(args));
-    else if (kind === 'photos') workloads.push(await photoWorkload(args));
+    else if (kind === 'photos') workloads.push(photoWorkload(args));
     else workloads.push(...repeatedWorkloads(args));
   }
   const versions = decoderVersions();
