@@ -168,7 +168,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   appLog.current = app.log;
 
   const bodyBudget = createBodyBudget(config.bodyMemoryBudgetBytes);
-  const decodeBudget = createDecodeBudget({ capacityBytes: config.decodeMemoryBudgetBytes, maxImageBytes: config.maxImageDecodeBytes });
+  const decodeBudget = createDecodeBudget({
+    capacityBytes: config.decodeMemoryBudgetBytes,
+    maxImageBytes: config.maxImageDecodeBytes,
+    maxDecodes: config.decodeConcurrency,
+  });
   // Batch-size buckets must reach the largest batch any provider may form.
   const metrics = createMetrics({
     memoryBudgets: { body: bodyBudget, decode: decodeBudget },

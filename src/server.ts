@@ -74,7 +74,13 @@ try {
     app.log.info({ grpcPort: grpcServer.port }, 'gRPC listening');
   }
   app.log.info(
-    { intraOpThreads: cfg.intraOpThreads, inferenceWorkers: cfg.inferenceWorkers, batchMaxSize: cfg.batchMaxSize, executionProvider: cfg.executionProvider },
+    {
+      intraOpThreads: cfg.intraOpThreads,
+      decodeConcurrency: cfg.decodeConcurrency,
+      inferenceWorkers: cfg.inferenceWorkers,
+      batchMaxSize: cfg.batchMaxSize,
+      executionProvider: cfg.executionProvider,
+    },
     'listening; loading models',
   );
   if (cfg.executionProvider !== 'cpu' && (cfg.cudaMemLimitBytes > 0 || cfg.cudnnConvAlgoSearch !== 'HEURISTIC')) {
