@@ -20,6 +20,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 import { ensureDefaultModel } from './model-tools/default-model.js';
 import { availableCpus } from './system/cpu-quota.js';
+import { startThreadNice } from './system/thread-nice.js';
 
 let config;
 try {
@@ -31,6 +32,12 @@ try {
 }
 
 const cfg = config;
+// Decoding threads below the event loop (thread-nice.ts); process-wide, so here rather than in the app.
+const decodeNice = startThreadNice({
+  name: /^libvips/,
+  increment: cfg.decodeNice,
+  onError: (err) => app.log.warn({ err }, "could not lower the priority of the decoding threads; they keep the event loop's"),
+});
 const app = await buildApp(cfg, {
   ...(cfg.seedDefaultModel
     ? {
@@ -58,6 +65,7 @@ closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARG
   // Calls in flight were drained with the data plane; what remains are streams left open.
   await Promise.all([app.close(), grpcServer?.close(GRACE_MARGIN_MS / 2)]);
   await metricsApp?.close();
+  decodeNice.stop();
   app.log.info('shutdown complete');
 });
 
@@ -77,6 +85,7 @@ try {
     {
       intraOpThreads: cfg.intraOpThreads,
       decodeConcurrency: cfg.decodeConcurrency,
+      decodeNice: cfg.decodeNice,
       inferenceWorkers: cfg.inferenceWorkers,
       batchMaxSize: cfg.batchMaxSize,
       executionProvider: cfg.executionProvider,
