@@ -80,6 +80,8 @@ export function parseVariant(text: string): Variant {
 interface Measurement {
   readonly variant: string;
   readonly imagesPerSecond: number;
+  /** Answers of any status per second (refusals included). */
+  readonly answersPerSecond: number;
   readonly statuses: string;
   readonly p50: number;
   readonly p99: number;
@@ -91,6 +93,16 @@ interface Measurement {
   readonly loopDelayMax: number;
   readonly cores: Record<string, number>;
   readonly loadAverage: number;
+  /**
+   * The main thread's time runnable but waiting for a CPU (schedstat's run delay), in ms per
+   * second of the window and per time slice it ran, and how often it was preempted, per second:
+   * a loop delay with little CPU used and much waiting is the scheduler's, not the loop's work.
+   */
+  readonly mainWaitMsPerSecond: number;
+  readonly mainWaitMsPerSlice: number;
+  readonly mainPreemptedPerSecond: number;
+  /** The event loop's CPU time per answer of any status, in µs: what each request cost the main thread. */
+  readonly mainCpuUsPerAnswer: number;
 }
 
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
@@ -117,6 +129,25 @@ async function floodLoad(
     ...window,
   });
   return { ...r, transportErrors: 0 };
+}
+
+interface SchedStat {
+  /** CPU time, waiting time on a run queue, in ns, and time slices run, from /proc/<pid>/schedstat (the main thread). */
+  readonly cpuNs: number;
+  readonly waitNs: number;
+  readonly slices: number;
+  /** Times the thread was preempted (nonvoluntary_ctxt_switches). */
+  readonly preempted: number;
+}
+
+function readSchedStat(pid: number): SchedStat {
+  try {
+    const [cpuNs, waitNs, slices] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    const preempted = Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return { cpuNs: cpuNs!, waitNs: waitNs!, slices: slices!, preempted };
+  } catch {
+    return { cpuNs: Number.NaN, waitNs: Number.NaN, slices: Number.NaN, preempted: Number.NaN };
+  }
 }
 
 /** Sets the nice value of process `pid`'s threads whose name matches (Linux: setpriority on a thread id). */
@@ -234,14 +265,18 @@ async function main(): Promise<void> {
             () => [] as Sample[],
           );
         let benchCpu = 0;
+        let schedBefore: SchedStat | undefined;
+        let schedAfter: SchedStat | undefined;
         const window = {
           onWindowStart: async () => {
             await scrape(); // resets prom-client's event-loop histogram
             before = readThreadTimes(server.pid);
+            schedBefore = readSchedStat(server.pid);
             benchCpu = ownCpuSeconds();
           },
           onWindowEnd: async () => {
             after = readThreadTimes(server.pid);
+            schedAfter = readSchedStat(server.pid);
             benchCpu = ownCpuSeconds() - benchCpu;
             metrics = await scrape();
           },
@@ -254,6 +289,7 @@ async function main(): Promise<void> {
         const m: Measurement = {
           variant: variant.name,
           imagesPerSecond: ok / load.windowSeconds,
+          answersPerSecond: [...load.statuses.values()].reduce((a, b) => a + b, 0) / load.windowSeconds,
           statuses: [...load.statuses]
             .sort((a, b) => a[0] - b[0])
             .map(([s, n]) => `${s}:${n}`)
@@ -274,11 +310,15 @@ async function main(): Promise<void> {
             'bench process': benchCpu / load.windowSeconds,
           },
           loadAverage: loadavg()[0]!,
+          mainWaitMsPerSecond: (schedAfter!.waitNs - schedBefore!.waitNs) / 1e6 / load.windowSeconds,
+          mainWaitMsPerSlice: (schedAfter!.waitNs - schedBefore!.waitNs) / 1e6 / (schedAfter!.slices - schedBefore!.slices),
+          mainPreemptedPerSecond: (schedAfter!.preempted - schedBefore!.preempted) / load.windowSeconds,
+          mainCpuUsPerAnswer: ((threads.find((g) => g.group === 'main')?.seconds ?? Number.NaN) * 1e6) / [...load.statuses.values()].reduce((a, b) => a + b, 0),
         };
         results.push(m);
         process.stdout.write(
           `round ${round} ${variant.name}: ${f1(m.imagesPerSecond)} images/s [${m.statuses}], p50 ${f1(m.p50)} p99 ${f1(m.p99)} ms; ` +
-            `probe p50 ${f1(m.probeP50)} p99 ${f1(m.probeP99)} max ${f1(m.probeMax)} ms (${m.probeFailures} failed); loop delay p99 ${f1(m.loopDelayP99)} max ${f1(m.loopDelayMax)} ms; ` +
+            `main thread ${f1(m.mainCpuUsPerAnswer)} CPU µs/answer, waited for a CPU ${f1(m.mainWaitMsPerSecond)} ms/s (${f2(m.mainWaitMsPerSlice)} ms per slice, preempted ${f1(m.mainPreemptedPerSecond)}/s); probe p50 ${f1(m.probeP50)} p99 ${f1(m.probeP99)} max ${f1(m.probeMax)} ms (${m.probeFailures} failed); loop delay p99 ${f1(m.loopDelayP99)} max ${f1(m.loopDelayMax)} ms; ` +
             `cores ${Object.entries(m.cores)
               .map(([g, c]) => `${g} ${f2(c)}`)
               .join(', ')}; load ${f2(m.loadAverage)}\n`,
@@ -294,8 +334,8 @@ async function main(): Promise<void> {
   const limit = median(limits);
   process.stdout.write(
     `\nMedians over ${rounds} rounds (limit: median of ${limits.length} measurements between rounds = ${f1(limit)} images/s):\n\n` +
-      '| variant | images/s | × limit | p50 ms | p99 ms | probe p50 ms | probe p99 ms | probe max ms | loop delay p99 / max ms |\n' +
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n',
+      '| variant | images/s | × limit | p50 ms | p99 ms | answers/s | main-thread CPU µs/answer | main thread waiting for a CPU ms/s | probe p50 ms | probe p99 ms | probe max ms | loop delay p99 / max ms |\n' +
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
   );
   for (const v of variants) {
     const mine = results.filter((r) => r.variant === v.name);
@@ -307,7 +347,7 @@ async function main(): Promise<void> {
           ' ',
         )}) | ${f1(med((r) => r.imagesPerSecond))} | ${values['no-limit'] ? '–' : f2(med((r) => r.imagesPerSecond) / limit)} | ${f1(med((r) => r.p50))} | ${f1(
         med((r) => r.p99),
-      )} | ${f1(med((r) => r.probeP50))} | ${f1(med((r) => r.probeP99))} | ${f1(med((r) => r.probeMax))} | ${f1(med((r) => r.loopDelayP99))} / ${f1(
+      )} | ${f1(med((r) => r.answersPerSecond))} | ${f1(med((r) => r.mainCpuUsPerAnswer))} | ${f1(med((r) => r.mainWaitMsPerSecond))} | ${f1(med((r) => r.probeP50))} | ${f1(med((r) => r.probeP99))} | ${f1(med((r) => r.probeMax))} | ${f1(med((r) => r.loopDelayP99))} / ${f1(
         med((r) => r.loopDelayMax),
       )} |\n`,
     );

@@ -6,6 +6,7 @@
  * Retry-After). Bodies rotate through `uploads`. Meanwhile the live probe runs from its own
  * thread (prober.ts).
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,6 +59,8 @@ function post(url: string, upload: Upload, agent: http.Agent, signal: AbortSigna
 
 export async function runFlood(options: FloodOptions): Promise<FloodResult> {
   const stopping = new AbortController();
+  // Every client's request listens to it.
+  setMaxListeners(0, stopping.signal);
   let phase: 'warmup' | 'window' | 'after' = 'warmup';
   const statuses = new Map<number, number>();
   const failures = new Map<string, number>();
