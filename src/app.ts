@@ -168,11 +168,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   appLog.current = app.log;
 
   const bodyBudget = createBodyBudget(config.bodyMemoryBudgetBytes);
-  const decodeBudget = createDecodeBudget({
-    capacityBytes: config.decodeMemoryBudgetBytes,
-    maxImageBytes: config.maxImageDecodeBytes,
-    maxDecodes: config.decodeConcurrency,
-  });
+  const decodeBudget = createDecodeBudget({ capacityBytes: config.decodeMemoryBudgetBytes, maxImageBytes: config.maxImageDecodeBytes });
   // Batch-size buckets must reach the largest batch any provider may form.
   const metrics = createMetrics({
     memoryBudgets: { body: bodyBudget, decode: decodeBudget },

@@ -95,14 +95,6 @@ export interface Config {
    */
   readonly decodeMemoryBudgetBytes: number;
   /**
-   * Images decoded at once (each a sharp call on one of libuv's threads); more wait their turn.
-   * More decodes than cores only make the decodes and the event loop wait for each other's CPU.
-   * At most `UV_THREADPOOL_SIZE` (libuv's threads, 4 unless set), which libuv reads once before
-   * the server's code runs, so only the environment can change it.
-   * @default the CPUs this process may use (cgroup quota included), at most `UV_THREADPOOL_SIZE`
-   */
-  readonly decodeConcurrency: number;
-  /**
    * Bytes received of request bodies not yet complete, all requests together; a chunk past it
    * fails its request with 503 QUEUE_FULL. @default 256 MiB
    */
@@ -191,8 +183,6 @@ export const ENV_VARS = [
   'MAX_IMAGE_PIXELS',
   'MAX_IMAGE_DECODE_BYTES',
   'DECODE_MEMORY_BUDGET_BYTES',
-  'DECODE_CONCURRENCY',
-  'UV_THREADPOOL_SIZE',
   'BODY_MEMORY_BUDGET_BYTES',
   'HTTP_KEEP_ALIVE_TIMEOUT_MS',
   'HTTP_HEADERS_TIMEOUT_MS',
@@ -274,24 +264,6 @@ function readTrustProxy(env: Env): false | readonly string[] {
   }
 }
 
-/** libuv's default pool size, used when `UV_THREADPOOL_SIZE` is not set. */
-export const DEFAULT_UV_THREADPOOL_SIZE = 4;
-
-/**
- * `DECODE_CONCURRENCY`, bounded by libuv's pool (`UV_THREADPOOL_SIZE`, which libuv caps at
- * 1024): by default the CPUs there are, at most the pool's threads.
- */
-function readDecodeConcurrency(env: Env, availableCpus: number): number {
-  const pool = readInt(env, 'UV_THREADPOOL_SIZE', DEFAULT_UV_THREADPOOL_SIZE, 1, 1024);
-  const value = readInt(env, 'DECODE_CONCURRENCY', Math.min(pool, Math.max(1, availableCpus)), 1, 1024);
-  if (value > pool) {
-    throw new ConfigError(
-      `Expected \`DECODE_CONCURRENCY\` (${value}) to be at most \`UV_THREADPOOL_SIZE\` (${pool}${env.UV_THREADPOOL_SIZE?.trim() ? '' : ", libuv's default"}): libuv runs no more decodes at once than it has threads`,
-    );
-  }
-  return value;
-}
-
 /** `MODEL_LOAD`: model names, comma-separated, or `*` alone for every model folder. */
 function readModelLoad(env: Env): readonly string[] | '*' {
   const names = (env.MODEL_LOAD ?? '')
@@ -365,7 +337,6 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     maxImagePixels: readInt(env, 'MAX_IMAGE_PIXELS', 40_000_000, 1),
     maxImageDecodeBytes: readInt(env, 'MAX_IMAGE_DECODE_BYTES', 256 * 1024 * 1024, 1),
     decodeMemoryBudgetBytes: readInt(env, 'DECODE_MEMORY_BUDGET_BYTES', 512 * 1024 * 1024, 1),
-    decodeConcurrency: readDecodeConcurrency(env, options.availableCpus),
     bodyMemoryBudgetBytes: readInt(env, 'BODY_MEMORY_BUDGET_BYTES', 256 * 1024 * 1024, 1),
     httpKeepAliveTimeoutMs: readInt(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
     httpHeadersTimeoutMs: readInt(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 1),

@@ -178,7 +178,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     gauge('http_request_body_budget_bytes', 'BODY_MEMORY_BUDGET_BYTES.', () => budgets.body.capacityBytes);
     gauge('image_decode_reserved_bytes', 'Memory reserved by image decodes running now, as estimated from their headers.', () => budgets.decode.usedBytes);
     gauge('image_decode_budget_bytes', 'DECODE_MEMORY_BUDGET_BYTES.', () => budgets.decode.capacityBytes);
-    gauge('image_decode_waiting', 'Images waiting for decoding memory or for a decode slot (DECODE_CONCURRENCY).', () => budgets.decode.waiting);
+    gauge('image_decode_waiting', 'Images waiting for decoding memory.', () => budgets.decode.waiting);
   }
   const modelInfo = new client.Gauge({
     name: 'model_info',

@@ -84,7 +84,6 @@ try {
   app.log.info(
     {
       intraOpThreads: cfg.intraOpThreads,
-      decodeConcurrency: cfg.decodeConcurrency,
       decodeNice: cfg.decodeNice,
       inferenceWorkers: cfg.inferenceWorkers,
       batchMaxSize: cfg.batchMaxSize,

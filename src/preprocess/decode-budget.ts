@@ -12,8 +12,7 @@
  *   and the deadline already bounds how long anyone waits.
  *
  * Since decode cost grows with the same pixels and bytes, the budget also bounds how many
- * expensive decodes run at once, so they cannot take every libuv thread from the cheap ones;
- * and `maxDecodes` bounds how many run at all (DECODE_CONCURRENCY: the cores there are).
+ * expensive decodes run at once, so they cannot take every libuv thread from the cheap ones.
  */
 import { errors } from '../errors.js';
 import type { JpegFrame } from './jpeg-scans.js';
@@ -22,12 +21,6 @@ import { coefficientBufferBytes } from './jpeg-scans.js';
 export interface DecodeBudgetOptions {
   /** Bytes all decodes in flight may hold together. */
   readonly capacityBytes: number;
-  /**
-   * Decodes that may run at once, whatever their size. libuv's pool runs sharp's calls on as
-   * many threads as it has (UV_THREADPOOL_SIZE, 4 by default), which on fewer cores than that
-   * only makes the decodes and the event loop wait for each other's CPU. @default Infinity
-   */
-  readonly maxDecodes?: number;
   /** Bytes one image's decode may hold; at most `capacityBytes`. */
   readonly maxImageBytes: number;
   /** Clock of the deadlines, in ms. @default performance.now */
@@ -44,7 +37,6 @@ export interface DecodeWait {
 export interface DecodeBudget {
   readonly capacityBytes: number;
   readonly maxImageBytes: number;
-  readonly maxDecodes: number;
   /** Bytes reserved by decodes running now. */
   readonly usedBytes: number;
   /** Decodes waiting for room. */
@@ -74,25 +66,17 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
       `Expected \`maxImageBytes\` (${maxImageBytes}) to be at most \`capacityBytes\` (${capacityBytes}): such an image could never be decoded`,
     );
   }
-  const maxDecodes = options.maxDecodes ?? Number.POSITIVE_INFINITY;
-  if (!(maxDecodes >= 1) || (Number.isFinite(maxDecodes) && !Number.isInteger(maxDecodes))) {
-    throw new RangeError(`Expected \`maxDecodes\` to be an integer from 1 and up, got \`${maxDecodes}\``);
-  }
   const now = options.now ?? (() => performance.now());
   let reserved = 0;
-  let running = 0;
   const queue: Waiter[] = [];
-  const fits = (bytes: number) => running < maxDecodes && reserved + bytes <= capacityBytes;
 
   const take = (bytes: number): (() => void) => {
     reserved += bytes;
-    running++;
     let returned = false;
     return () => {
       if (returned) return;
       returned = true;
       reserved -= bytes;
-      running--;
       grantWaiters();
     };
   };
@@ -100,13 +84,12 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
   // First come, first served: a large image at the head is not overtaken by small ones behind
   // it, or a steady stream of small ones could keep it waiting until its deadline.
   const grantWaiters = () => {
-    while (queue.length > 0 && fits(queue[0]!.bytes)) queue.shift()!.grant();
+    while (queue.length > 0 && reserved + queue[0]!.bytes <= capacityBytes) queue.shift()!.grant();
   };
 
   return {
     capacityBytes,
     maxImageBytes,
-    maxDecodes,
     get usedBytes() {
       return reserved;
     },
@@ -124,7 +107,7 @@ export function createDecodeBudget(options: DecodeBudgetOptions): DecodeBudget {
       const { deadline, signal } = wait;
       if (signal?.aborted) return Promise.reject(errors.CANCELLED());
       if (deadline !== undefined && now() >= deadline) return Promise.reject(errors.DEADLINE_EXCEEDED());
-      if (queue.length === 0 && fits(bytes)) return Promise.resolve(take(bytes));
+      if (queue.length === 0 && reserved + bytes <= capacityBytes) return Promise.resolve(take(bytes));
       return new Promise((resolve, reject) => {
         let timer: NodeJS.Timeout | undefined;
         const leave = (err: Error) => {

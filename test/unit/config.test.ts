@@ -3,23 +3,6 @@ import { describe, it } from 'node:test';
 import { ConfigError, ENV_VARS, loadConfig } from '../../src/config.js';
 
 describe('loadConfig', () => {
-  it("bounds DECODE_CONCURRENCY to the CPUs there are and to libuv's pool, UV_THREADPOOL_SIZE from the environment included", () => {
-    const decodes = (env: Record<string, string>, availableCpus: number) => loadConfig(env, { availableCpus }).decodeConcurrency;
-    assert.equal(decodes({}, 2), 2, 'the cgroup-aware CPU count');
-    assert.equal(decodes({}, 1), 1);
-    assert.equal(decodes({}, 16), 4, "at most libuv's default pool of 4 threads");
-    assert.equal(decodes({ UV_THREADPOOL_SIZE: '16' }, 16), 16, 'a larger pool set by the operator is used');
-    assert.equal(decodes({ UV_THREADPOOL_SIZE: '2' }, 8), 2);
-    assert.equal(decodes({ DECODE_CONCURRENCY: '3' }, 1), 3, 'set explicitly');
-    assert.throws(() => decodes({ DECODE_CONCURRENCY: '5' }, 8), /`DECODE_CONCURRENCY` \(5\) to be at most `UV_THREADPOOL_SIZE` \(4, libuv's default\)/);
-    assert.throws(
-      () => decodes({ DECODE_CONCURRENCY: '3', UV_THREADPOOL_SIZE: '2' }, 8),
-      /`DECODE_CONCURRENCY` \(3\) to be at most `UV_THREADPOOL_SIZE` \(2\)/,
-    );
-    assert.throws(() => decodes({ DECODE_CONCURRENCY: '0' }, 2), /`DECODE_CONCURRENCY` to be an integer from 1 to 1024, got `0`/);
-    assert.throws(() => decodes({ UV_THREADPOOL_SIZE: '2000' }, 2), /`UV_THREADPOOL_SIZE` to be an integer from 1 to 1024, got `2000`/);
-  });
-
   it('has documented defaults and is frozen', () => {
     const c = loadConfig({}, { availableCpus: 3 });
     assert.equal(c.port, 8080);

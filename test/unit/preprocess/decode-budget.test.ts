@@ -24,34 +24,6 @@ describe('createDecodeBudget', () => {
   it('validates its options with precise messages', () => {
     assert.throws(() => createDecodeBudget({ capacityBytes: 0, maxImageBytes: 1 }), /`capacityBytes` to be a positive integer of bytes, got `0`/);
     assert.throws(() => createDecodeBudget({ capacityBytes: 10, maxImageBytes: 11 }), /`maxImageBytes` \(11\) to be at most `capacityBytes` \(10\)/);
-    assert.throws(() => createDecodeBudget({ capacityBytes: 10, maxImageBytes: 10, maxDecodes: 0 }), /`maxDecodes` to be an integer from 1 and up, got `0`/);
-    assert.throws(
-      () => createDecodeBudget({ capacityBytes: 10, maxImageBytes: 10, maxDecodes: 1.5 }),
-      /`maxDecodes` to be an integer from 1 and up, got `1.5`/,
-    );
-  });
-
-  it('runs at most maxDecodes at once, however small, and lets the next in, in order, as each ends', async () => {
-    const budget = createDecodeBudget({ capacityBytes: 100, maxImageBytes: 100, maxDecodes: 2 });
-    assert.equal(budget.maxDecodes, 2);
-    const a = await budget.reserve(1);
-    const b = await budget.reserve(1);
-    const order: string[] = [];
-    const c = budget.reserve(1).then((release) => (order.push('c'), release));
-    const d = budget.reserve(1).then((release) => (order.push('d'), release));
-    await flush();
-    assert.deepEqual(order, [], 'two run, with room to spare in bytes');
-    assert.equal(budget.waiting, 2);
-    a();
-    a();
-    await flush();
-    assert.deepEqual(order, ['c'], 'returning twice frees one slot');
-    b();
-    (await c)();
-    (await d)();
-    assert.deepEqual(order, ['c', 'd']);
-    assert.equal(budget.waiting, 0);
-    assert.equal(budget.usedBytes, 0);
   });
 
   it('refuses an image over maxImageBytes with IMAGE_TOO_LARGE, reserving nothing', async () => {
