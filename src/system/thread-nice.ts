@@ -7,7 +7,7 @@
  * Why: with decodes at the event loop's priority, a core busy decoding delays the loop's next
  * turn by a whole scheduler slice; measured with bench/loop.ts (ResNet-20, 32 clients sending
  * phone photos, see BENCHMARKS.md), renicing the libvips threads cut the event loop's wait for a
- * CPU per slice by 4–10× and the live probe's p99 accordingly, at equal throughput.
+ * CPU per slice 3–7× and the live probe's p99 several-fold, throughput within the noise.
  *
  * Each scan lists /proc/self/task and reads the name of the threads it has not seen before
  * (a few dozen microseconds when nothing is new). Elsewhere than Linux it does nothing.
