@@ -32,12 +32,6 @@ try {
 }
 
 const cfg = config;
-// Decoding threads below the event loop (thread-nice.ts); process-wide, so here rather than in the app.
-const decodeNice = startThreadNice({
-  name: /^libvips/,
-  increment: cfg.decodeNice,
-  onError: (err) => app.log.warn({ err }, "could not lower the priority of the decoding threads; they keep the event loop's"),
-});
 const app = await buildApp(cfg, {
   ...(cfg.seedDefaultModel
     ? {
@@ -48,6 +42,12 @@ const app = await buildApp(cfg, {
     : {}),
 });
 const metricsApp = cfg.metricsPort === undefined ? undefined : await buildMetricsApp(cfg, app.serving.metrics);
+// Decoding threads below the event loop (thread-nice.ts); process-wide, so here rather than in the app.
+const decodeNice = startThreadNice({
+  name: /^libvips/,
+  increment: cfg.decodeNice,
+  onError: (err) => app.log.warn({ err }, "could not lower the priority of the decoding threads; they keep the event loop's"),
+});
 
 let grpcServer: GrpcServer | undefined;
 
