@@ -787,6 +787,7 @@ function describeSettings(config: Config, maxBatchSize: number): string {
     `INFERENCE_WORKERS ${config.inferenceWorkers}`,
     `INTRA_OP_THREADS ${config.intraOpThreads}`,
     `INFERENCE_NICE ${config.inferenceNice}`,
+    `DECODE_NICE ${config.decodeNice}`,
     `QUEUE_MAX_SIZE ${config.queueMaxSize}`,
     `UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}`,
     `LOG_LEVEL ${config.logLevel}`,

@@ -53,6 +53,8 @@ export interface AppDeps {
   readonly defaultMetrics?: boolean;
   /** Where the log's JSON lines go (tests capture them here). @default stdout */
   readonly logStream?: { write(line: string): void };
+  /** Clock of the access log's sampling of shed requests, in ms (access-log.ts). @default performance.now */
+  readonly logClock?: () => number;
 }
 
 export interface RouteInfo {
@@ -119,7 +121,7 @@ export function connectionsCheckingIntervalMs(config: Pick<Config, 'httpHeadersT
  * Fastify options both servers share (the API's and `METRICS_PORT`'s): logging, the slow-client
  * timeouts, and the doors through which framework and parser refusals reach the error catalog.
  */
-function serverOptions(config: Config, logStream: AppDeps['logStream']) {
+function serverOptions(config: Config, { logStream, logClock }: Pick<AppDeps, 'logStream' | 'logClock'>) {
   // Node's clientError fires on the server, outside any request: it logs through the app's logger.
   const appLog: { current?: FastifyBaseLogger } = {};
   const options = {
@@ -145,13 +147,13 @@ function serverOptions(config: Config, logStream: AppDeps['logStream']) {
     clientErrorHandler: createClientErrorHandler(() => appLog.current),
     return503OnClosing: true,
     // One line per request instead of two (access-log.ts).
-    logController: new AccessLogController(),
+    logController: new AccessLogController(logClock ? { now: logClock } : {}),
   };
   return { options, appLog };
 }
 
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
-  const { options, appLog } = serverOptions(config, deps.logStream);
+  const { options, appLog } = serverOptions(config, deps);
   const app = Fastify({
     ...options,
     bodyLimit: config.jsonBodyMaxBytes,
@@ -233,7 +235,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const ctx: RouteContext = { config, registry, service, metrics, lifecycle, version: SERVER_VERSION };
 
   // A client refused with 503 or 429 may send a body up to the largest the routes take; it is
-  // drained rather than cut off, so the client reads its Retry-After.
+  // drained rather than cut off, so the client reads its Retry-After (not a shed request's:
+  // see error-handler.ts).
   installErrorHandler(app, { drainRetryableMaxBytes: Math.max(config.uploadMaxBytes, config.jsonBodyMaxBytes) });
   // Hooks on every request take callbacks rather than being async: no promise and no extra
   // microtask per request.
@@ -307,7 +310,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
 /** A second, minimal server for `/metrics` alone (`METRICS_PORT`), open to whoever reaches it. */
 export async function buildMetricsApp(config: Config, metrics: Metrics, deps: Pick<AppDeps, 'logStream'> = {}): Promise<FastifyInstance> {
-  const { options, appLog } = serverOptions(config, deps.logStream);
+  const { options, appLog } = serverOptions(config, deps);
   const app = Fastify(options);
   appLog.current = app.log;
   installHttpEdge(app);

@@ -63,6 +63,13 @@ export interface Config {
    * other processes. @default 10
    */
   readonly inferenceNice: number;
+  /**
+   * Added to the nice value of libvips' decoding threads (0 keeps the process's priority), so a
+   * core busy decoding yields to the event loop at once instead of after a scheduler slice
+   * (system/thread-nice.ts). As for `inferenceNice`, nice ranks threads within one CPU cgroup,
+   * and on a host without one also below other processes. @default 10
+   */
+  readonly decodeNice: number;
   /** Images that may wait in one model version's queue before requests are refused. @default 128 */
   readonly queueMaxSize: number;
   /**
@@ -173,6 +180,7 @@ export const ENV_VARS = [
   'INFERENCE_WORKERS',
   'INTRA_OP_THREADS',
   'INFERENCE_NICE',
+  'DECODE_NICE',
   'QUEUE_MAX_SIZE',
   'RESPONSE_CACHE_MAX_BYTES',
   'REQUEST_TIMEOUT_MS',
@@ -344,6 +352,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     inferenceWorkers: readInt(env, 'INFERENCE_WORKERS', 1, 1, 64),
     intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),
     inferenceNice: readInt(env, 'INFERENCE_NICE', 10, 0, 19),
+    decodeNice: readInt(env, 'DECODE_NICE', 10, 0, 19),
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 128, 1),
     responseCacheMaxBytes: readResponseCacheMaxBytes(env),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1),

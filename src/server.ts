@@ -20,6 +20,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { startGrpcServer, type GrpcServer } from './grpc/server.js';
 import { ensureDefaultModel } from './model-tools/default-model.js';
 import { availableCpus } from './system/cpu-quota.js';
+import { startThreadNice } from './system/thread-nice.js';
 
 let config;
 try {
@@ -41,6 +42,12 @@ const app = await buildApp(cfg, {
     : {}),
 });
 const metricsApp = cfg.metricsPort === undefined ? undefined : await buildMetricsApp(cfg, app.serving.metrics);
+// Decoding threads below the event loop (thread-nice.ts); process-wide, so here rather than in the app.
+const decodeNice = startThreadNice({
+  name: /^libvips/,
+  increment: cfg.decodeNice,
+  onError: (err) => app.log.warn({ err }, "could not lower the priority of the decoding threads; they keep the event loop's"),
+});
 
 let grpcServer: GrpcServer | undefined;
 
@@ -58,6 +65,7 @@ closeWithGrace({ delay: cfg.shutdownDelayMs + cfg.shutdownTimeoutMs + GRACE_MARG
   // Calls in flight were drained with the data plane; what remains are streams left open.
   await Promise.all([app.close(), grpcServer?.close(GRACE_MARGIN_MS / 2)]);
   await metricsApp?.close();
+  decodeNice.stop();
   app.log.info('shutdown complete');
 });
 
@@ -74,7 +82,13 @@ try {
     app.log.info({ grpcPort: grpcServer.port }, 'gRPC listening');
   }
   app.log.info(
-    { intraOpThreads: cfg.intraOpThreads, inferenceWorkers: cfg.inferenceWorkers, batchMaxSize: cfg.batchMaxSize, executionProvider: cfg.executionProvider },
+    {
+      intraOpThreads: cfg.intraOpThreads,
+      decodeNice: cfg.decodeNice,
+      inferenceWorkers: cfg.inferenceWorkers,
+      batchMaxSize: cfg.batchMaxSize,
+      executionProvider: cfg.executionProvider,
+    },
     'listening; loading models',
   );
   if (cfg.executionProvider !== 'cpu' && (cfg.cudaMemLimitBytes > 0 || cfg.cudnnConvAlgoSearch !== 'HEURISTIC')) {

@@ -62,8 +62,9 @@ const DRAIN_MAX_BYTES = 64 * 1024;
 
 export interface ErrorHandlerOptions {
   /**
-   * Largest unread body still read and discarded after a retryable refusal (503, 429), so that
-   * the client surely gets the answer and its `Retry-After`. @default 64 KiB
+   * Largest unread body still read and discarded after a retryable refusal (429, 503) other than
+   * shedding (QUEUE_FULL), so that the client surely gets the answer and its `Retry-After`.
+   * @default 64 KiB
    */
   readonly drainRetryableMaxBytes?: number;
   /**
@@ -78,19 +79,30 @@ export interface ErrorHandlerOptions {
  * all read (too large, refused by its headers, shed, malformed multipart): reading what is left
  * only to discard it would be the client's gift of our time, unless it is small. A retryable
  * refusal is for a client that did nothing wrong, and closing while it still sends can reset
- * the connection before it reads the answer, so a body of acceptable size is drained instead.
+ * the connection before it reads the answer, so a body of acceptable size is drained instead;
+ * but not for shedding, whose refusals come in floods and must not read the bodies of the
+ * requests they turn away (`isShed`).
  */
 function mustClose(request: FastifyRequest, e: ServingError, options: ErrorHandlerOptions): boolean {
   if (request.raw.complete) return false;
   const declared = Number(request.headers['content-length']); // NaN when chunked
-  const drainable = e.retryAfterSeconds !== undefined ? Math.max(DRAIN_MAX_BYTES, options.drainRetryableMaxBytes ?? 0) : DRAIN_MAX_BYTES;
+  const drainable = e.retryAfterSeconds !== undefined && !isShed(e) ? Math.max(DRAIN_MAX_BYTES, options.drainRetryableMaxBytes ?? 0) : DRAIN_MAX_BYTES;
   return !(declared <= drainable);
 }
+
+/**
+ * A request shed for want of room. Under a flood these come by thousands a second, so each
+ * must cost almost nothing: no log line of its own (the access log samples them), and no body
+ * read beyond DRAIN_MAX_BYTES (a larger one closes the connection, see `mustClose`).
+ */
+const isShed = (e: ServingError) => e.code === 'QUEUE_FULL';
 
 function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply, options: ErrorHandlerOptions = {}) {
   const e = toServingError(err, request);
   if (e.statusCode >= 500 && !EXPECTED_5XX.has(e.code)) {
     request.log.error({ err, code: e.code, ...(options.logRequest ? { req: request } : {}) }, 'request failed');
+  } else if (isShed(e)) {
+    request.shed = true;
   } else {
     request.log.info({ code: e.code, statusCode: e.statusCode, ...(options.logRequest ? { req: request } : {}) }, e.message);
   }

@@ -3,10 +3,14 @@
  * of an inference, probes at `debug` only, and the request id of the answer.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it, type TestContext } from 'node:test';
-import { RESNET20_CONFIG, RESNET20_DIR, photo, startApp, tempRepository } from '../helpers.js';
+import { createLogSampler } from '../../src/http/access-log.js';
+import { CIFAR_DIR, RESNET20_CONFIG, RESNET20_DIR, photo, startApp, tempRepository } from '../helpers.js';
+import { gatedApp, until } from './gated-app.js';
 import { listen } from './hostile-support.js';
 
 interface LogLine {
@@ -21,6 +25,7 @@ interface LogLine {
   readonly batchSize?: number;
   readonly timings?: Record<string, number>;
   readonly code?: string;
+  readonly suppressedRefusals?: number;
 }
 
 /** pino's numeric levels. */
@@ -130,5 +135,59 @@ describe('access log', () => {
       const probes: Array<[string, number]> = ['/livez', '/readyz', '/v2/health/live', '/v2/health/ready', '/metrics'].map((u) => [u, DEBUG]);
       assert.deepEqual(urls, level === 'info' ? [['/v2', INFO]] : [...probes, ['/v2', INFO]]);
     }
+  });
+
+  it('samples the lines of shed requests: the first, then one a second with the count of those left out', async (t) => {
+    let now = 0;
+    const lines: string[] = [];
+    const { app, gate } = await gatedApp(
+      t,
+      { QUEUE_MAX_SIZE: '1', MAX_IMAGES_PER_REQUEST: '1', LOG_LEVEL: 'info' },
+      { logStream: { write: (line: string) => void lines.push(line) }, logClock: () => now },
+    );
+    const image = await readFile(join(CIFAR_DIR, 'cat_0000.jpg'));
+    const predict = () => app.inject({ method: 'POST', url: '/v1/models/m:predict', headers: { 'content-type': 'image/jpeg' }, payload: image });
+    await gate('close');
+    const held = predict();
+    await until(() => app.serving.dataPlane.service.hasRoom(app.serving.registry.get('m')!) === false, 'the one slot is taken');
+    const shedLines = () =>
+      lines.map((l) => JSON.parse(l) as LogLine).filter((l) => l.res?.statusCode === 503 || l.code === 'QUEUE_FULL' || l.msg.includes('no room'));
+
+    const FLOOD = 200;
+    for (let i = 0; i < FLOOD; i++) assert.equal((await predict()).statusCode, 503);
+    assert.deepEqual(
+      shedLines().map((l) => [l.msg, l.suppressedRefusals]),
+      [['request completed', 0]],
+      'one line for the first refusal, none of its own from the error handler',
+    );
+    now = 999;
+    assert.equal((await predict()).statusCode, 503);
+    assert.equal(shedLines().length, 1, 'still within the second');
+    now = 1_000;
+    assert.equal((await predict()).statusCode, 503);
+    assert.deepEqual(
+      shedLines().map((l) => [l.level, l.suppressedRefusals]),
+      [
+        [INFO, 0],
+        [INFO, FLOOD],
+      ],
+    );
+    await gate('open');
+    assert.equal((await held).statusCode, 200);
+    assert.equal(lines.map((l) => JSON.parse(l) as LogLine).filter((l) => l.res?.statusCode === 200).length, 1, 'other answers are all logged');
+  });
+});
+
+describe('createLogSampler', () => {
+  it('passes the first event, then the first after each interval, counting those it held back', () => {
+    let now = 5;
+    const sampler = createLogSampler({ intervalMs: 10, now: () => now });
+    const taken: Array<number | undefined> = [];
+    for (const t of [5, 6, 14, 15, 15, 40, 49, 50]) {
+      now = t;
+      taken.push(sampler.take());
+    }
+    assert.deepEqual(taken, [0, undefined, undefined, 2, undefined, 1, undefined, 1]);
+    assert.throws(() => createLogSampler({ intervalMs: -1 }), /`intervalMs` to be a number from 0 and up, got `-1`/);
   });
 });

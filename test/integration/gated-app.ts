@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { gateControl } from '../fixtures/workers/gated-worker.js';
-import { buildApp } from '../../src/app.js';
+import { buildApp, type AppDeps } from '../../src/app.js';
 import { RESNET20_CONFIG, RESNET20_DIR, tempRepository, testConfig } from '../helpers.js';
 
 const GATED_WORKER = new URL('../fixtures/workers/gated-worker.js', import.meta.url);
 
-export async function gatedApp(t: TestContext, env: Record<string, string>) {
+export async function gatedApp(t: TestContext, env: Record<string, string>, deps: Pick<AppDeps, 'logStream' | 'logClock'> = {}) {
   const repo = await tempRepository(t, [{ name: 'm', from: RESNET20_DIR, config: RESNET20_CONFIG }]);
-  const app = await buildApp(testConfig(repo, env), { defaultMetrics: false, workerUrl: GATED_WORKER });
+  const app = await buildApp(testConfig(repo, env), { ...deps, defaultMetrics: false, workerUrl: GATED_WORKER });
   const control = gateControl();
   // Open the gate before closing: closing drains running batches, and a held one would
   // never finish if a failed assertion left the gate shut.

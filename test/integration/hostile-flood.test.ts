@@ -58,17 +58,24 @@ describe('admission under hostile traffic', () => {
     );
     await until(async () => (await counterSum(app, 'inference_inflight_requests', /model="m"/)) === 2, 'both requests admitted');
 
-    // A third is refused at once, on its headers alone: the client has not sent its body. (The
-    // connection stays open so that a client still sending reads its answer: see mustClose.)
-    const third = await exchange(
-      port,
-      ['POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n'],
-      { untilAnswer: true },
-    );
+    // A third is refused at once, on its headers alone: the client has not sent its body, and
+    // the server closes the connection rather than wait for a megabyte it would only discard
+    // (a flood of refusals must not read the bodies it turns away: see mustClose).
+    const third = await exchange(port, [
+      'POST /v2/models/m/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n',
+    ]);
+    assert.ok(third.closed, 'the server kept the connection open, waiting for the body');
     assert.ok(third.answer, 'no answer to the third request');
     assertCatalogError(third.answer, { status: 503, code: 'QUEUE_FULL' }, 'third');
     assert.equal(third.answer.headers['retry-after'], '1');
-    assert.equal(await counterSum(app, 'inference_requests_total', /outcome="rejected"/), 1);
+    assert.equal(third.answer.headers.connection, 'close');
+    // A small body (up to 64 KiB) costs less to read than a new connection: it is drained and
+    // the connection kept.
+    const small = await exchange(port, [rawPredictHead('/v1/models/m:predict', image.length), image], { untilAnswer: true });
+    assert.ok(small.answer, 'no answer to the small request');
+    assertCatalogError(small.answer, { status: 503, code: 'QUEUE_FULL' }, 'small');
+    assert.equal(small.answer.headers.connection, 'keep-alive');
+    assert.equal(await counterSum(app, 'inference_requests_total', /outcome="rejected"/), 2);
 
     await gate('open');
     for (const answer of await Promise.all(held)) assert.equal(answer.status, 200, answer.text);

@@ -13,6 +13,9 @@ describe('loadConfig', () => {
     assert.equal(c.intraOpThreads, 3, 'defaults to the CPUs this process may use');
     assert.equal(c.inferenceNice, 10);
     assert.equal(loadConfig({ INFERENCE_NICE: '0' }, { availableCpus: 3 }).inferenceNice, 0);
+    assert.equal(c.decodeNice, 10);
+    assert.equal(loadConfig({ DECODE_NICE: '0' }, { availableCpus: 3 }).decodeNice, 0);
+    assert.throws(() => loadConfig({ DECODE_NICE: '20' }, { availableCpus: 3 }), /`DECODE_NICE` to be an integer from 0 to 19, got `20`/);
     assert.equal(c.uploadMaxBytes, 10 * 1024 * 1024);
     assert.equal(c.maxImagesPerRequest, 32);
     assert.equal(c.maxImagePixels, 40_000_000);
