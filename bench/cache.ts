@@ -1,7 +1,7 @@
 /**
  * What the response cache saves and costs, per request, in one process (no network):
  *
- *   npm run build && node dist/bench/cache.js [--rounds 5] [--requests 200] [--image <file>]
+ *   npm run bench:cache [-- --rounds 5 --requests 200 --image <file>]
  *
  * Two apps on the shared trained ResNet-20 (../shared/models/resnet20-cifar10), one with the
  * cache off (the default) and one with RESPONSE_CACHE_MAX_BYTES=64 MiB, answer sequential

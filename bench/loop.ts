@@ -5,7 +5,7 @@
  * and where its CPU went, against the perfect-pipeline limit measured with the same images and
  * the same decode path between rounds.
  *
- *   npm run build && node dist/bench/loop.js --images .bench/phone-photos \
+ *   npm run bench:loop -- --images test-output/phone-photos \
  *     [--model .bench/models/resnet50] [--concurrency 32] [--rounds 3] [--warmup 5] [--duration 20] \
  *     [--variant "uv4:UV_THREADPOOL_SIZE=4" --variant "uv2:UV_THREADPOOL_SIZE=2" ...] [--no-limit]
  *     [--server-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
@@ -37,6 +37,7 @@ import { ownCpuSeconds, readThreadTimes, threadGroupDelta } from './lib/cpu-usag
 import { httpGet } from './lib/http-get.js';
 import { runFlood } from './lib/flood.js';
 import { runLoad, type Upload } from './lib/load.js';
+import { canMakeUnique } from './lib/unique-images.js';
 import { measureDirectInference } from './lib/onnx-direct.js';
 import { parsePrometheusText, type Sample } from './lib/prometheus-text.js';
 import { findRepoRoot } from './lib/repo-root.js';
@@ -189,7 +190,12 @@ async function main(): Promise<void> {
     .filter((f) => TYPES[extname(f).toLowerCase()] !== undefined)
     .sort();
   if (files.length === 0) throw new Error(`no images in ${imageDir}`);
-  const uploads: Upload[] = files.map((f) => ({ name: f, contentType: TYPES[extname(f).toLowerCase()]!, body: readFileSync(join(imageDir, f)) }));
+  // Unique bytes per request where the format allows (the same pixels): identical images in
+  // flight would be coalesced into one inference, which this benchmark does not measure.
+  const uploads: Upload[] = files.map((f) => {
+    const body = readFileSync(join(imageDir, f));
+    return { name: f, contentType: TYPES[extname(f).toLowerCase()]!, body, unique: canMakeUnique(body) };
+  });
   const variants = (values.variant.length > 0 ? values.variant : ['default:']).map(parseVariant);
   const connections = positive('concurrency', values.concurrency, { integer: true });
   const rounds = positive('rounds', values.rounds, { integer: true });
