@@ -3,14 +3,17 @@
  * window of the output. Used when an image is enlarged: libvips samples enlarged images half
  * an output pixel away from where Pillow does (a visible shift at 8×), while this reproduces
  * Pillow bit for bit: the same double-precision coefficients, the same 22-bit fixed point, a
- * horizontal pass rounded to 8 bits, then a vertical pass.
+ * horizontal pass rounded to 8 bits, then a vertical pass. Also for the rest of a reduction
+ * after shrink-on-load (shrink-on-load.ts), where libvips' resize strays further from Pillow's.
  *
- * Runs on the main thread, so only where its cost is bounded by the crop: enlarging reads at
- * most about crop² source pixels and does at most 3 multiply-adds per byte and pass (measured
- * 0.7–1.9 ms of CPU for a 224² crop on a loaded 2-core machine where the tensor loop took
- * 0.38 ms). Reductions read up to the whole image and are left to libvips.
+ * Runs on the main thread. Enlarging reads at most about crop² source pixels and does at most
+ * 3 multiply-adds per byte and pass (measured 0.7–1.9 ms of CPU for a 224² crop on a loaded
+ * 2-core machine where the tensor loop took 0.38 ms): `run`, in one piece. The rest of a
+ * reduction reads the shrunk image's rows under the crop with wider kernels (2–5 ms for a 12 MP
+ * photo's 224² crop): `runInTurns`, in pieces between turns of the event loop.
  */
 import type { Region, Size } from './geometry.js';
+import type { TurnQueue } from './turns.js';
 
 const PRECISION_BITS = 22;
 const HALF = 1 << (PRECISION_BITS - 1);
@@ -90,10 +93,6 @@ function span(c: Coefficients): { start: number; end: number } {
   return { start, end };
 }
 
-/**
- * Prepares the resampling of `window` (in output coordinates) when an image of size `from` is
- * resized to `to`, and tells which source region it reads.
- */
 let scratch = new Uint8Array(0);
 let accumulator = new Int32Array(0);
 
@@ -119,6 +118,32 @@ export interface BilinearWindow {
    * array) of `window.width × window.height × 3` bytes, and returns it.
    */
   run(pixels: Uint8Array, into?: Uint8Array): Uint8Array;
+  /**
+   * As `run`, the same bytes, in pieces of about PIECE_MULTIPLY_ADDS each, awaiting
+   * `turns.next()` before every piece but the first: a reduction of a shrunk-on-load photo
+   * costs milliseconds of the main thread (a 12 MP photo's 224² crop, 2–5 ms), which in one
+   * piece would hold health probes and every other request for as long.
+   */
+  runInTurns(pixels: Uint8Array, turns: TurnQueue, into?: Uint8Array): Promise<Uint8Array>;
+}
+
+/**
+ * Work between two turns of the event loop in runInTurns, in multiply-adds (about 0.3 ms
+ * here: the horizontal pass runs at about 1 ns a multiply-add on this 2-core machine).
+ */
+export const PIECE_MULTIPLY_ADDS = 300_000;
+
+/** Horizontal-pass buffers of runs in turns, which can overlap; a few are kept for the next. */
+const spareRows: Uint8Array[] = [];
+const MAX_SPARE_ROWS = 4;
+
+function takeRows(length: number): Uint8Array {
+  const i = spareRows.findIndex((b) => b.length >= length);
+  return i >= 0 ? spareRows.splice(i, 1)[0]!.subarray(0, length) : new Uint8Array(length);
+}
+
+function giveRows(rows: Uint8Array): void {
+  if (spareRows.length < MAX_SPARE_ROWS) spareRows.push(new Uint8Array(rows.buffer, rows.byteOffset, rows.buffer.byteLength - rows.byteOffset));
 }
 
 /**
@@ -134,11 +159,13 @@ export function planBilinearWindow(from: Size, to: Size, window: Region): Biline
   const rows = vertical ? span(v) : { start: window.top, end: window.top + window.height };
   const source: Region = { left: cols.start, top: rows.start, width: cols.end - cols.start, height: rows.end - rows.start };
   const rowBytes = window.width * 3;
+  const stride = horizontal ? rowBytes : source.width * 3;
+  const colOffset = horizontal ? 0 : (window.left - source.left) * 3;
 
-  function horizontalPass(pixels: Uint8Array): Uint8Array {
-    const tmp = scratchBytes(source.height * rowBytes);
+  /** Source rows [y0, y1) through the horizontal filter into `tmp`. */
+  function horizontalRows(pixels: Uint8Array, tmp: Uint8Array, y0: number, y1: number): void {
     const { first, count, weights, ksize } = h;
-    for (let y = 0; y < source.height; y++) {
+    for (let y = y0; y < y1; y++) {
       const rowIn = y * source.width * 3;
       let o = y * rowBytes;
       for (let x = 0; x < window.width; x++) {
@@ -159,34 +186,23 @@ export function planBilinearWindow(from: Size, to: Size, window: Region): Biline
         tmp[o++] = clip8(b);
       }
     }
-    return tmp;
   }
 
-  function run(pixels: Uint8Array, into?: Uint8Array): Uint8Array {
-    if (pixels.length !== source.width * source.height * 3) {
-      throw new RangeError(`Expected ${source.width}×${source.height}×3 source bytes, got ${pixels.length}`);
-    }
-    const outLength = rowBytes * window.height;
-    if (into !== undefined && into.length !== outLength) throw new RangeError(`Expected ${outLength} output bytes, got ${into.length}`);
-    const out = into ?? new Uint8Array(outLength);
-    // Pillow runs the horizontal pass over every source row the vertical pass reads.
-    const tmp = horizontal ? horizontalPass(pixels) : pixels;
-    const stride = horizontal ? rowBytes : source.width * 3;
-    const colOffset = horizontal ? 0 : (window.left - source.left) * 3;
+  /** Output rows [y0, y1): the vertical filter over `tmp` (or, without one, a copy of its rows). */
+  function outputRows(tmp: Uint8Array, out: Uint8Array, acc: Int32Array, y0: number, y1: number): void {
     if (!vertical) {
-      for (let y = 0; y < window.height; y++) {
+      for (let y = y0; y < y1; y++) {
         const start = (window.top - source.top + y) * stride + colOffset;
         out.set(tmp.subarray(start, start + rowBytes), y * rowBytes);
       }
-      return out;
+      return;
     }
     const { first, count, weights, ksize } = v;
     // Weights are non-negative and sum to about 2^22, so each sum stays below 2^31 and is exact
     // in any order. Enlarging reads one or two source rows per output row (zero-weight taps
     // are dropped in coefficients()), so those cases sum straight into the output, without
     // the accumulator's extra passes: most of the cost of a small image.
-    const acc = accumulatorInts(rowBytes);
-    for (let y = 0; y < window.height; y++) {
+    for (let y = y0; y < y1; y++) {
       const n = count[y] as number;
       const k = y * ksize;
       const row0 = ((first[y] as number) - source.top) * stride + colOffset;
@@ -211,8 +227,56 @@ export function planBilinearWindow(from: Size, to: Size, window: Region): Biline
       }
       for (let i = 0; i < rowBytes; i++) out[o + i] = clip8(acc[i] as number);
     }
+  }
+
+  function output(pixels: Uint8Array, into: Uint8Array | undefined): Uint8Array {
+    if (pixels.length !== source.width * source.height * 3) {
+      throw new RangeError(`Expected ${source.width}×${source.height}×3 source bytes, got ${pixels.length}`);
+    }
+    const outLength = rowBytes * window.height;
+    if (into !== undefined && into.length !== outLength) throw new RangeError(`Expected ${outLength} output bytes, got ${into.length}`);
+    return into ?? new Uint8Array(outLength);
+  }
+
+  function run(pixels: Uint8Array, into?: Uint8Array): Uint8Array {
+    const out = output(pixels, into);
+    // Pillow runs the horizontal pass over every source row the vertical pass reads.
+    let tmp = pixels;
+    if (horizontal) {
+      tmp = scratchBytes(source.height * rowBytes);
+      horizontalRows(pixels, tmp, 0, source.height);
+    }
+    outputRows(tmp, out, accumulatorInts(rowBytes), 0, window.height);
     return out;
   }
 
-  return { source, run };
+  async function runInTurns(pixels: Uint8Array, turns: TurnQueue, into?: Uint8Array): Promise<Uint8Array> {
+    const out = output(pixels, into);
+    let first = true;
+    const piece = async () => {
+      if (!first) await turns.next();
+      first = false;
+    };
+    const tmp = horizontal ? takeRows(source.height * rowBytes) : pixels;
+    try {
+      if (horizontal) {
+        const step = Math.max(1, Math.floor(PIECE_MULTIPLY_ADDS / (window.width * 3 * h.ksize)));
+        for (let y = 0; y < source.height; y += step) {
+          await piece();
+          horizontalRows(pixels, tmp, y, Math.min(source.height, y + step));
+        }
+      }
+      const acc = new Int32Array(rowBytes);
+      const step = Math.max(1, Math.floor(PIECE_MULTIPLY_ADDS / (rowBytes * (vertical ? v.ksize : 1))));
+      for (let y = 0; y < window.height; y += step) {
+        await piece();
+        outputRows(tmp, out, acc, y, Math.min(window.height, y + step));
+      }
+    } finally {
+      if (horizontal) giveRows(tmp);
+    }
+    return out;
+  }
+
+  return { source, run, runInTurns };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planBilinearWindow } from '../../../src/preprocess/pil-resample.js';
+import { createTurnQueue } from '../../../src/preprocess/turns.js';
 
 // Expected values from Pillow 9.4: Image.frombytes('RGB', (4, 3), SRC).resize(size, Image.BILINEAR).
 const SRC = Uint8Array.from([
@@ -50,5 +51,45 @@ describe("Pillow's bilinear resample", () => {
     assert.deepEqual(plan.source, { left: 1, top: 1, width: 2, height: 2 });
     const window = cut(SRC, 4, 1, 1, 2, 2);
     assert.deepEqual([...plan.run(window)], [...window]);
+  });
+
+  it('gives the same bytes in turns as in one piece, yielding between pieces of a large reduction', async () => {
+    // A 1200×900 photo-like source (a smooth pattern with noise) reduced 4.7× to 256×192, cropped to 224×160.
+    const big = { width: 1200, height: 900 };
+    const pixels = new Uint8Array(big.width * big.height * 3);
+    let seed = 1;
+    for (let i = 0; i < pixels.length; i++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      pixels[i] = (Math.floor(i / 3) % 251) ^ (seed >>> 28);
+    }
+    const window = { left: 16, top: 16, width: 224, height: 160 };
+    const cases = [
+      { to: { width: 256, height: 192 }, manyTurns: true },
+      { to: { width: 256, height: 900 }, manyTurns: true },
+      { to: { width: 2400, height: 1800 }, manyTurns: false },
+    ];
+    for (const { to, manyTurns } of cases) {
+      const plan = planBilinearWindow(big, to, window);
+      const { source } = plan;
+      const region = cut(pixels, big.width, source.left, source.top, source.width, source.height);
+      let turns = 0;
+      const queue = { next: () => (turns++, Promise.resolve()) };
+      const inTurns = await plan.runInTurns(region, queue);
+      assert.deepEqual(inTurns, plan.run(region), `${to.width}×${to.height}`);
+      // Pieces of at most PIECE_MULTIPLY_ADDS: several for a reduction, one turn awaited before each but the first.
+      if (manyTurns) assert.ok(turns >= 3, `${to.width}×${to.height}: ${turns} turns`);
+    }
+  });
+
+  it('runs in turns alongside another run without mixing their rows', async () => {
+    const big = { width: 800, height: 600 };
+    const a = new Uint8Array(big.width * big.height * 3).map((_, i) => i % 253);
+    const b = new Uint8Array(big.width * big.height * 3).map((_, i) => (i * 7) % 241);
+    const plan = planBilinearWindow(big, { width: 200, height: 150 }, { left: 0, top: 0, width: 200, height: 150 });
+    // A real turn queue interleaves the two runs' pieces.
+    const queue = createTurnQueue();
+    const [ra, rb] = await Promise.all([plan.runInTurns(a, queue), plan.runInTurns(b, queue)]);
+    assert.deepEqual(ra, plan.run(a));
+    assert.deepEqual(rb, plan.run(b));
   });
 });
