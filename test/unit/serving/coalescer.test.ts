@@ -2,22 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createCoalescer } from '../../../src/serving/coalescer.js';
-
-interface Gate<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(err: Error): void;
-}
-
-function gate<T>(): Gate<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (err: Error) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+import { gate, type Gate } from './support.js';
 
 /** A start that records what it was asked to run and holds each item until the test settles it. */
 function recordingStart() {

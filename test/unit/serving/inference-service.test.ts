@@ -12,31 +12,17 @@ import type { ModelRegistry } from '../../../src/serving/model-registry.js';
 import type { ServedModel } from '../../../src/serving/model.js';
 import { nullObserver } from '../../../src/serving/observer.js';
 import { createResponseCache } from '../../../src/serving/response-cache.js';
+import { gate, type Gate } from './support.js';
 
 const CLASSES = 3;
 const FOREVER = () => performance.now() + 3_600_000;
-
-interface Held<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(err: Error): void;
-}
-function held<T>(): Held<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (err: Error) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 /**
  * A model of 3 classes whose image "decodes" wait in `decodes` (by the image's first byte) until
  * the test settles them, and whose batches answer at once with the item's value in class 0.
  */
 function standIn() {
-  const decodes = new Map<number, Held<Float32Array>>();
+  const decodes = new Map<number, Gate<Float32Array>>();
   const batches: number[] = [];
   const batcher = createBatcher<Float32Array, ItemOutput>({
     maxBatchSize: 4,
@@ -61,7 +47,7 @@ function standIn() {
     },
     batcher,
     preprocess(bytes: Uint8Array) {
-      const h = held<Float32Array>();
+      const h = gate<Float32Array>();
       decodes.set(bytes[0]!, h);
       return h.promise;
     },

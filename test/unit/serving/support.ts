@@ -1,6 +1,6 @@
 /**
  * Small helpers for the serving tests: model load options with a recording logger, temporary
- * folders, and FIFOs that can never leave the test process hanging.
+ * folders, FIFOs that can never leave the test process hanging, and promises the test settles.
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
@@ -65,4 +65,21 @@ export async function makeFifo(t: TestContext, path: string): Promise<boolean> {
     await rm(own, { recursive: true, force: true });
   });
   return true;
+}
+
+/** A promise the test settles (Node 20 has no `Promise.withResolvers`). */
+export interface Gate<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: Error): void;
+}
+
+export function gate<T>(): Gate<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }
