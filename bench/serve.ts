@@ -653,12 +653,13 @@ function renderMarkdown(r: Report, all: readonly Report[]): string {
   );
   const groups = [...new Set(r.levels.flatMap((l) => l.threadCores.map((g) => g.group)))];
   const cpu = table(
-    ['clients', 'server', ...groups.map((g) => `server: ${g}`), 'bench process', 'other processes', 'steal', 'load avg (1 min)'],
+    ['clients', 'server', 'server CPU ms/image', ...groups.map((g) => `server: ${g}`), 'bench process', 'other processes', 'steal', 'load avg (1 min)'],
     r.levels.map((l) => {
       const byGroup = new Map(l.threadCores.map((g) => [g.group, g]));
       return [
         String(l.connections),
         f2(l.serverCores),
+        f1((l.serverCores * 1000) / l.imagesPerSecond),
         ...groups.map((g) => {
           const t = byGroup.get(g);
           return t ? `${f2(t.cores)} (${t.threads})` : '–';
