@@ -927,16 +927,13 @@ interface Common {
   readonly config: Config;
   readonly model: { readonly dir: string; readonly name: string };
   readonly input: ResolvedModelInput;
-  readonly cores: number;
-  readonly direct: BatchTiming[];
-  readonly best: BatchTiming;
-  readonly batch1: BatchTiming;
-  readonly otherDuringDirect: number;
+  /** The report's fields common to every workload (machine, versions, onnxruntime alone, ...). */
   readonly header: Omit<Report, 'workload' | 'images' | 'preprocess' | 'limit' | 'levels' | 'paired' | 'otherDuringPreprocess' | 'settings' | 'date'>;
 }
 
 async function runWorkload(w: Workload, c: Common): Promise<Report> {
-  const { args, config, model, input, cores, best } = c;
+  const { args, config, model, input } = c;
+  const { cores, best } = c.header;
   const date = new Date().toISOString();
   const paths = w.images.map((i) => i.path);
   process.stdout.write(`\n== ${w.label}: ${w.description}\nPreprocessing cost over ${paths.length} images (${w.preprocessIterations} passes) ...\n`);
@@ -1019,7 +1016,7 @@ async function runWorkload(w: Workload, c: Common): Promise<Report> {
     ...c.header,
     date,
     workload: { kind: w.kind, label: w.label },
-    settings: `${describeSettings(config, c.config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu)}${serverEnvText === '' ? '' : `; set by this level: ${serverEnvText}`}`,
+    settings: `${describeSettings(config, config.batchMaxSize ?? DEFAULT_BATCH_MAX_SIZE.cpu)}${serverEnvText === '' ? '' : `; set by this level: ${serverEnvText}`}`,
     images: `${w.description}; ${args.warmupSeconds} s warm-up then ${args.durationSeconds} s measured per level`,
     preprocess,
     limit,
@@ -1090,11 +1087,6 @@ async function main(): Promise<void> {
     config,
     model,
     input,
-    cores,
-    direct,
-    best,
-    batch1,
-    otherDuringDirect,
     header: {
       command,
       machine: `${cpuModel}, ${cpus().length} logical cores, cgroup CPU limit ${cgroup ?? 'none'}, ${cores} cores available to the server`,
