@@ -30,7 +30,7 @@ import { statisticsRoutes } from './http/routes/statistics.js';
 import { v1Routes } from './http/routes/v1.js';
 import { v2Routes } from './http/routes/v2.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createDecodeBudget } from './preprocess/index.js';
+import { createDecodeBudget, createDecodeThreads } from './preprocess/index.js';
 import { createInferenceService, type InferenceService } from './serving/inference-service.js';
 import { createModelControl, type ModelControl } from './serving/model-control.js';
 import { createModelRegistry, type ModelRegistry } from './serving/model-registry.js';
@@ -170,6 +170,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   const bodyBudget = createBodyBudget(config.bodyMemoryBudgetBytes);
   const decodeBudget = createDecodeBudget({ capacityBytes: config.decodeMemoryBudgetBytes, maxImageBytes: config.maxImageDecodeBytes });
+  // Shared by every model's preprocessor; threads start on the first large image.
+  const decodeThreads = config.decodeThreads === 0 ? undefined : createDecodeThreads({ size: config.decodeThreads, niceIncrement: config.decodeNice });
   // Batch-size buckets must reach the largest batch any provider may form.
   const metrics = createMetrics({
     memoryBudgets: { body: bodyBudget, decode: decodeBudget },
@@ -204,6 +206,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
       queueMaxSize: config.queueMaxSize,
       maxImagePixels: config.maxImagePixels,
       decodeBudget,
+      ...(decodeThreads ? { decodeThreads } : {}),
       observer,
       log: app.log,
       ...(deps.workerUrl ? { workerUrl: deps.workerUrl } : {}),
@@ -263,6 +266,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   app.addHook('onClose', async () => {
     await stopServing();
+    await decodeThreads?.close();
   });
 
   // Fastify parses text/plain by default; nothing here takes text, so it is refused (415).

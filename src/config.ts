@@ -70,6 +70,13 @@ export interface Config {
    * and on a host without one also below other processes. @default 10
    */
   readonly decodeNice: number;
+  /**
+   * Preprocessing threads: images of a megapixel or more are decoded into tensors there rather
+   * than on the main thread, whose event loop answers every request and probe
+   * (preprocess/decode-threads.ts); they run at `decodeNice` too. 0: every image on the main
+   * thread. @default 1
+   */
+  readonly decodeThreads: number;
   /** Images that may wait in one model version's queue before requests are refused. @default 128 */
   readonly queueMaxSize: number;
   /**
@@ -181,6 +188,7 @@ export const ENV_VARS = [
   'INTRA_OP_THREADS',
   'INFERENCE_NICE',
   'DECODE_NICE',
+  'DECODE_THREADS',
   'QUEUE_MAX_SIZE',
   'RESPONSE_CACHE_MAX_BYTES',
   'REQUEST_TIMEOUT_MS',
@@ -353,6 +361,7 @@ export function loadConfig(env: Env, options: LoadConfigOptions): Config {
     intraOpThreads: readInt(env, 'INTRA_OP_THREADS', Math.max(1, options.availableCpus), 1, 1024),
     inferenceNice: readInt(env, 'INFERENCE_NICE', 10, 0, 19),
     decodeNice: readInt(env, 'DECODE_NICE', 10, 0, 19),
+    decodeThreads: readInt(env, 'DECODE_THREADS', 1, 0, 64),
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 128, 1),
     responseCacheMaxBytes: readResponseCacheMaxBytes(env),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1),

@@ -85,6 +85,7 @@ try {
     {
       intraOpThreads: cfg.intraOpThreads,
       decodeNice: cfg.decodeNice,
+      decodeThreads: cfg.decodeThreads,
       inferenceWorkers: cfg.inferenceWorkers,
       batchMaxSize: cfg.batchMaxSize,
       executionProvider: cfg.executionProvider,

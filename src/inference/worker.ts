@@ -3,10 +3,9 @@
  * `session.run` blocks this thread for the whole inference, which is why it lives here and
  * not on the main thread that answers HTTP and probes.
  */
-import { writeFileSync } from 'node:fs';
-import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { lowerThisThreadPriority, nameThisThread } from '../system/thread-self.js';
 import { openSession } from './onnx-binding.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -18,37 +17,10 @@ function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
 }
 
-/**
- * Names this thread `ort-inference` (Linux) before the session starts onnxruntime's intra-op
- * threads, which inherit the name: `top -H` and /proc then tell inference CPU apart from the
- * event loop and libuv's pool, all otherwise called `node`. The benchmark reads it there.
- */
-function nameThread(): void {
-  try {
-    writeFileSync('/proc/thread-self/comm', 'ort-inference');
-  } catch {
-    // Not Linux, or /proc is not mounted: the name is only a convenience.
-  }
-}
-
-/**
- * Lowers this thread's priority by `increment` (raises its nice value) before the session
- * starts its intra-op threads, which inherit it. On Linux nice is per thread, and
- * `setPriority(0, …)` from a worker thread changes that thread only: the event loop and
- * libuv's pool keep theirs, and win the CPU when they want it while inference waits. Raising
- * one's own nice value needs no privilege; failure (other systems) leaves the priority as is.
- */
-function lowerPriority(increment: number): void {
-  if (increment <= 0) return;
-  try {
-    setPriority(0, Math.min(19, getPriority(0) + increment));
-  } catch {
-    // Not permitted or not supported: inference keeps the process's priority.
-  }
-}
-
-nameThread();
-lowerPriority(init.niceIncrement ?? 0);
+// Named `ort-inference` before the session starts onnxruntime's intra-op threads, which inherit
+// the name and the lowered priority: the event loop and libuv's pool win the CPU when they want it.
+nameThisThread('ort-inference');
+lowerThisThreadPriority(init.niceIncrement ?? 0);
 try {
   const session = await openSession(init.modelPath, init.session);
   const outputName = session.outputs[0]?.name;

@@ -11,3 +11,4 @@ export type { ImagePreprocessor, PreprocessedImage } from './preprocessor.js';
 export { createImagePreprocessor } from './preprocessor.js';
 export { mainThreadTurns, type TurnQueue } from './turns.js';
 export { createDecodeBudget, estimateDecodeBytes, type DecodeBudget, type DecodeWait } from './decode-budget.js';
+export { createDecodeThreads, type DecodeThreads } from './decode-threads.js';

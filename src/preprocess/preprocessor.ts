@@ -21,19 +21,15 @@
  * the high byte like every other 16-bit input.
  */
 import { errors } from '../errors.js';
-import { cmykToRgb } from './cmyk.js';
 import { estimateDecodeBytes, type DecodeBudget, type DecodeWait } from './decode-budget.js';
-import { planResize } from './geometry.js';
+import { createTensorDecode } from './decode-to-tensor.js';
+import type { DecodeThreads } from './decode-threads.js';
 import { countGifFirstFrame } from './gif-frame.js';
-import { gifTransparentColour } from './gif-transparency.js';
 import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, detectImageFormat, type ImageFormat } from './image-format.js';
 import { inspectJpegScans, MAX_JPEG_SCANS, type JpegFrame } from './jpeg-scans.js';
 import { findJpegTailError } from './jpeg-tail.js';
-import { planBilinearWindow } from './pil-resample.js';
-import { createSharpDecoder, type ImageDecoder, type ImageHeader } from './sharp-pipeline.js';
-import { planShrinkOnLoad } from './shrink-on-load.js';
+import { createSharpDecoder, type ImageDecoder } from './sharp-pipeline.js';
 import { validateImageLimits, validatePreprocessSpec, type ImageLimits, type PreprocessSpec } from './spec.js';
-import { createTensorWriter } from './tensor.js';
 import { mainThreadTurns } from './turns.js';
 
 export interface PreprocessedImage {
@@ -66,7 +62,20 @@ export interface ImagePreprocessor {
 export interface PreprocessorOptions {
   /** Memory every decode reserves before it starts, shared by the process's preprocessors. */
   readonly decodeBudget?: DecodeBudget;
+  /**
+   * Preprocessing threads, shared by the process's preprocessors: images of at least
+   * OFF_THREAD_MIN_PIXELS are decoded there (decode-threads.ts). Without them, on the main thread.
+   */
+  readonly threads?: DecodeThreads;
 }
+
+/**
+ * Images of at least this many pixels (a megapixel) are decoded in a preprocessing thread when
+ * there is one. Below it the main thread's share is a fraction of a millisecond, less than the
+ * messages to and from a thread cost it; above it (phone photos: 2–12 MP) it is milliseconds
+ * of filter and tensor, and megabytes of pixels for the main thread's garbage collector.
+ */
+export const OFF_THREAD_MIN_PIXELS = 1 << 20;
 
 const FORMAT_NAMES: Readonly<Record<ImageFormat, string>> = {
   jpeg: 'JPEG',
@@ -89,15 +98,6 @@ const LIBVIPS_FORMAT: Readonly<Record<ImageFormat, string>> = {
   heif: 'heif',
 };
 
-/**
- * Formats libvips decodes at reduced scale: JPEG (DCT scaling) and WebP. HEIF's only reduced
- * form is an embedded thumbnail, other pixels than the image's, so it is never used. Alpha and
- * CMYK keep their own paths (sharp-pipeline.ts), which decode at full scale.
- */
-function canShrinkOnLoad(format: ImageFormat, header: ImageHeader, colour: 'srgb' | 'cmyk', flatten: unknown): boolean {
-  return (format === 'jpeg' || format === 'webp') && colour === 'srgb' && !header.hasAlpha && flatten === undefined;
-}
-
 /** Like `createImagePreprocessor`, with the decoder given (tests wrap it to watch its calls). */
 export function createImagePreprocessorWith(
   spec: PreprocessSpec,
@@ -105,13 +105,10 @@ export function createImagePreprocessorWith(
   decoder: ImageDecoder,
   options: PreprocessorOptions = {},
 ): ImagePreprocessor {
-  const { decodeBudget } = options;
+  const { decodeBudget, threads } = options;
   const checkedSpec = validatePreprocessSpec(spec);
   const { maxPixels } = validateImageLimits(limits);
-  const writeTensor = createTensorWriter(checkedSpec);
-  // Pixels of an enlarged crop live only between window.run() and writeTensor(), with no await
-  // between them, so one buffer serves every call and spares fresh memory's page faults.
-  const enlarged = new Uint8Array(3 * checkedSpec.crop * checkedSpec.crop);
+  const decodeOnMainThread = createTensorDecode(checkedSpec, maxPixels, decoder, mainThreadTurns);
 
   async function preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait): Promise<PreprocessedImage> {
     const length = 3 * checkedSpec.crop * checkedSpec.crop;
@@ -163,59 +160,17 @@ export function createImagePreprocessorWith(
     const release =
       decodeBudget === undefined ? undefined : await decodeBudget.reserve(estimateDecodeBytes({ ...header, ...(jpegFrame ? { jpegFrame } : {}) }), wait);
     try {
-      return await decodeToTensor(bytes, format, name, header, into);
+      const image = { bytes, format, name, header };
+      // A large image's synchronous share (the filter after shrink-on-load, 2–8 ms at 12 MP, the
+      // tensor, and the garbage of its pixels) is spared the event loop when there are threads.
+      const data =
+        threads !== undefined && pixels >= OFF_THREAD_MIN_PIXELS
+          ? await threads.decode(checkedSpec, maxPixels, image, into)
+          : await decodeOnMainThread(image, into);
+      return { data, format, width: header.width, height: header.height };
     } finally {
       release?.();
     }
-  }
-
-  async function decodeToTensor(
-    bytes: Uint8Array,
-    format: ImageFormat,
-    name: string,
-    header: ImageHeader,
-    into: Float32Array | undefined,
-  ): Promise<PreprocessedImage> {
-    const plan = planResize(header.width, header.height, checkedSpec.resize, checkedSpec.crop);
-    // CMYK with alpha (rare, TIFF only) is left to libvips' ICC conversion.
-    const colour = header.space === 'cmyk' && !header.hasAlpha ? 'cmyk' : 'srgb';
-    // GIF alpha is all or nothing, so flattening (cheap, before any resize) replaces dropping it;
-    // without a transparent index the alpha is opaque and the colour never shows.
-    const flatten = format === 'gif' ? (gifTransparentColour(bytes) ?? ([0, 0, 0] as const)) : undefined;
-    let rgb: Uint8Array;
-    const shrunk =
-      plan.kind === 'reduce' && checkedSpec.decode === 'fast' && canShrinkOnLoad(format, header, colour, flatten)
-        ? planShrinkOnLoad(header.width, header.height, checkedSpec.resize)
-        : undefined;
-    if (plan.kind === 'reduce' && shrunk === undefined) {
-      const decoded = await decoder.decode({ bytes, header, maxPixels, resizeTo: plan.resized, region: plan.crop, colour, flatten }, name);
-      // The main thread's share (writing the tensor, about 0.3 ms at 224², and resampling an
-      // enlarged crop, about 0.4 ms) takes one turn of the event loop per image, so the decodes
-      // of a burst of requests, finishing together, cannot hold the loop for long (turns.ts).
-      await mainThreadTurns.next();
-      // Converting the crop after resizing in CMYK differs from Pillow's convert-then-resize
-      // only where C and K both change within a pixel's footprint (≤ 2 levels on the fixture).
-      rgb = colour === 'cmyk' ? cmykToRgb(decoded) : decoded;
-    } else {
-      // Enlarging (or not resizing): decode only the source pixels the crop reads, and
-      // resample them exactly as Pillow does. Shrinking on load: decode at reduced scale, then
-      // Pillow's filter does the rest of the reduction (shrink-on-load.ts), as torchvision's
-      // does all of it; on the main thread, 2–5 ms of CPU for a 224² crop of a 12 MP photo, so in
-      // pieces of about 0.3 ms, each on a turn of the event loop (pil-resample.ts).
-      const window = planBilinearWindow(shrunk ?? header, plan.resized, plan.crop);
-      const decoded = await decoder.decode(
-        { bytes, header, maxPixels, resizeTo: undefined, shrinkOnLoadTo: shrunk, region: window.source, colour, flatten },
-        name,
-      );
-      await mainThreadTurns.next();
-      const source = colour === 'cmyk' ? cmykToRgb(decoded) : decoded;
-      if (plan.kind === 'identity') rgb = source;
-      // The rest of a reduction takes milliseconds: in pieces, each on a turn of its own, into
-      // an array of its own (other images' pieces run in between).
-      else if (shrunk !== undefined) rgb = await window.runInTurns(source, mainThreadTurns);
-      else rgb = window.run(source, enlarged);
-    }
-    return { data: writeTensor(rgb, into), format, width: header.width, height: header.height };
   }
 
   return { spec: checkedSpec, preprocess };

@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_BATCH_MAX_SIZE, ExecutionProviderError, openWithProvider, type ExecutionProviderChoice } from '../inference/execution-provider.js';
 import type { CudaOptions, ExecutionProvider, TensorInfo } from '../inference/onnx-binding.js';
-import { createImagePreprocessor, type DecodeBudget, type DecodeWait, type ImagePreprocessor } from '../preprocess/index.js';
+import { createImagePreprocessor, type DecodeBudget, type DecodeThreads, type DecodeWait, type ImagePreprocessor } from '../preprocess/index.js';
 import { createBatcher, type Batcher } from './batcher.js';
 import { createBatchAssembly, type BatchAssembly, type ItemOutput } from './batch-assembly.js';
 import { ModelConfigError, resolveModelInput, type OutputKind, type ResolvedModelInput } from './model-config.js';
@@ -32,6 +32,8 @@ export interface ModelLoadOptions {
   readonly maxImagePixels: number;
   /** Decoding memory shared by every model (see decode-budget.ts); none when absent. */
   readonly decodeBudget?: DecodeBudget;
+  /** Preprocessing threads shared by every model (decode-threads.ts); none: the main thread decodes. */
+  readonly decodeThreads?: DecodeThreads;
   readonly observer: ServingObserver;
   readonly log: ModelLogger;
   /** Worker entry override, for tests. */
@@ -188,7 +190,10 @@ export async function loadModel(source: ModelSource, options: ModelLoadOptions):
     const preprocessor = createImagePreprocessor(
       input.preprocess,
       { maxPixels: options.maxImagePixels },
-      options.decodeBudget ? { decodeBudget: options.decodeBudget } : {},
+      {
+        ...(options.decodeBudget ? { decodeBudget: options.decodeBudget } : {}),
+        ...(options.decodeThreads ? { threads: options.decodeThreads } : {}),
+      },
     );
     const loadSeconds = (performance.now() - started) / 1000;
     options.observer.modelLoaded({ model: name, version, executionProvider: pool.executionProvider, sha256, seconds: loadSeconds });
