@@ -11,8 +11,9 @@
  *     [--server-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
  *
  * A variant is `name:VAR=value,VAR=value` (server environment, added to this process's), plus
- * two keys of the benchmark's own: `ENTRY=<path>/dist/src/server.js` runs another build (before
- * and after a change), `RENICE_DECODE=n` renices the server's libvips threads (an experiment).
+ * three keys of the benchmark's own: `ENTRY=<path>/dist/src/server.js` runs another build (before
+ * and after a change), `NODE_ARGS=--flag --flag=value` gives its server Node options (V8 flags
+ * that NODE_OPTIONS refuses), `RENICE_DECODE=n` renices the server's libvips threads (an experiment).
  *
  * `--flood`: a refusal flood instead of autocannon's closed loop, from clients that honour
  * `Connection: close` (bench/lib/flood.ts; autocannon does not, and counts the closed
@@ -63,6 +64,8 @@ interface Variant {
   readonly reniceDecode?: number;
   /** Another build's entry (`ENTRY=/path/dist/src/server.js` in the variant), to compare before and after. */
   readonly entry?: string;
+  /** Node options of this variant's server (`NODE_ARGS=--flag --flag=value`), after `--server-node-args`. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export function parseVariant(text: string): Variant {
@@ -74,8 +77,14 @@ export function parseVariant(text: string): Variant {
     if (eq < 1) throw new Error(`--variant ${text}: expected name:VAR=value,VAR=value`);
     env[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
-  const { RENICE_DECODE: renice, ENTRY: entry, ...server } = env;
-  return { name, env: server, ...(renice === undefined ? {} : { reniceDecode: Number(renice) }), ...(entry === undefined ? {} : { entry: resolve(entry) }) };
+  const { RENICE_DECODE: renice, ENTRY: entry, NODE_ARGS: nodeArgs, ...server } = env;
+  return {
+    name,
+    env: server,
+    ...(renice === undefined ? {} : { reniceDecode: Number(renice) }),
+    ...(entry === undefined ? {} : { entry: resolve(entry) }),
+    ...(nodeArgs === undefined ? {} : { nodeArgs: nodeArgs.split(/\s+/).filter(Boolean) }),
+  };
 }
 
 interface Measurement {
@@ -256,7 +265,7 @@ async function main(): Promise<void> {
           ...variant.env,
         },
         logPath: join(CACHE, `loop-server-${variant.name}.log`),
-        nodeArgs: values['server-node-args'].split(/\s+/).filter(Boolean),
+        nodeArgs: [...values['server-node-args'].split(/\s+/).filter(Boolean), ...(variant.nodeArgs ?? [])],
       });
       const renicer =
         variant.reniceDecode === undefined ? undefined : setInterval(() => reniceThreads(server.pid, /^libvips worker/, variant.reniceDecode!), 100);

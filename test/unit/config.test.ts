@@ -15,6 +15,9 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ INFERENCE_NICE: '0' }, { availableCpus: 3 }).inferenceNice, 0);
     assert.equal(c.decodeNice, 10);
     assert.equal(loadConfig({ DECODE_NICE: '0' }, { availableCpus: 3 }).decodeNice, 0);
+    assert.equal(loadConfig({}, { availableCpus: 3 }).decodeThreads, 1);
+    assert.equal(loadConfig({ DECODE_THREADS: '0' }, { availableCpus: 3 }).decodeThreads, 0);
+    assert.throws(() => loadConfig({ DECODE_THREADS: '-1' }, { availableCpus: 3 }), /`DECODE_THREADS`/);
     assert.throws(() => loadConfig({ DECODE_NICE: '20' }, { availableCpus: 3 }), /`DECODE_NICE` to be an integer from 0 to 19, got `20`/);
     assert.equal(c.uploadMaxBytes, 10 * 1024 * 1024);
     assert.equal(c.maxImagesPerRequest, 32);

@@ -96,10 +96,16 @@ describe('preprocessing threads', () => {
     const truncated = first.bytes.subarray(0, Math.floor(first.bytes.length / 2));
     const onMain = await createImagePreprocessor(IMAGENET_PREPROCESS, LIMITS)
       .preprocess(truncated)
-      .then(() => undefined, (err: unknown) => err);
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
     const offMain = await createImagePreprocessor(IMAGENET_PREPROCESS, LIMITS, { threads })
       .preprocess(truncated)
-      .then(() => undefined, (err: unknown) => err);
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
     assert.ok(isServingError(onMain) && isServingError(offMain));
     assert.equal(offMain.code, 'INVALID_IMAGE');
     assert.equal(offMain.statusCode, 400);
@@ -123,11 +129,27 @@ describe('preprocessing threads', () => {
 });
 
 describe('preprocessing threads, failing and closing', () => {
-  const image = { format: 'jpeg' as const, name: 'JPEG', header: { format: 'jpeg', compression: undefined, width: 3000, height: 2000, space: 'srgb', hasAlpha: false, channels: 3, bytesPerSample: 1, upright: true } };
+  const image = {
+    format: 'jpeg' as const,
+    name: 'JPEG',
+    header: {
+      format: 'jpeg',
+      compression: undefined,
+      width: 3000,
+      height: 2000,
+      space: 'srgb',
+      hasAlpha: false,
+      channels: 3,
+      bytesPerSample: 1,
+      upright: true,
+    },
+  };
 
   it('fail the jobs of a thread that dies with INTERNAL, and start a new thread for the next job', async () => {
     // A thread that dies on its first job.
-    const dying = new URL(`data:text/javascript,${encodeURIComponent("import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => process.exit(3));")}`);
+    const dying = new URL(
+      `data:text/javascript,${encodeURIComponent("import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => process.exit(3));")}`,
+    );
     const threads = createDecodeThreads({ size: 1, workerUrl: dying });
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
