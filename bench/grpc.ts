@@ -5,7 +5,10 @@
  *
  *   npm run bench:grpc [-- --duration 10 --warmup 3 --concurrency 1,32 --rounds 2 --json-clients 1 --batch 8 --image <file> --model <folder> --no-write]
  *
- * Also: --out <file> (default BENCHMARKS.md), --json <file> (every figure, for tools).
+ * Also: --out <file> (default BENCHMARKS.md), --json <file> (every figure, for tools),
+ * --grpc-client h2|grpc-js: the gRPC load's client. `h2` (default) makes the same calls with
+ * Node's HTTP/2 directly (bench/lib/v2-grpc-h2.ts): grpc-js's client costs 3–5× the HTTP
+ * client's CPU per call, and on this machine that CPU comes out of the server's inference.
  *
  * Requests to ResNet-50 (the model builder's, cached in .bench/ as for `npm run bench`):
  * - FP32 [batch,3,224,224], the photos of ../shared/images/photos preprocessed as the model's
@@ -84,6 +87,7 @@ import { httpGet } from './lib/http-get.js';
 import { measureDirectInference } from './lib/onnx-direct.js';
 import { findRepoRoot, revision, versionOf } from './lib/repo-root.js';
 import { runRequestLoop, type RequestLoopResult } from './lib/request-loop.js';
+import { createV2GrpcH2Client } from './lib/v2-grpc-h2.js';
 import { waitUntilIdle } from './lib/server-idle.js';
 import { freePort, startServer } from './lib/server-process.js';
 import { parsePrometheusText, sumOf } from './lib/prometheus-text.js';
@@ -143,6 +147,8 @@ interface Args {
   readonly write: boolean;
   readonly out: string;
   readonly json: string | undefined;
+  /** The gRPC client the load comes from: `h2` (v2-grpc-h2.ts, the default) or `grpc-js`. */
+  readonly grpcClient: 'h2' | 'grpc-js';
 }
 
 function clientList(name: string, value: string): number[] {
@@ -165,8 +171,11 @@ function parseCliArgs(argv: string[]): Args {
       'no-write': { type: 'boolean', default: false },
       out: { type: 'string', default: 'BENCHMARKS.md' },
       json: { type: 'string' },
+      'grpc-client': { type: 'string', default: 'h2' },
     },
   });
+  const grpcClient = values['grpc-client'];
+  if (grpcClient !== 'h2' && grpcClient !== 'grpc-js') throw new Error(`--grpc-client ${grpcClient}: expected h2 or grpc-js`);
   const image = resolve(values.image);
   if (!existsSync(image)) throw new Error(`--image ${values.image}: no such file`);
   const concurrency = clientList('concurrency', values.concurrency);
@@ -186,6 +195,7 @@ function parseCliArgs(argv: string[]): Args {
     write: !values['no-write'],
     out: resolve(ROOT, values.out),
     json: values.json === undefined ? undefined : resolve(values.json),
+    grpcClient,
   };
 }
 
@@ -833,7 +843,7 @@ async function main(): Promise<void> {
     env: { ...serverEnv, MODEL_REPOSITORY: REPOSITORY, DEFAULT_MODEL: model.name, SEED_DEFAULT_MODEL: 'false' },
     logPath: SERVER_LOG,
   });
-  const grpc = createV2GrpcClient(`127.0.0.1:${grpcPort}`, PROTO);
+  const grpc = (args.grpcClient === 'h2' ? createV2GrpcH2Client : createV2GrpcClient)(`127.0.0.1:${grpcPort}`, PROTO);
   const runs: Run[] = [];
   const levels: Level[] = [];
   let report: Report;
@@ -1007,7 +1017,7 @@ async function main(): Promise<void> {
       command,
       machine,
       versions:
-        `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, @grpc/grpc-js ${versionOf(ROOT, '@grpc/grpc-js')} (server and client), ` +
+        `node ${process.version}, onnxruntime-node ${versionOf(ROOT, 'onnxruntime-node')}, @grpc/grpc-js ${versionOf(ROOT, '@grpc/grpc-js')} (server${args.grpcClient === 'grpc-js' ? ' and client' : '; the client: Node http2, bench/lib/v2-grpc-h2.ts'}), ` +
         `@grpc/proto-loader ${versionOf(ROOT, '@grpc/proto-loader')}, fastify ${versionOf(ROOT, 'fastify')}, sharp ${versions.sharp} (libvips ${versions.libvips})`,
       revision: revisionAtStart,
       settings: describeSettings(config),

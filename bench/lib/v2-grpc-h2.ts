@@ -1,0 +1,185 @@
+/**
+ * The benchmarks' lean gRPC client: the same calls as v2-grpc.ts's grpc-js client (unary
+ * ModelInfer on one HTTP/2 connection shared by every caller, or one ModelStreamInfer stream
+ * per caller), made directly with Node's HTTP/2 (nghttp2 frames them; this module only writes
+ * gRPC's 5-byte message prefix and reads the status from the trailers).
+ *
+ * Why: the benchmark's clients share the server's two cores. grpc-js's client spends about
+ * 1 ms of CPU a call (its channel, filters, metadata and status machinery), 3–5× what the HTTP
+ * client spends a request, and that CPU comes out of the server's inference threads (which run
+ * below the benchmark process's priority, INFERENCE_NICE): measured that way, gRPC paid for its
+ * client. A gRPC user's client runs on another machine, and perf_analyzer's is gRPC core in C++.
+ * The server cannot tell the two clients apart: the same HTTP/2 requests, headers and messages
+ * (tests with grpc-js and NVIDIA's tritonclient show it speaks to real clients).
+ */
+import http2 from 'node:http2';
+import * as protoLoader from '@grpc/proto-loader';
+import type { GrpcInferRequestMessage, GrpcInferResponseMessage, GrpcRequest, V2GrpcClient, V2GrpcStream } from './v2-grpc.js';
+
+interface StreamResponse {
+  readonly error_message: string;
+  readonly infer_response: GrpcInferResponseMessage | null;
+}
+
+const UNARY_PATH = '/inference.GRPCInferenceService/ModelInfer';
+const STREAM_PATH = '/inference.GRPCInferenceService/ModelStreamInfer';
+
+function abortError(): Error {
+  return Object.assign(new Error('aborted'), { code: 'ABORTED' });
+}
+
+/** A gRPC failure as grpc-js reports one: `code` (a number) and `details`. */
+function statusError(code: number, details: string): Error {
+  return Object.assign(new Error(`${code} ${details}`), { code, details });
+}
+
+/** gRPC's length-prefixed messages out of a stream of DATA chunks. */
+function createMessageReader(onMessage: (message: Buffer) => void): (chunk: Buffer) => void {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  return (chunk) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    while (pendingBytes >= 5) {
+      const head = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+      const length = head.readUInt32BE(1);
+      if (head[0] !== 0) throw new Error('compressed gRPC message: not asked for');
+      if (head.length < 5 + length) {
+        pending = [head];
+        return;
+      }
+      onMessage(head.subarray(5, 5 + length));
+      const rest = head.subarray(5 + length);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+    }
+  };
+}
+
+/** A client of the server at `address` (`127.0.0.1:port`), loading the .proto file at `protoPath`. */
+export function createV2GrpcH2Client(address: string, protoPath: string): V2GrpcClient {
+  const definition = protoLoader.loadSync(protoPath, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const service = definition['inference.GRPCInferenceService'] as protoLoader.ServiceDefinition;
+  const unaryMethod = service.ModelInfer!;
+  const streamMethod = service.ModelStreamInfer!;
+  const deserializeAnswer = unaryMethod.responseDeserialize as (bytes: Buffer) => GrpcInferResponseMessage;
+  const deserializeStreamAnswer = streamMethod.responseDeserialize as (bytes: Buffer) => StreamResponse;
+  // Requests are framed once each: a benchmark sends the same request objects again and again.
+  const framedCache = new WeakMap<object, Buffer>();
+  const framed = (request: GrpcRequest): Buffer => {
+    let bytes = framedCache.get(request);
+    if (bytes === undefined) {
+      const message = 'encoded' in request ? request.encoded : unaryMethod.requestSerialize(request as GrpcInferRequestMessage);
+      bytes = Buffer.allocUnsafe(5 + message.length);
+      bytes[0] = 0;
+      bytes.writeUInt32BE(message.length, 1);
+      message.copy(bytes, 5);
+      framedCache.set(request, bytes);
+    }
+    return bytes;
+  };
+  // Windows as large as HTTP/2 allows, as gRPC core's BDP probing ends up for large messages.
+  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 2 ** 31 - 1 } });
+  session.on('connect', () => session.setLocalWindowSize(2 ** 31 - 1));
+  session.on('error', () => undefined);
+  const headers = (path: string, timeoutMs?: number): http2.OutgoingHttpHeaders => ({
+    ':method': 'POST',
+    ':path': path,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    ...(timeoutMs === undefined ? {} : { 'grpc-timeout': `${Math.max(1, Math.round(timeoutMs))}m` }),
+  });
+
+  return {
+    encode(request) {
+      return { encoded: unaryMethod.requestSerialize(request) };
+    },
+    infer(request, signal, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        if (signal.aborted) return reject(abortError());
+        const stream = session.request(headers(UNARY_PATH, timeoutMs));
+        let answer: Buffer | undefined;
+        let status: { code: number; details: string } | undefined;
+        const read = createMessageReader((message) => (answer = message));
+        const onStatus = (h: http2.IncomingHttpHeaders) => {
+          if (h['grpc-status'] !== undefined) status = { code: Number(h['grpc-status']), details: decodeURIComponent(String(h['grpc-message'] ?? '')) };
+        };
+        const cancel = () => stream.close(http2.constants.NGHTTP2_CANCEL);
+        signal.addEventListener('abort', cancel, { once: true });
+        stream.on('response', onStatus);
+        stream.on('trailers', onStatus);
+        stream.on('data', (chunk: Buffer) => {
+          try {
+            read(chunk);
+          } catch (err) {
+            stream.destroy(err as Error);
+          }
+        });
+        stream.on('error', () => undefined);
+        stream.on('close', () => {
+          signal.removeEventListener('abort', cancel);
+          if (signal.aborted) return reject(abortError());
+          if (status === undefined) return reject(statusError(13, `the call closed without a status (RST ${stream.rstCode})`));
+          if (status.code !== 0) return reject(statusError(status.code, status.details));
+          if (answer === undefined) return reject(statusError(13, 'no response message'));
+          try {
+            resolve(deserializeAnswer(answer));
+          } catch (err) {
+            reject(err);
+          }
+        });
+        stream.end(framed(request));
+      });
+    },
+    openStream(): V2GrpcStream {
+      const stream = session.request(headers(STREAM_PATH));
+      let waiting: { resolve: (r: GrpcInferResponseMessage) => void; reject: (e: unknown) => void } | undefined;
+      let failure: unknown;
+      const fail = (err: unknown) => {
+        failure ??= err;
+        waiting?.reject(err);
+        waiting = undefined;
+      };
+      const read = createMessageReader((bytes) => {
+        const w = waiting;
+        waiting = undefined;
+        if (w === undefined) return;
+        const message = deserializeStreamAnswer(bytes);
+        if (message.error_message !== '' || message.infer_response === null) w.reject(new Error(message.error_message || 'no infer_response'));
+        else w.resolve(message.infer_response);
+      });
+      stream.on('data', (chunk: Buffer) => {
+        try {
+          read(chunk);
+        } catch (err) {
+          fail(err);
+          stream.destroy();
+        }
+      });
+      stream.on('trailers', (h) => fail(statusError(Number(h['grpc-status'] ?? 13), String(h['grpc-message'] ?? 'the stream ended'))));
+      stream.on('error', fail);
+      stream.on('close', () => fail(new Error('the stream ended')));
+      return {
+        infer(request, signal) {
+          return new Promise((resolve, reject) => {
+            if (failure !== undefined) return reject(failure);
+            if (signal.aborted) return reject(abortError());
+            const onAbort = () => fail(abortError());
+            signal.addEventListener('abort', onAbort, { once: true });
+            waiting = {
+              resolve: (r) => (signal.removeEventListener('abort', onAbort), resolve(r)),
+              reject: (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+            };
+            stream.write(framed(request));
+          });
+        },
+        close() {
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        },
+      };
+    },
+    close() {
+      session.close();
+    },
+  };
+}
