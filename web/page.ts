@@ -22,6 +22,8 @@ interface ModelMetadata {
     readonly scale: number;
     readonly channels: string;
     readonly layout: string;
+    /** How a phone photo is decoded (docs/models.md, "Shrink-on-load"); absent from older servers. */
+    readonly decode?: 'fast' | 'exact';
   };
   readonly output_kind: string;
   readonly labels: number;
@@ -205,7 +207,16 @@ function showModel(meta: ModelMetadata | undefined): void {
   const p = meta.preprocess;
   const facts: Array<[string, string]> = [
     ['Input', `${p.crop} × ${p.crop} px, ${p.channels}, ${p.layout}`],
-    ['Preprocessing', `shorter side resized to ${p.resize} px, centre crop ${p.crop} px; pixels ÷ ${p.scale}, mean ${list(p.mean)}, std ${list(p.std)}`],
+    [
+      'Preprocessing',
+      `shorter side resized to ${p.resize} px, centre crop ${p.crop} px; pixels ÷ ${p.scale}, mean ${list(p.mean)}, std ${list(p.std)}${
+        p.decode === undefined
+          ? ''
+          : p.decode === 'fast'
+            ? '; large JPEG and WebP decoded at reduced scale (fast)'
+            : '; every image decoded at full scale (exact)'
+      }`,
+    ],
     ['Labels', meta.labels === 0 ? 'none (classes shown by index)' : `${meta.labels}`],
     ['Output', `${meta.classes} classes, ${meta.output_kind === 'logits' ? 'logits (softmax by the server)' : 'probabilities'}`],
     ['Trained', meta.trained === null ? 'not stated in config.json' : meta.trained ? 'yes' : 'no: random weights'],
@@ -222,17 +233,24 @@ function topK(): number {
   return Number.isInteger(value) && value >= 1 ? Math.min(value, max) : Math.min(5, max);
 }
 
-/** `preprocess;dur=1.2, queue;dur=0.1, …` as [name, ms] pairs, in the server's order. */
-function serverTiming(header: string | null): Array<[string, number]> {
+/**
+ * `preprocess;dur=1.2, queue;dur=0.1, cache;desc=hit, …` as [name, shown] pairs, in the
+ * server's order: a duration in ms, or the description of an entry without one (where the
+ * answer came from: `cache` hit, coalesced or miss).
+ */
+function serverTiming(header: string | null): Array<[string, string]> {
   if (header === null) return [];
   return header.split(',').flatMap((metric) => {
     const [name = '', ...params] = metric.split(';').map((s) => s.trim());
     const dur = params.find((param) => param.startsWith('dur='));
-    return name !== '' && dur !== undefined ? [[name, Number(dur.slice(4))] as [string, number]] : [];
+    const desc = params.find((param) => param.startsWith('desc='));
+    if (name === '') return [];
+    if (dur !== undefined) return [[name, `${Number(dur.slice(4)).toFixed(1)} ms`] as [string, string]];
+    return desc === undefined ? [] : [[name, desc.slice(5).replace(/^"(.*)"$/, '$1')] as [string, string]];
   });
 }
 
-function showPrediction(body: HTMLElement, scores: readonly ClassScore[], timing: Array<[string, number]>, roundTripMs: number): void {
+function showPrediction(body: HTMLElement, scores: readonly ClassScore[], timing: Array<[string, string]>, roundTripMs: number): void {
   const rows = el('ol', 'top-k');
   rows.setAttribute('aria-label', `Top ${scores.length} classes`);
   for (const s of scores) {
@@ -247,7 +265,7 @@ function showPrediction(body: HTMLElement, scores: readonly ClassScore[], timing
     rows.append(row);
   }
   const times = el('dl', 'timing');
-  for (const [name, ms] of timing) times.append(el('dt', undefined, name), el('dd', undefined, `${ms.toFixed(1)} ms`));
+  for (const [name, shown] of timing) times.append(el('dt', undefined, name), el('dd', undefined, shown));
   times.append(el('dt', undefined, 'round trip'), el('dd', undefined, `${roundTripMs.toFixed(0)} ms`));
   body.replaceChildren(rows, times);
 }

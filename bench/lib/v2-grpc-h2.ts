@@ -34,22 +34,23 @@ function statusError(code: number, details: string): Error {
 }
 
 /** gRPC's length-prefixed messages out of a stream of DATA chunks. */
-function createMessageReader(onMessage: (message: Buffer) => void): (chunk: Buffer) => void {
+export function createMessageReader(onMessage: (message: Buffer) => void): (chunk: Buffer) => void {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   return (chunk) => {
     pending.push(chunk);
     pendingBytes += chunk.length;
-    while (pendingBytes >= 5) {
-      const head = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
-      const length = head.readUInt32BE(1);
-      if (head[0] !== 0) throw new Error('compressed gRPC message: not asked for');
-      if (head.length < 5 + length) {
-        pending = [head];
-        return;
-      }
-      onMessage(head.subarray(5, 5 + length));
-      const rest = head.subarray(5 + length);
+    for (;;) {
+      if (pendingBytes < 5) return;
+      // The prefix whole in the first buffer; the message is joined only once it is all here.
+      if ((pending[0] as Buffer).length < 5) pending = [Buffer.concat(pending, pendingBytes)];
+      const first = pending[0] as Buffer;
+      if (first[0] !== 0) throw new Error('compressed gRPC message: not asked for');
+      const length = first.readUInt32BE(1);
+      if (pendingBytes < 5 + length) return;
+      const all = pending.length === 1 ? first : Buffer.concat(pending, pendingBytes);
+      onMessage(all.subarray(5, 5 + length));
+      const rest = all.subarray(5 + length);
       pending = rest.length > 0 ? [rest] : [];
       pendingBytes = rest.length;
     }

@@ -113,6 +113,7 @@ describe('the page in Chromium', { skip }, () => {
     assert.match(factText, /Labels 10\b/);
     assert.match(factText, /Trained yes\b/);
     assert.match(factText, /shorter side resized to 32 px, centre crop 32 px/);
+    assert.match(factText, /large JPEG and WebP decoded at reduced scale \(fast\)/);
     assert.equal(await page.locator('#untrained').isVisible(), false);
 
     // Keyboard only: Tab reaches the drop zone, which shows its focus, and Enter opens the chooser.
@@ -138,6 +139,7 @@ describe('the page in Chromium', { skip }, () => {
     assert.ok(first > second && first > 50, `the top bar is the longest: ${String(widths)}`);
     for (const stage of ['preprocess', 'queue', 'infer', 'postprocess', 'total', 'round trip'])
       assert.match(answer, new RegExp(`${stage} \\d+(\\.\\d)? ms`), answer);
+    assert.doesNotMatch(answer, /\bcache\b/, 'the cache is off by default: no cache state to show');
     assert.ok(
       Number(await page.evaluate(`document.querySelector('#results > li:first-child img.thumb').naturalWidth`)) > 0,
       'the preview (a blob: URL) is allowed and shown',
@@ -176,6 +178,22 @@ describe('the page in Chromium', { skip }, () => {
     const tooManyPixels = await settled(page);
     assert.match(tooManyPixels, /Too large for this server\. 413 IMAGE_TOO_LARGE/, tooManyPixels);
     await page.screenshot({ path: join(OUTPUT, 'too-large.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+  });
+
+  it('with the response cache on, says where each answer came from: a miss, then a hit for the same photo', async (t) => {
+    const { page, problems } = await open(t, `${await serve(t, { RESPONSE_CACHE_MAX_BYTES: '1048576' })}/`);
+    await page.locator('#drop:enabled').waitFor(WAIT);
+    await page.selectOption('#model', 'resnet20');
+    await page.setInputFiles('#files', chelsea);
+    const first = await settled(page);
+    assert.match(first, /cache miss/, first);
+    await page.setInputFiles('#files', chelsea);
+    await page.locator('#results > li .top-k').nth(1).waitFor(WAIT);
+    const second = await settled(page);
+    assert.match(second, /cache hit/, second);
+    assert.match(second, /\bcat\b/, second);
+    await page.screenshot({ path: join(OUTPUT, 'cache-hit.png'), fullPage: true });
     assert.deepEqual(problems, []);
   });
 
