@@ -264,7 +264,7 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  it('shows throughput, outcomes, p50 and p99 per stage, batch sizes, queue depth, event-loop lag, CPU and memory', async () => {
+  it('shows throughput, outcomes, p50 and p99 per stage, batch sizes, queue depth, the response cache, event-loop lag, CPU and memory', async () => {
     const exprs = panelQueries(await loadDashboard()).map((q) => q.expr.replace(/\s+/g, ' '));
     const uses = (pattern: RegExp, what: string) =>
       assert.ok(
@@ -279,6 +279,13 @@ describe('Grafana dashboard', () => {
     }
     uses(/inference_batch_size_bucket\{/, 'the batch size distribution');
     uses(/inference_queue_depth\{/, 'queue depth');
+    uses(
+      /rate\(inference_response_cache_hits_total\{.*\/ \(sum by \(model\) \(rate\(inference_response_cache_hits_total\{.*inference_response_cache_misses_total\{/,
+      'the cache hit ratio',
+    );
+    uses(/rate\(inference_coalesced_images_total\{/, 'coalesced images');
+    uses(/inference_response_cache_bytes\{/, "the cache's size");
+    uses(/rate\(inference_response_cache_evictions_total\{/, 'cache evictions');
     uses(/nodejs_eventloop_lag_p99_seconds\{/, 'event-loop lag');
     uses(/rate\(process_cpu_seconds_total\{/, 'CPU');
     uses(/process_resident_memory_bytes\{/, 'memory');
