@@ -37,6 +37,7 @@ import { parseIndexRequest, parseLoadRequest, parseUnloadRequest } from '../prot
 import type { ModelControl } from '../serving/model-control.js';
 import { defaultJsonBodyLimits } from '../protocol/json-body.js';
 import { serverMetadata } from '../protocol/server-metadata.js';
+import { serverTimingValue } from '../protocol/server-timing.js';
 import { runInfer } from '../protocol/v2-infer.js';
 import type { DecodeLimits } from '../protocol/v2-request.js';
 import type { InferenceService } from '../serving/inference-service.js';
@@ -179,10 +180,16 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
    * (at debug for probes, as HTTP's), the catalog's errors as statuses.
    */
   const unary =
-    <Req, Res>(method: string, work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, requestId: string) => Promise<Res> | Res, polled = false) =>
+    <Req, Res>(
+      method: string,
+      work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>, requestId: string, trailer: grpc.Metadata) => Promise<Res> | Res,
+      polled = false,
+    ) =>
     (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
       const started = performance.now();
       let requestId = '';
+      // Trailing metadata of a successful answer, which `work` may fill (ModelInfer's server-timing).
+      const trailer = new grpc.Metadata();
       void (async () => {
         if (!polled) {
           requestId = admit(call as AnyCall);
@@ -191,13 +198,13 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
           metadata.set('x-request-id', requestId);
           call.sendMetadata(metadata);
         }
-        return work(call.request, call, requestId);
+        return work(call.request, call, requestId, trailer);
       })().then(
         (response) => {
           const line = { protocol: 'grpc', method, requestId, code: 'OK', responseTime: performance.now() - started, peer: call.getPeer() };
           if (polled) log.debug(line, 'grpc call');
           else log.info(line, 'grpc call');
-          callback(null, response);
+          callback(null, response, trailer);
         },
         (err: unknown) => {
           const status = toStatus(err);
@@ -229,11 +236,14 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
     return controller.signal;
   };
 
-  const infer = async (request: GrpcInferRequest, call: AnyCall, started: number, signal: AbortSignal) => {
+  /** One inference; its Server-Timing value goes into `trailer` when given (unary calls). */
+  const infer = async (request: GrpcInferRequest, call: AnyCall, started: number, signal: AbortSignal, trailer?: grpc.Metadata) => {
     const model = modelAt({ registry }, { name: request.model_name ?? '', ...(request.model_version ? { version: request.model_version } : {}) });
     const decoded = decodeGrpcInferRequest(request, limits);
     const response = await runInfer(service, model, decoded, { deadline: deadlineOf(call, started), signal, protocol: 'grpc' });
-    return encodeGrpcInferResponse(response);
+    const encoded = encodeGrpcInferResponse(response);
+    trailer?.set('server-timing', serverTimingValue(response.timings, performance.now() - started));
+    return encoded;
   };
 
   /** Model control, when the repository rpcs apply (as the HTTP routes: explicit mode only); one repository, unnamed. */
@@ -272,7 +282,9 @@ export async function startGrpcServer(deps: GrpcDeps, host: string, port: number
       const meta = v2Metadata(model, servedVersionsOf({ registry }, model));
       return { name: meta.name, versions: meta.versions, platform: meta.platform, inputs: meta.inputs, outputs: meta.outputs };
     }),
-    ModelInfer: unary('ModelInfer', (request: GrpcInferRequest, call) => infer(request, call as AnyCall, performance.now(), cancellation(call as AnyCall))),
+    ModelInfer: unary('ModelInfer', (request: GrpcInferRequest, call, _requestId, trailer) =>
+      infer(request, call as AnyCall, performance.now(), cancellation(call as AnyCall), trailer),
+    ),
     ModelStatistics: unary('ModelStatistics', (request: { name?: string; version?: string }) => {
       const models = request.name ? versionsAt({ registry }, modelName(request)) : registry.list();
       return { model_stats: deps.statistics.snapshot(models) };

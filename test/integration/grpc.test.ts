@@ -140,6 +140,20 @@ describe('gRPC: inference', () => {
     assert.deepEqual(typed.raw_output_contents[0], raw.raw_output_contents[0]);
   });
 
+  it("sends a ModelInfer answer's Server-Timing as its server-timing trailer: the stages, and with the cache on a miss, then a hit", async (t) => {
+    const { inference } = await grpcApp(t, { RESPONSE_CACHE_MAX_BYTES: '1048576' });
+    const png = await photo('chelsea.png');
+    const trailerOf = async () => {
+      const { call, response } = startUnary<InferResponse>(inference, 'ModelInfer', bytesRequest([png]));
+      const trailer = new Promise<string>((resolve) => call.on('status', (s: grpc.StatusObject) => resolve(String(s.metadata.get('server-timing')[0]))));
+      assert.equal(argmax(readFp32((await response).raw_output_contents[0]!)), 3);
+      return trailer;
+    };
+    const first = await trailerOf();
+    assert.match(first, /^preprocess;dur=\d+\.\d, queue;dur=\d+\.\d, infer;dur=\d+\.\d, postprocess;dur=\d+\.\d, cache;desc=miss, total;dur=\d+\.\d$/);
+    assert.match(await trailerOf(), /cache;desc=hit, total;dur=/);
+  });
+
   it('answers classification (int64_param 3) as BYTES [1, 3] in raw_output_contents, highest first', async (t) => {
     const { inference } = await grpcApp(t);
     const png = await photo('chelsea.png');
