@@ -13,20 +13,7 @@
  * (tests with grpc-js and NVIDIA's tritonclient show it speaks to real clients).
  */
 import http2 from 'node:http2';
-import * as protoLoader from '@grpc/proto-loader';
-import type { GrpcInferRequestMessage, GrpcInferResponseMessage, GrpcRequest, V2GrpcClient, V2GrpcStream } from './v2-grpc.js';
-
-interface StreamResponse {
-  readonly error_message: string;
-  readonly infer_response: GrpcInferResponseMessage | null;
-}
-
-const UNARY_PATH = '/inference.GRPCInferenceService/ModelInfer';
-const STREAM_PATH = '/inference.GRPCInferenceService/ModelStreamInfer';
-
-function abortError(): Error {
-  return Object.assign(new Error('aborted'), { code: 'ABORTED' });
-}
+import { abortError, createStreamLine, loadInferenceMethods, type GrpcRequest, type V2GrpcClient, type V2GrpcStream } from './v2-grpc.js';
 
 /** A gRPC failure as grpc-js reports one: `code` (a number) and `details`. */
 function statusError(code: number, details: string): Error {
@@ -59,18 +46,13 @@ export function createMessageReader(onMessage: (message: Buffer) => void): (chun
 
 /** A client of the server at `address` (`127.0.0.1:port`), loading the .proto file at `protoPath`. */
 export function createV2GrpcH2Client(address: string, protoPath: string): V2GrpcClient {
-  const definition = protoLoader.loadSync(protoPath, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
-  const service = definition['inference.GRPCInferenceService'] as protoLoader.ServiceDefinition;
-  const unaryMethod = service.ModelInfer!;
-  const streamMethod = service.ModelStreamInfer!;
-  const deserializeAnswer = unaryMethod.responseDeserialize as (bytes: Buffer) => GrpcInferResponseMessage;
-  const deserializeStreamAnswer = streamMethod.responseDeserialize as (bytes: Buffer) => StreamResponse;
+  const { unaryPath, streamPath, serialize, deserializeAnswer, deserializeStreamAnswer, encode } = loadInferenceMethods(protoPath);
   // Requests are framed once each: a benchmark sends the same request objects again and again.
   const framedCache = new WeakMap<object, Buffer>();
   const framed = (request: GrpcRequest): Buffer => {
     let bytes = framedCache.get(request);
     if (bytes === undefined) {
-      const message = 'encoded' in request ? request.encoded : unaryMethod.requestSerialize(request as GrpcInferRequestMessage);
+      const message = serialize(request);
       bytes = Buffer.allocUnsafe(5 + message.length);
       bytes[0] = 0;
       bytes.writeUInt32BE(message.length, 1);
@@ -92,13 +74,11 @@ export function createV2GrpcH2Client(address: string, protoPath: string): V2Grpc
   });
 
   return {
-    encode(request) {
-      return { encoded: unaryMethod.requestSerialize(request) };
-    },
+    encode,
     infer(request, signal, timeoutMs) {
       return new Promise((resolve, reject) => {
         if (signal.aborted) return reject(abortError());
-        const stream = session.request(headers(UNARY_PATH, timeoutMs));
+        const stream = session.request(headers(unaryPath, timeoutMs));
         let answer: Buffer | undefined;
         let status: { code: number; details: string } | undefined;
         const read = createMessageReader((message) => (answer = message));
@@ -133,51 +113,24 @@ export function createV2GrpcH2Client(address: string, protoPath: string): V2Grpc
       });
     },
     openStream(): V2GrpcStream {
-      const stream = session.request(headers(STREAM_PATH));
-      let waiting: { resolve: (r: GrpcInferResponseMessage) => void; reject: (e: unknown) => void } | undefined;
-      let failure: unknown;
-      const fail = (err: unknown) => {
-        failure ??= err;
-        waiting?.reject(err);
-        waiting = undefined;
-      };
-      const read = createMessageReader((bytes) => {
-        const w = waiting;
-        waiting = undefined;
-        if (w === undefined) return;
-        const message = deserializeStreamAnswer(bytes);
-        if (message.error_message !== '' || message.infer_response === null) w.reject(new Error(message.error_message || 'no infer_response'));
-        else w.resolve(message.infer_response);
-      });
+      const stream = session.request(headers(streamPath));
+      const line = createStreamLine(
+        (request) => stream.write(framed(request)),
+        () => stream.close(http2.constants.NGHTTP2_CANCEL),
+      );
+      const read = createMessageReader((bytes) => line.answered(deserializeStreamAnswer(bytes)));
       stream.on('data', (chunk: Buffer) => {
         try {
           read(chunk);
         } catch (err) {
-          fail(err);
+          line.fail(err);
           stream.destroy();
         }
       });
-      stream.on('trailers', (h) => fail(statusError(Number(h['grpc-status'] ?? 13), String(h['grpc-message'] ?? 'the stream ended'))));
-      stream.on('error', fail);
-      stream.on('close', () => fail(new Error('the stream ended')));
-      return {
-        infer(request, signal) {
-          return new Promise((resolve, reject) => {
-            if (failure !== undefined) return reject(failure);
-            if (signal.aborted) return reject(abortError());
-            const onAbort = () => fail(abortError());
-            signal.addEventListener('abort', onAbort, { once: true });
-            waiting = {
-              resolve: (r) => (signal.removeEventListener('abort', onAbort), resolve(r)),
-              reject: (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
-            };
-            stream.write(framed(request));
-          });
-        },
-        close() {
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-        },
-      };
+      stream.on('trailers', (h) => line.fail(statusError(Number(h['grpc-status'] ?? 13), String(h['grpc-message'] ?? 'the stream ended'))));
+      stream.on('error', line.fail);
+      stream.on('close', () => line.fail(new Error('the stream ended')));
+      return line.stream;
     },
     close() {
       session.close();

@@ -34,7 +34,7 @@ export interface EncodedGrpcRequest {
 
 export type GrpcRequest = GrpcInferRequestMessage | EncodedGrpcRequest;
 
-interface StreamResponse {
+export interface StreamResponse {
   readonly error_message: string;
   readonly infer_response: GrpcInferResponseMessage | null;
 }
@@ -104,19 +104,71 @@ export function checkGrpcFp32Answer(response: GrpcInferResponseMessage, name: st
   return undefined;
 }
 
-function abortError(): Error {
+export function abortError(): Error {
   return Object.assign(new Error('aborted'), { code: 'ABORTED' });
 }
 
-/** A client of the server at `address` (`127.0.0.1:port`), loading the .proto file at `protoPath`. */
-export function createV2GrpcClient(address: string, protoPath: string): V2GrpcClient {
+/**
+ * A ModelStreamInfer stream's caller side, whatever writes the messages: one request at a time,
+ * each answered by the next message (`answered`); a failure (`fail`) ends every later call.
+ */
+export function createStreamLine(
+  write: (request: GrpcRequest) => void,
+  cancel: () => void,
+): { readonly stream: V2GrpcStream; answered(message: StreamResponse): void; fail(err: unknown): void } {
+  let waiting: { resolve: (r: GrpcInferResponseMessage) => void; reject: (e: unknown) => void } | undefined;
+  let failure: unknown;
+  const fail = (err: unknown) => {
+    failure ??= err;
+    waiting?.reject(err);
+    waiting = undefined;
+  };
+  const answered = (message: StreamResponse) => {
+    const w = waiting;
+    waiting = undefined;
+    if (w === undefined) return;
+    if (message.error_message !== '' || message.infer_response === null) w.reject(new Error(message.error_message || 'no infer_response'));
+    else w.resolve(message.infer_response);
+  };
+  const stream: V2GrpcStream = {
+    infer(request, signal) {
+      return new Promise((resolve, reject) => {
+        if (failure !== undefined) return reject(failure);
+        if (signal.aborted) return reject(abortError());
+        const onAbort = () => fail(abortError());
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiting = {
+          resolve: (r) => (signal.removeEventListener('abort', onAbort), resolve(r)),
+          reject: (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+        };
+        write(request);
+      });
+    },
+    close: cancel,
+  };
+  return { stream, answered, fail };
+}
+
+/** ModelInfer's and ModelStreamInfer's paths and (de)serializers, from the .proto file at `protoPath`. */
+export function loadInferenceMethods(protoPath: string) {
   const definition = protoLoader.loadSync(protoPath, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
   const service = definition['inference.GRPCInferenceService'] as protoLoader.ServiceDefinition;
   const unaryMethod = service.ModelInfer!;
   const streamMethod = service.ModelStreamInfer!;
-  const serialize = (request: GrpcRequest): Buffer => ('encoded' in request ? request.encoded : unaryMethod.requestSerialize(request));
-  const deserializeAnswer = unaryMethod.responseDeserialize as (bytes: Buffer) => GrpcInferResponseMessage;
-  const deserializeStreamAnswer = streamMethod.responseDeserialize as (bytes: Buffer) => StreamResponse;
+  return {
+    unaryPath: unaryMethod.path,
+    streamPath: streamMethod.path,
+    /** A request's message bytes: serialized now, or as `encode` serialized it once. */
+    serialize: (request: GrpcRequest): Buffer => ('encoded' in request ? request.encoded : unaryMethod.requestSerialize(request)),
+    deserializeAnswer: unaryMethod.responseDeserialize as (bytes: Buffer) => GrpcInferResponseMessage,
+    deserializeStreamAnswer: streamMethod.responseDeserialize as (bytes: Buffer) => StreamResponse,
+    encode: (request: GrpcInferRequestMessage): EncodedGrpcRequest => ({ encoded: unaryMethod.requestSerialize(request) }),
+  };
+}
+
+/** A client of the server at `address` (`127.0.0.1:port`), loading the .proto file at `protoPath`. */
+export function createV2GrpcClient(address: string, protoPath: string): V2GrpcClient {
+  const { unaryPath, streamPath, serialize, deserializeAnswer, deserializeStreamAnswer, encode } = loadInferenceMethods(protoPath);
   // No client-side size limit: the server's is what the benchmark meets.
   const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': -1,
@@ -124,13 +176,11 @@ export function createV2GrpcClient(address: string, protoPath: string): V2GrpcCl
   });
 
   return {
-    encode(request) {
-      return { encoded: unaryMethod.requestSerialize(request) };
-    },
+    encode,
     infer(request, signal, timeoutMs) {
       return new Promise((resolve, reject) => {
         if (signal.aborted) return reject(abortError());
-        const call = client.makeUnaryRequest(unaryMethod.path, serialize, deserializeAnswer, request, { deadline: Date.now() + timeoutMs }, (err, response) => {
+        const call = client.makeUnaryRequest(unaryPath, serialize, deserializeAnswer, request, { deadline: Date.now() + timeoutMs }, (err, response) => {
           signal.removeEventListener('abort', cancel);
           if (err) reject(err);
           else resolve(response!);
@@ -140,41 +190,15 @@ export function createV2GrpcClient(address: string, protoPath: string): V2GrpcCl
       });
     },
     openStream() {
-      const stream = client.makeBidiStreamRequest(streamMethod.path, serialize, deserializeStreamAnswer);
-      let waiting: { resolve: (r: GrpcInferResponseMessage) => void; reject: (e: unknown) => void } | undefined;
-      let failure: unknown;
-      const fail = (err: unknown) => {
-        failure ??= err;
-        waiting?.reject(err);
-        waiting = undefined;
-      };
-      stream.on('data', (message: StreamResponse) => {
-        const w = waiting;
-        waiting = undefined;
-        if (w === undefined) return;
-        if (message.error_message !== '' || message.infer_response === null) w.reject(new Error(message.error_message || 'no infer_response'));
-        else w.resolve(message.infer_response);
-      });
-      stream.on('error', fail);
-      stream.on('end', () => fail(new Error('the stream ended')));
-      return {
-        infer(request, signal) {
-          return new Promise((resolve, reject) => {
-            if (failure !== undefined) return reject(failure);
-            if (signal.aborted) return reject(abortError());
-            const onAbort = () => fail(abortError());
-            signal.addEventListener('abort', onAbort, { once: true });
-            waiting = {
-              resolve: (r) => (signal.removeEventListener('abort', onAbort), resolve(r)),
-              reject: (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
-            };
-            stream.write(request);
-          });
-        },
-        close() {
-          stream.cancel();
-        },
-      };
+      const stream = client.makeBidiStreamRequest(streamPath, serialize, deserializeStreamAnswer);
+      const line = createStreamLine(
+        (request) => stream.write(request),
+        () => stream.cancel(),
+      );
+      stream.on('data', line.answered);
+      stream.on('error', line.fail);
+      stream.on('end', () => line.fail(new Error('the stream ended')));
+      return line.stream;
     },
     close() {
       client.close();
