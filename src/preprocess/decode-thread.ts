@@ -9,7 +9,6 @@ import { lowerThisThreadPriority, nameThisThread } from '../system/thread-self.j
 import { createTensorDecode, type TensorDecode } from './decode-to-tensor.js';
 import type { DecodeAnswer, DecodeJob, DecodeThreadInit } from './decode-threads.js';
 import { createSharpDecoder } from './sharp-pipeline.js';
-import type { PreprocessSpec } from './spec.js';
 
 if (!parentPort) throw new Error('decode-thread.ts must run as a worker thread');
 const port = parentPort;
@@ -26,8 +25,7 @@ const MAX_DECODES = 64;
 const free: ArrayBuffer[] = [];
 const MAX_FREE = 16;
 
-function decodeFor(spec: PreprocessSpec, maxPixels: number): TensorDecode {
-  const key = JSON.stringify([spec, maxPixels]);
+function decodeFor({ key, spec, maxPixels }: DecodeJob): TensorDecode {
   let decode = decodes.get(key);
   if (decode === undefined) {
     if (decodes.size >= MAX_DECODES) decodes.clear();
@@ -50,9 +48,9 @@ function answer(message: DecodeAnswer, transfer: ArrayBuffer[] = []): void {
 
 port.on('message', async (job: DecodeJob) => {
   for (const buffer of job.recycled) if (free.length < MAX_FREE) free.push(buffer);
-  const { id, spec, maxPixels, image } = job;
+  const { id, spec, image } = job;
   try {
-    const tensor = await decodeFor(spec, maxPixels)(image, tensorOf(3 * spec.crop * spec.crop));
+    const tensor = await decodeFor(job)(image, tensorOf(3 * spec.crop * spec.crop));
     answer({ type: 'tensor', id, tensor: tensor.buffer as ArrayBuffer }, [tensor.buffer as ArrayBuffer]);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

@@ -29,6 +29,8 @@ export interface DecodeJob {
   readonly id: number;
   readonly spec: PreprocessSpec;
   readonly maxPixels: number;
+  /** Names `spec` and `maxPixels` together: the thread keeps one decode per key. */
+  readonly key: string;
   readonly image: CheckedImage;
   /** Tensor buffers handed back for reuse (transferred). */
   readonly recycled: readonly ArrayBuffer[];
@@ -69,8 +71,8 @@ export interface DecodeThreadsOptions {
 
 interface Pending {
   readonly into: Float32Array | undefined;
-  resolve(data: Float32Array): void;
-  reject(err: Error): void;
+  readonly resolve: (data: Float32Array) => void;
+  readonly reject: (err: Error) => void;
 }
 
 interface Thread {
@@ -78,6 +80,8 @@ interface Thread {
   readonly pending: Map<number, Pending>;
   /** Tensor buffers to send back with the next job. */
   recycled: ArrayBuffer[];
+  /** Called when its last job has settled (close() waits for that). */
+  onIdle: (() => void) | undefined;
 }
 
 /** Tensor buffers kept for reuse per thread; more are left to the collector. */
@@ -107,45 +111,57 @@ export function createDecodeThreads(options: DecodeThreadsOptions): DecodeThread
   let nextId = 1;
   let closing: Promise<void> | undefined;
 
+  // A key per spec and limit, made once per spec object (a preprocessor's), not per image.
+  const keys = new WeakMap<PreprocessSpec, Map<number, string>>();
+  function keyOf(spec: PreprocessSpec, maxPixels: number): string {
+    let byLimit = keys.get(spec);
+    if (byLimit === undefined) keys.set(spec, (byLimit = new Map()));
+    let key = byLimit.get(maxPixels);
+    if (key === undefined) byLimit.set(maxPixels, (key = JSON.stringify([spec, maxPixels])));
+    return key;
+  }
+
   function fail(thread: Thread, err: Error): void {
     const index = threads.indexOf(thread);
     if (index >= 0) threads[index] = undefined;
     for (const job of thread.pending.values()) job.reject(err);
     thread.pending.clear();
+    thread.onIdle?.();
   }
 
   function start(index: number): Thread {
     const init: DecodeThreadInit = { niceIncrement };
     const worker = new Worker(workerUrl, { workerData: init });
-    const thread: Thread = { worker, pending: new Map(), recycled: [] };
+    const thread: Thread = { worker, pending: new Map(), recycled: [], onIdle: undefined };
     worker.unref();
     worker.on('message', (answer: DecodeAnswer) => {
       const job = thread.pending.get(answer.id);
       if (job === undefined) return;
       thread.pending.delete(answer.id);
-      if (thread.pending.size === 0) worker.unref();
-      if (answer.type === 'error') {
-        job.reject(catalogError(answer.code, answer.message));
-        return;
-      }
-      const tensor = new Float32Array(answer.tensor);
-      if (job.into === undefined) {
-        job.resolve(tensor);
-        return;
-      }
       try {
-        job.into.set(tensor);
+        settleJob(thread, job, answer);
       } catch (err) {
+        // A tensor that does not fit `into` (a thread's bug): that job fails, not the process.
         job.reject(err as Error);
-        return;
       }
-      if (thread.recycled.length < MAX_RECYCLED) thread.recycled.push(answer.tensor);
-      job.resolve(job.into);
+      if (thread.pending.size === 0) {
+        worker.unref();
+        thread.onIdle?.();
+      }
     });
     worker.on('error', (err) => fail(thread, errors.INTERNAL(`The preprocessing thread failed: ${err.message}`, { cause: err })));
     worker.on('exit', (code) => fail(thread, errors.INTERNAL(`The preprocessing thread exited (code ${code})`)));
     threads[index] = thread;
     return thread;
+  }
+
+  function settleJob(thread: Thread, job: Pending, answer: DecodeAnswer): void {
+    if (answer.type === 'error') return job.reject(catalogError(answer.code, answer.message));
+    const tensor = new Float32Array(answer.tensor);
+    if (job.into === undefined) return job.resolve(tensor);
+    job.into.set(tensor);
+    if (thread.recycled.length < MAX_RECYCLED) thread.recycled.push(answer.tensor);
+    job.resolve(job.into);
   }
 
   /** The running thread with the fewest jobs in hand, or a new one where a slot is empty. */
@@ -169,7 +185,7 @@ export function createDecodeThreads(options: DecodeThreadsOptions): DecodeThread
     const id = nextId++;
     const recycled = thread.recycled;
     thread.recycled = [];
-    const job: DecodeJob = { type: 'decode', id, spec, maxPixels, image: { ...image, bytes: crossing(image.bytes) }, recycled };
+    const job: DecodeJob = { type: 'decode', id, spec, maxPixels, key: keyOf(spec, maxPixels), image: { ...image, bytes: crossing(image.bytes) }, recycled };
     return new Promise<Float32Array>((resolve, reject) => {
       thread.pending.set(id, { into, resolve, reject });
       if (thread.pending.size === 1) thread.worker.ref();
@@ -183,16 +199,9 @@ export function createDecodeThreads(options: DecodeThreadsOptions): DecodeThread
   }
 
   async function settle(thread: Thread): Promise<void> {
-    const jobs = [...thread.pending.values()].map(
-      (job) =>
-        new Promise<void>((done) => {
-          const { resolve, reject } = job;
-          job.resolve = (data) => (resolve(data), done());
-          job.reject = (err) => (reject(err), done());
-        }),
-    );
-    await Promise.all(jobs);
-    threads[threads.indexOf(thread)] = undefined;
+    if (thread.pending.size > 0) await new Promise<void>((idle) => (thread.onIdle = idle));
+    const index = threads.indexOf(thread);
+    if (index >= 0) threads[index] = undefined;
     await thread.worker.terminate();
   }
 

@@ -64,7 +64,8 @@ export interface PreprocessorOptions {
   readonly decodeBudget?: DecodeBudget;
   /**
    * Preprocessing threads, shared by the process's preprocessors: images of at least
-   * OFF_THREAD_MIN_PIXELS are decoded there (decode-threads.ts). Without them, on the main thread.
+   * OFF_THREAD_MIN_PIXELS are decoded there (decode-threads.ts), by the threads' own sharp
+   * decoder, not the one `createImagePreprocessorWith` was given. Without them, on the main thread.
    */
   readonly threads?: DecodeThreads;
 }
