@@ -1,14 +1,15 @@
 /**
  * Event-loop responsiveness: the real server under a closed-loop load of large photos (or a
- * refusal flood), comparing server settings interleaved in one run (A B A B …, a fresh server
- * per measurement), each with the live probe from its own thread, the server's event-loop delay
+ * refusal flood), comparing server settings interleaved in one run (A B, B A, A B …, a fresh
+ * server per measurement), each with the live probe from its own thread, the same probe sent to
+ * an idle server process (the floor this machine's scheduler sets; floor-server.ts), the server's event-loop delay
  * and where its CPU went, against the perfect-pipeline limit measured with the same images and
  * the same decode path between rounds.
  *
  *   npm run bench:loop -- --images test-output/phone-photos \
  *     [--model .bench/models/resnet50] [--concurrency 32] [--rounds 3] [--warmup 5] [--duration 20] \
  *     [--variant "uv4:UV_THREADPOOL_SIZE=4" --variant "uv2:UV_THREADPOOL_SIZE=2" ...] [--no-limit]
- *     [--server-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
+ *     [--server-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"]
  *
  * A variant is `name:VAR=value,VAR=value` (server environment, added to this process's), plus
  * three keys of the benchmark's own: `ENTRY=<path>/dist/src/server.js` runs another build (before
@@ -35,12 +36,14 @@ import { availableCpus } from '../src/system/cpu-quota.js';
 import { ensureModel, prepareRepository, readModelInput } from './lib/bench-model.js';
 import { positive } from './lib/cli.js';
 import { ownCpuSeconds, readThreadTimes, threadGroupDelta } from './lib/cpu-usage.js';
+import { startFloorServer } from './lib/floor-server.js';
 import { httpGet } from './lib/http-get.js';
 import { runFlood } from './lib/flood.js';
 import { runLoad, type Upload } from './lib/load.js';
 import { canMakeUnique } from './lib/unique-images.js';
 import { measureDirectInference } from './lib/onnx-direct.js';
 import { parsePrometheusText, type Sample } from './lib/prometheus-text.js';
+import { startProber, type Prober } from './lib/prober.js';
 import { findRepoRoot } from './lib/repo-root.js';
 import { startServer } from './lib/server-process.js';
 import { median, quantile } from './lib/stats.js';
@@ -113,6 +116,10 @@ interface Measurement {
   readonly mainPreemptedPerSecond: number;
   /** The event loop's CPU time per answer of any status, in µs: what each request cost the main thread. */
   readonly mainCpuUsPerAnswer: number;
+  /** CPU of the inference threads per image answered: the model's cost, which drifts with the machine. */
+  readonly inferenceCpuMsPerImage: number;
+  /** p99 of the same probes sent to an idle server process in the same window (floor-server.ts). */
+  readonly floorProbeP99: number;
 }
 
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '–');
@@ -250,107 +257,121 @@ async function main(): Promise<void> {
   };
 
   const results: Measurement[] = [];
-  for (let round = 1; round <= rounds; round++) {
-    if (!values['no-limit']) await measureLimit();
-    for (const variant of variants) {
-      const server = await startServer({
-        entry: variant.entry ?? join(ROOT, 'dist', 'src', 'server.js'),
-        env: {
-          API_KEYS: '',
-          RATE_LIMIT_MAX: '0',
-          LOG_LEVEL: 'info',
-          MODEL_REPOSITORY: repository,
-          DEFAULT_MODEL: model.name,
-          SEED_DEFAULT_MODEL: 'false',
-          ...variant.env,
-        },
-        logPath: join(CACHE, `loop-server-${variant.name}.log`),
-        nodeArgs: [...values['server-node-args'].split(/\s+/).filter(Boolean), ...(variant.nodeArgs ?? [])],
-      });
-      const renicer =
-        variant.reniceDecode === undefined ? undefined : setInterval(() => reniceThreads(server.pid, /^libvips worker/, variant.reniceDecode!), 100);
-      try {
-        let before: ReturnType<typeof readThreadTimes> | undefined;
-        let after: ReturnType<typeof readThreadTimes> | undefined;
-        let metrics: Sample[] = [];
-        // A server drowned by a flood may not answer in time: its loop delay is then unknown (–).
-        const scrape = async () =>
-          httpGet(`${server.baseUrl}/metrics`, { timeoutMs: 10_000 }).then(
-            (r) => parsePrometheusText(r.body),
-            () => [] as Sample[],
+  const floor = await startFloorServer();
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      if (!values['no-limit']) await measureLimit();
+      // Every other round runs the variants in reverse order, so a machine that speeds up or slows
+      // down across a round favours none of them.
+      for (const variant of round % 2 === 1 ? variants : [...variants].reverse()) {
+        const server = await startServer({
+          entry: variant.entry ?? join(ROOT, 'dist', 'src', 'server.js'),
+          env: {
+            API_KEYS: '',
+            RATE_LIMIT_MAX: '0',
+            LOG_LEVEL: 'info',
+            MODEL_REPOSITORY: repository,
+            DEFAULT_MODEL: model.name,
+            SEED_DEFAULT_MODEL: 'false',
+            ...variant.env,
+          },
+          logPath: join(CACHE, `loop-server-${variant.name}.log`),
+          nodeArgs: [...values['server-node-args'].split(/\s+/).filter(Boolean), ...(variant.nodeArgs ?? [])],
+        });
+        const renicer =
+          variant.reniceDecode === undefined ? undefined : setInterval(() => reniceThreads(server.pid, /^libvips worker/, variant.reniceDecode!), 100);
+        try {
+          let before: ReturnType<typeof readThreadTimes> | undefined;
+          let after: ReturnType<typeof readThreadTimes> | undefined;
+          let metrics: Sample[] = [];
+          // A server drowned by a flood may not answer in time: its loop delay is then unknown (–).
+          const scrape = async () =>
+            httpGet(`${server.baseUrl}/metrics`, { timeoutMs: 10_000 }).then(
+              (r) => parsePrometheusText(r.body),
+              () => [] as Sample[],
+            );
+          let benchCpu = 0;
+          let schedBefore: SchedStat | undefined;
+          let schedAfter: SchedStat | undefined;
+          let floorProber: Prober | undefined;
+          let floorLatencies: number[] = [];
+          const window = {
+            onWindowStart: async () => {
+              floorProber = startProber(`${floor.url}/`, 100);
+              await scrape(); // resets prom-client's event-loop histogram
+              before = readThreadTimes(server.pid);
+              schedBefore = readSchedStat(server.pid);
+              benchCpu = ownCpuSeconds();
+            },
+            onWindowEnd: async () => {
+              after = readThreadTimes(server.pid);
+              schedAfter = readSchedStat(server.pid);
+              benchCpu = ownCpuSeconds() - benchCpu;
+              floorLatencies = (await floorProber!.stop()).latenciesMs;
+              metrics = await scrape();
+            },
+          };
+          const load = flood
+            ? await floodLoad(server.baseUrl, path, uploads, connections, warmupSeconds, durationSeconds, window)
+            : await runLoad({ baseUrl: server.baseUrl, path, uploads, connections, warmupSeconds, durationSeconds, probePath: '/v2/health/live', ...window });
+          const ok = [...load.statuses].filter(([s]) => s >= 200 && s < 300).reduce((a, [, n]) => a + n, 0);
+          const threads = threadGroupDelta(server.pid, before!, after!);
+          const m: Measurement = {
+            variant: variant.name,
+            imagesPerSecond: ok / load.windowSeconds,
+            answersPerSecond: [...load.statuses.values()].reduce((a, b) => a + b, 0) / load.windowSeconds,
+            statuses: [...load.statuses]
+              .sort((a, b) => a[0] - b[0])
+              .map(([s, n]) => `${s}:${n}`)
+              .concat(load.transportErrors > 0 ? [`transport:${load.transportErrors}`] : [])
+              .concat('connectionsOpened' in load ? [`connections-opened:${load.connectionsOpened}`] : [])
+              .concat('failures' in load ? [...load.failures].map(([code, n]) => `${code}:${n}`) : [])
+              .join(' '),
+            p50: quantile(load.latenciesMs, 0.5),
+            p99: quantile(load.latenciesMs, 0.99),
+            probeP50: quantile(load.probeLatenciesMs, 0.5),
+            probeP99: quantile(load.probeLatenciesMs, 0.99),
+            probeMax: Math.max(...load.probeLatenciesMs),
+            probeFailures: load.probeFailures,
+            loopDelayP99: Math.max(0, gauge(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000 - LOOP_SAMPLE_INTERVAL_MS),
+            loopDelayMax: Math.max(0, gauge(metrics, 'nodejs_eventloop_lag_max_seconds') * 1000 - LOOP_SAMPLE_INTERVAL_MS),
+            cores: {
+              ...Object.fromEntries(threads.filter((g) => g.seconds > 0.05).map((g) => [`${g.group}(${g.threads})`, g.seconds / load.windowSeconds])),
+              'bench process': benchCpu / load.windowSeconds,
+            },
+            loadAverage: loadavg()[0]!,
+            mainWaitMsPerSecond: (schedAfter!.waitNs - schedBefore!.waitNs) / 1e6 / load.windowSeconds,
+            mainWaitMsPerSlice: (schedAfter!.waitNs - schedBefore!.waitNs) / 1e6 / (schedAfter!.slices - schedBefore!.slices),
+            mainPreemptedPerSecond: (schedAfter!.preempted - schedBefore!.preempted) / load.windowSeconds,
+            mainCpuUsPerAnswer:
+              ((threads.find((g) => g.group === 'main')?.seconds ?? Number.NaN) * 1e6) / [...load.statuses.values()].reduce((a, b) => a + b, 0),
+            inferenceCpuMsPerImage: ((threads.find((g) => g.group === 'ort-inference')?.seconds ?? Number.NaN) * 1e3) / ok,
+            floorProbeP99: quantile(floorLatencies, 0.99),
+          };
+          results.push(m);
+          process.stdout.write(
+            `round ${round} ${variant.name}: ${f1(m.imagesPerSecond)} images/s [${m.statuses}], p50 ${f1(m.p50)} p99 ${f1(m.p99)} ms; ` +
+              `inference ${f1(m.inferenceCpuMsPerImage)} CPU ms/image; main thread ${f1(m.mainCpuUsPerAnswer)} CPU µs/answer, waited for a CPU ${f1(m.mainWaitMsPerSecond)} ms/s (${f2(m.mainWaitMsPerSlice)} ms per slice, preempted ${f1(m.mainPreemptedPerSecond)}/s); probe p50 ${f1(m.probeP50)} p99 ${f1(m.probeP99)} max ${f1(m.probeMax)} ms (${m.probeFailures} failed; an idle server's p99 ${f1(m.floorProbeP99)}); loop delay p99 ${f1(m.loopDelayP99)} max ${f1(m.loopDelayMax)} ms; ` +
+              `cores ${Object.entries(m.cores)
+                .map(([g, c]) => `${g} ${f2(c)}`)
+                .join(', ')}; load ${f2(m.loadAverage)}\n`,
           );
-        let benchCpu = 0;
-        let schedBefore: SchedStat | undefined;
-        let schedAfter: SchedStat | undefined;
-        const window = {
-          onWindowStart: async () => {
-            await scrape(); // resets prom-client's event-loop histogram
-            before = readThreadTimes(server.pid);
-            schedBefore = readSchedStat(server.pid);
-            benchCpu = ownCpuSeconds();
-          },
-          onWindowEnd: async () => {
-            after = readThreadTimes(server.pid);
-            schedAfter = readSchedStat(server.pid);
-            benchCpu = ownCpuSeconds() - benchCpu;
-            metrics = await scrape();
-          },
-        };
-        const load = flood
-          ? await floodLoad(server.baseUrl, path, uploads, connections, warmupSeconds, durationSeconds, window)
-          : await runLoad({ baseUrl: server.baseUrl, path, uploads, connections, warmupSeconds, durationSeconds, probePath: '/v2/health/live', ...window });
-        const ok = [...load.statuses].filter(([s]) => s >= 200 && s < 300).reduce((a, [, n]) => a + n, 0);
-        const threads = threadGroupDelta(server.pid, before!, after!);
-        const m: Measurement = {
-          variant: variant.name,
-          imagesPerSecond: ok / load.windowSeconds,
-          answersPerSecond: [...load.statuses.values()].reduce((a, b) => a + b, 0) / load.windowSeconds,
-          statuses: [...load.statuses]
-            .sort((a, b) => a[0] - b[0])
-            .map(([s, n]) => `${s}:${n}`)
-            .concat(load.transportErrors > 0 ? [`transport:${load.transportErrors}`] : [])
-            .concat('connectionsOpened' in load ? [`connections-opened:${load.connectionsOpened}`] : [])
-            .concat('failures' in load ? [...load.failures].map(([code, n]) => `${code}:${n}`) : [])
-            .join(' '),
-          p50: quantile(load.latenciesMs, 0.5),
-          p99: quantile(load.latenciesMs, 0.99),
-          probeP50: quantile(load.probeLatenciesMs, 0.5),
-          probeP99: quantile(load.probeLatenciesMs, 0.99),
-          probeMax: Math.max(...load.probeLatenciesMs),
-          probeFailures: load.probeFailures,
-          loopDelayP99: Math.max(0, gauge(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000 - LOOP_SAMPLE_INTERVAL_MS),
-          loopDelayMax: Math.max(0, gauge(metrics, 'nodejs_eventloop_lag_max_seconds') * 1000 - LOOP_SAMPLE_INTERVAL_MS),
-          cores: {
-            ...Object.fromEntries(threads.filter((g) => g.seconds > 0.05).map((g) => [`${g.group}(${g.threads})`, g.seconds / load.windowSeconds])),
-            'bench process': benchCpu / load.windowSeconds,
-          },
-          loadAverage: loadavg()[0]!,
-          mainWaitMsPerSecond: (schedAfter!.waitNs - schedBefore!.waitNs) / 1e6 / load.windowSeconds,
-          mainWaitMsPerSlice: (schedAfter!.waitNs - schedBefore!.waitNs) / 1e6 / (schedAfter!.slices - schedBefore!.slices),
-          mainPreemptedPerSecond: (schedAfter!.preempted - schedBefore!.preempted) / load.windowSeconds,
-          mainCpuUsPerAnswer: ((threads.find((g) => g.group === 'main')?.seconds ?? Number.NaN) * 1e6) / [...load.statuses.values()].reduce((a, b) => a + b, 0),
-        };
-        results.push(m);
-        process.stdout.write(
-          `round ${round} ${variant.name}: ${f1(m.imagesPerSecond)} images/s [${m.statuses}], p50 ${f1(m.p50)} p99 ${f1(m.p99)} ms; ` +
-            `main thread ${f1(m.mainCpuUsPerAnswer)} CPU µs/answer, waited for a CPU ${f1(m.mainWaitMsPerSecond)} ms/s (${f2(m.mainWaitMsPerSlice)} ms per slice, preempted ${f1(m.mainPreemptedPerSecond)}/s); probe p50 ${f1(m.probeP50)} p99 ${f1(m.probeP99)} max ${f1(m.probeMax)} ms (${m.probeFailures} failed); loop delay p99 ${f1(m.loopDelayP99)} max ${f1(m.loopDelayMax)} ms; ` +
-            `cores ${Object.entries(m.cores)
-              .map(([g, c]) => `${g} ${f2(c)}`)
-              .join(', ')}; load ${f2(m.loadAverage)}\n`,
-        );
-      } finally {
-        clearInterval(renicer);
-        await server.stop();
+        } finally {
+          clearInterval(renicer);
+          await server.stop();
+        }
       }
     }
+  } finally {
+    await floor.stop();
   }
   if (!values['no-limit']) await measureLimit();
 
   const limit = median(limits);
   process.stdout.write(
     `\nMedians over ${rounds} rounds (limit: median of ${limits.length} measurements between rounds = ${f1(limit)} images/s):\n\n` +
-      '| variant | images/s | × limit | p50 ms | p99 ms | answers/s | main-thread CPU µs/answer | main thread waiting for a CPU ms/s | probe p50 ms | probe p99 ms | probe max ms | loop delay p99 / max ms |\n' +
-      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
+      '| variant | images/s | × limit | inference CPU ms/image | p50 ms | p99 ms | answers/s | main-thread CPU µs/answer | main thread waiting for a CPU ms/s | probe p50 ms | probe p99 ms | probe max ms | idle server probe p99 ms | loop delay p99 / max ms |\n' +
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n',
   );
   for (const v of variants) {
     const mine = results.filter((r) => r.variant === v.name);
@@ -360,9 +381,9 @@ async function main(): Promise<void> {
         .map(([k, x]) => `${k}=${x}`)
         .join(
           ' ',
-        )}) | ${f1(med((r) => r.imagesPerSecond))} | ${values['no-limit'] ? '–' : f2(med((r) => r.imagesPerSecond) / limit)} | ${f1(med((r) => r.p50))} | ${f1(
+        )}) | ${f1(med((r) => r.imagesPerSecond))} | ${values['no-limit'] ? '–' : f2(med((r) => r.imagesPerSecond) / limit)} | ${f1(med((r) => r.inferenceCpuMsPerImage))} | ${f1(med((r) => r.p50))} | ${f1(
         med((r) => r.p99),
-      )} | ${f1(med((r) => r.answersPerSecond))} | ${f1(med((r) => r.mainCpuUsPerAnswer))} | ${f1(med((r) => r.mainWaitMsPerSecond))} | ${f1(med((r) => r.probeP50))} | ${f1(med((r) => r.probeP99))} | ${f1(med((r) => r.probeMax))} | ${f1(med((r) => r.loopDelayP99))} / ${f1(
+      )} | ${f1(med((r) => r.answersPerSecond))} | ${f1(med((r) => r.mainCpuUsPerAnswer))} | ${f1(med((r) => r.mainWaitMsPerSecond))} | ${f1(med((r) => r.probeP50))} | ${f1(med((r) => r.probeP99))} | ${f1(med((r) => r.probeMax))} | ${f1(med((r) => r.floorProbeP99))} | ${f1(med((r) => r.loopDelayP99))} / ${f1(
         med((r) => r.loopDelayMax),
       )} |\n`,
     );

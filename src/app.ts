@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import { errors } from './errors.js';
 import { DEFAULT_BATCH_MAX_SIZE } from './inference/execution-provider.js';
 import { AccessLogController, installAccessLog } from './http/access-log.js';
+import { installImageTypeParser, isRawImageBody } from './http/accepted-bodies.js';
 import { createApiKeyCheck } from './http/auth.js';
 import type { RouteContext } from './http/context.js';
 import { createClientErrorHandler, handleFrameworkError, installErrorHandler } from './http/error-handler.js';
@@ -253,7 +254,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     done(null, payload);
   });
   installHttpEdge(app);
-  installRequestBodies(app, bodyBudget, incoming);
+  installRequestBodies(app, bodyBudget, incoming, isRawImageBody);
   installAccessLog(app);
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeHttp(
@@ -278,14 +279,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     { parseAs: 'buffer', bodyLimit: config.jsonBodyMaxBytes },
     createJsonBodyParser(defaultJsonBodyLimits(config.jsonBodyMaxBytes)),
   );
-  // Raw image bodies declared image/*, whatever its parameters (the format is detected from the
-  // bytes later; `image/jpeg; charset=binary` is still a JPEG), and the literal `image/*` that
-  // Swagger UI's "Try it out" sends for openapi.yaml's `image/*` body. The generic types a raw image may
-  // also come under (application/octet-stream, curl's urlencoded default, none) are each route
-  // plugin's own (accepted-bodies.ts, routes/v2.ts), since what they mean differs by route.
-  app.addContentTypeParser(/^image\/(?:[\w.+-]+|\*)\s*(?:;|$)/i, { parseAs: 'buffer', bodyLimit: config.uploadMaxBytes }, (_request, body, done) =>
-    done(null, body),
-  );
+  // Raw image bodies declared image/*. The generic types a raw image may also come under
+  // (application/octet-stream, curl's urlencoded default, none) are each route plugin's own
+  // (accepted-bodies.ts, routes/v2.ts), since what they mean differs by route.
+  installImageTypeParser(app, config.uploadMaxBytes);
   await app.register(multipart, { throwFileSizeLimit: true, limits: multipartLimits(config) });
   if (config.rateLimitMax > 0) {
     await app.register(rateLimit, {

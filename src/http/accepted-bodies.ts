@@ -14,16 +14,34 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { errors, type ServingError } from '../errors.js';
 import { ACCEPTED_FORMATS_TEXT, describeRefusedContent, detectImageFormat } from '../preprocess/image-format.js';
+import { rememberBodyDigest } from './request-body.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** What the route takes as a body, in words, for its 415 answers. */
     acceptedBodies?: string;
+    /** The route takes a raw image as its body (its plugin calls `installRawImageParsers`). */
+    rawImageBody?: boolean;
   }
 }
 
 /** Content-Types that say nothing of an image's format: the bytes decide. */
-const FORMATLESS_TYPES = ['application/octet-stream', 'application/x-www-form-urlencoded'] as const;
+const FORMATLESS_TYPES: readonly string[] = ['application/octet-stream', 'application/x-www-form-urlencoded'];
+
+/**
+ * A declared image type, whatever its parameters (the format is read from the bytes later;
+ * `image/jpeg; charset=binary` is still a JPEG), and the literal `image/*` that Swagger UI's
+ * "Try it out" sends for openapi.yaml's `image/*` body.
+ */
+export const IMAGE_CONTENT_TYPE = /^image\/(?:[\w.+-]+|\*)\s*(?:;|$)/i;
+
+/** The request's body, if any, is to be taken as a raw image: a declared image type, or a formatless type (or none) on a route that takes raw images. */
+export function isRawImageBody(request: FastifyRequest): boolean {
+  const type = request.headers['content-type'];
+  if (type !== undefined && IMAGE_CONTENT_TYPE.test(type)) return true;
+  if (request.routeOptions.config?.rawImageBody !== true) return false;
+  return type === undefined || FORMATLESS_TYPES.includes(type.split(';', 1)[0]!.trim().toLowerCase());
+}
 
 /** How a route that takes raw images says so, for its `acceptedBodies`. */
 export const RAW_IMAGE_BODY_TEXT = `a ${ACCEPTED_FORMATS_TEXT} image as the body (Content-Type image/*, ${FORMATLESS_TYPES.join(', ')} or none; the format is read from the bytes)`;
@@ -57,6 +75,7 @@ function describeNonImage(body: Buffer): string | undefined {
 function imageOrRefusal(request: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void): void {
   // An empty body is no image, which the route answers (NO_IMAGES) as for any other type.
   if (body.length === 0 || detectImageFormat(body) !== undefined) {
+    rememberBodyDigest(request, body);
     done(null, body);
     return;
   }
@@ -66,8 +85,17 @@ function imageOrRefusal(request: FastifyRequest, body: Buffer, done: (err: Error
   done(unsupportedBody(request, `The body (${declared}) is not an image${what === undefined ? '' : `: it looks like ${what}`}`));
 }
 
+/** The app's parser for declared image types: the body as it came. */
+export function installImageTypeParser(app: FastifyInstance, maxBytes: number): void {
+  app.addContentTypeParser<Buffer>(IMAGE_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit: maxBytes }, (request, body, done) => {
+    rememberBodyDigest(request, body);
+    done(null, body);
+  });
+}
+
 /**
- * The content-type parsers of a plugin whose routes take raw images: bodies of a formatless
+ * The content-type parsers of a plugin whose routes take raw images (each with `rawImageBody`
+ * in its config): bodies of a formatless
  * type, or of none, are read (within `maxBytes` and, like every body, the body budget of
  * request-body.ts) and taken when their bytes are an image. `image/*`, JSON and multipart keep
  * the app's own parsers. Any other declared type is refused; its body is read first, as the

@@ -9,21 +9,38 @@
  *   closed.
  * Multipart bodies are read by the route from the request itself, which does both in turn
  * (request-inputs.ts).
+ *
+ * A raw image body (accepted-bodies.ts' `isRawImageBody`) is also hashed as it arrives, a
+ * chunk at a time, so that the data plane, which keys the response cache and coalescing by the
+ * image's SHA-256, need not read the whole image again in one piece on the event loop once it
+ * is there (image-digest.ts).
  */
+import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { digestText, rememberImageDigest } from '../serving/image-digest.js';
 import { admitBody, type BodyBudget, type BodyCount } from './body-budget.js';
 import { awaitsContinue, sendContinue } from './http-edge.js';
 import type { IncomingBodies } from './incoming-bodies.js';
 
+/** The SHA-256 of a raw image body that has all arrived, and how many bytes it covers. */
+interface BodyDigest {
+  readonly sha256: string;
+  readonly bytes: number;
+}
+
+const digests = new WeakMap<IncomingMessage, BodyDigest>();
+
 class RequestBody extends Readable {
   private started = false;
   private ended = false;
+  private hashed = 0;
 
   constructor(
     private readonly raw: IncomingMessage,
     private readonly tally: BodyCount,
+    private readonly hash: Hash | undefined,
   ) {
     super();
     tally.onEvict = (err) => {
@@ -47,10 +64,15 @@ class RequestBody extends Readable {
         this.destroy(err as Error);
         return;
       }
+      if (this.hash !== undefined) {
+        this.hash.update(chunk);
+        this.hashed += chunk.length;
+      }
       if (!this.push(chunk)) this.raw.pause();
     });
     this.raw.once('end', () => {
       this.ended = true;
+      if (this.hash !== undefined) digests.set(this.raw, { sha256: digestText(this.hash), bytes: this.hashed });
       this.tally.release();
       this.push(null);
     });
@@ -70,7 +92,20 @@ export function bodyCountOf(raw: IncomingMessage): BodyCount | undefined {
   return counts.get(raw);
 }
 
-export function installRequestBodies(app: FastifyInstance, budget: BodyBudget, incoming: IncomingBodies): void {
+/**
+ * Tells the data plane the SHA-256 of `body`, a raw image body as a content-type parser got it,
+ * when its bytes were hashed on arrival: the chunks hashed are the chunks the parser joined,
+ * which the byte count confirms.
+ */
+export function rememberBodyDigest(request: FastifyRequest, body: Buffer): void {
+  const digest = digests.get(request.raw);
+  if (digest !== undefined && digest.bytes === body.length) rememberImageDigest(body, digest.sha256);
+}
+
+/**
+ * @param hashes whether a request's body is a raw image, to be hashed as it arrives.
+ */
+export function installRequestBodies(app: FastifyInstance, budget: BodyBudget, incoming: IncomingBodies, hashes: (request: FastifyRequest) => boolean): void {
   app.addHook('preParsing', (request, reply, payload, done) => {
     let tally: BodyCount | undefined;
     try {
@@ -104,6 +139,6 @@ export function installRequestBodies(app: FastifyInstance, budget: BodyBudget, i
       done(null, Readable.from([]));
       return;
     }
-    done(null, new RequestBody(request.raw, tally));
+    done(null, new RequestBody(request.raw, tally, hashes(request) ? createHash('sha256') : undefined));
   });
 }

@@ -55,8 +55,10 @@ export interface ImagePreprocessor {
    *   tensor.ts), so a server that recycles buffers should pass them here.
    * @param wait when to give up waiting for decoding memory (see decode-budget.ts): rejects
    *   with DEADLINE_EXCEEDED or CANCELLED, having decoded nothing.
+   * @param handOver the caller will not read `bytes` again, so a preprocessing thread may take
+   *   their buffer instead of a copy (decode-threads.ts): they may be empty once this returns.
    */
-  preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait): Promise<PreprocessedImage>;
+  preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait, handOver?: boolean): Promise<PreprocessedImage>;
 }
 
 export interface PreprocessorOptions {
@@ -111,7 +113,7 @@ export function createImagePreprocessorWith(
   const { maxPixels } = validateImageLimits(limits);
   const decodeOnMainThread = createTensorDecode(checkedSpec, maxPixels, decoder, mainThreadTurns);
 
-  async function preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait): Promise<PreprocessedImage> {
+  async function preprocess(bytes: Uint8Array, into?: Float32Array, wait?: DecodeWait, handOver = false): Promise<PreprocessedImage> {
     const length = 3 * checkedSpec.crop * checkedSpec.crop;
     if (into !== undefined && into.length !== length) {
       throw new RangeError(`Expected a Float32Array of ${length} elements to write into, got ${into.length}`);
@@ -166,7 +168,7 @@ export function createImagePreprocessorWith(
       // tensor, and the garbage of its pixels) is spared the event loop when there are threads.
       const data =
         threads !== undefined && pixels >= OFF_THREAD_MIN_PIXELS
-          ? await threads.decode(checkedSpec, maxPixels, image, into)
+          ? await threads.decode(checkedSpec, maxPixels, image, into, handOver)
           : await decodeOnMainThread(image, into);
       return { data, format, width: header.width, height: header.height };
     } finally {

@@ -3,7 +3,6 @@
  * with per-stage timings. The HTTP layer parses requests into these calls and renders their
  * results; everything measurable about a request is measured here.
  */
-import { createHash, webcrypto } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { errors, isServingError, RETRY_AFTER_SECONDS } from '../errors.js';
 import { mainThreadTurns } from '../preprocess/index.js';
@@ -12,6 +11,7 @@ import type { ItemOutput } from './batch-assembly.js';
 import type { ModelView, ServedModel } from './model.js';
 import type { ModelRegistry } from './model-registry.js';
 import { createCoalescer } from './coalescer.js';
+import { imageDigest } from './image-digest.js';
 import { outcomeOf, type Protocol, type ServingObserver } from './observer.js';
 import { softmax, topK, type ClassScore } from './postprocess.js';
 import { createResponseCache, responseCacheKey, type ResponseCache } from './response-cache.js';
@@ -110,15 +110,6 @@ interface ItemRow {
   readonly batchSize: number;
 }
 
-/** Images up to this size are hashed on the main thread (about 1 GB/s: 0.25 ms); larger ones on libuv's pool. */
-const SYNC_DIGEST_MAX_BYTES = 256 * 1024;
-
-/** SHA-256 of an image's bytes, base64 (a shorter key than hex). */
-async function imageDigest(bytes: Uint8Array): Promise<string> {
-  if (bytes.byteLength <= SYNC_DIGEST_MAX_BYTES) return createHash('sha256').update(bytes).digest('base64');
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('base64');
-}
-
 /** setTimeout's largest delay (2^31 − 1 ms); a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -198,7 +189,9 @@ export function createInferenceService(registry: ModelRegistry, observer: Servin
   const startItems = (model: ServedModel, images: readonly Uint8Array[], keys: readonly string[], indices: readonly number[], signal: AbortSignal) => {
     const decoded = indices.map(async (i) => {
       const t0 = performance.now();
-      const data = await model.preprocess(images[i]!, { signal });
+      // Nothing reads an image's bytes once it is decoding (waiters share its key, not its
+      // bytes), so a preprocessing thread may take their buffer.
+      const data = await model.preprocess(images[i]!, { signal }, true);
       const preprocessMs = performance.now() - t0;
       observer.preprocessed(model, preprocessMs / 1000);
       return { data, preprocessMs };

@@ -74,9 +74,10 @@ export interface ServedModel extends ModelView {
   readonly preprocessor: ImagePreprocessor;
   /**
    * Decodes and preprocesses one image into a recycled tensor, which goes back to the pool
-   * once its batch has been assembled (see batch-assembly.ts). Errors as `preprocessor.preprocess`.
+   * once its batch has been assembled (see batch-assembly.ts). Errors as `preprocessor.preprocess`,
+   * and `handOver` as there: the caller will not read `bytes` again.
    */
-  preprocess(bytes: Uint8Array, wait?: DecodeWait): Promise<Float32Array>;
+  preprocess(bytes: Uint8Array, wait?: DecodeWait, handOver?: boolean): Promise<Float32Array>;
   readonly batcher: Batcher<Float32Array, ItemOutput>;
   /** What it was loaded from (model-repository.ts' `fingerprintOf`): equal fingerprints, same model. */
   readonly fingerprint: string;
@@ -214,10 +215,10 @@ export async function loadModel(source: ModelSource, options: ModelLoadOptions):
       workers: pool.size,
       loadSeconds,
       preprocessor,
-      async preprocess(bytes, wait) {
+      async preprocess(bytes, wait, handOver) {
         const into = assembly.acquireItem();
         try {
-          return (await preprocessor.preprocess(bytes, into, wait)).data;
+          return (await preprocessor.preprocess(bytes, into, wait, handOver)).data;
         } catch (err) {
           assembly.releaseItem(into);
           throw err;

@@ -6,12 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import request from 'supertest';
-import { CIFAR_DIR, distinctCopies, RESNET20_CONFIG, RESNET20_DIR, resnet20App, startApp, tempRepository } from '../helpers.js';
+import { CIFAR_DIR, distinctCopies, photo, RESNET20_CONFIG, RESNET20_DIR, resnet20App, startApp, tempRepository } from '../helpers.js';
 import { gatedApp, until } from './gated-app.js';
+import { listen } from './hostile-support.js';
 
 const cifar = (name: string) => readFile(join(CIFAR_DIR, name));
 
@@ -27,7 +30,28 @@ async function metric(app: FastifyInstance, name: string, has = ''): Promise<num
 const predict = (app: FastifyInstance, image: Buffer, query = '', path = '/v1/models/resnet20:predict') =>
   request(app.server).post(`${path}${query}`).set('Content-Type', 'image/jpeg').send(image);
 
-const cacheOf = (res: { headers: Record<string, string | undefined> }) => /cache;desc=(\w+)/.exec(res.headers['server-timing'] ?? '')?.[1];
+const cacheOf = (res: { headers: Record<string, string | string[] | undefined> }) => /cache;desc=(\w+)/.exec(String(res.headers['server-timing'] ?? ''))?.[1];
+
+/** POSTs `body` to `path` in `pieces` writes, a pause between them, so it arrives in several chunks. */
+function postInPieces(port: number, path: string, body: Buffer, type: string | undefined, pieces: number) {
+  return new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }>((resolve, reject) => {
+    const headers = { 'Content-Length': body.length, ...(type === undefined ? {} : { 'Content-Type': type }) };
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, text: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    void (async () => {
+      const size = Math.ceil(body.length / pieces);
+      for (let at = 0; at < body.length; at += size) {
+        req.write(body.subarray(at, at + size));
+        await sleep(15);
+      }
+      req.end();
+    })();
+  });
+}
 
 describe('response cache', () => {
   it('answers a repeated image from the cache, as the miss did, with cache;desc=hit and no batch run', async (t) => {
@@ -98,6 +122,29 @@ describe('response cache', () => {
     assert.equal(cacheOf(both), 'miss');
     assert.equal(await metric(app, 'inference_batch_size_sum'), 2, 'a once, then b alone');
     assert.equal(await metric(app, 'inference_response_cache_hits_total'), 1);
+  });
+
+  it('keys a raw body hashed as it arrives, in pieces, under every raw type, as the same image sent in base64', async (t) => {
+    const app = await resnet20App(t, { RESPONSE_CACHE_MAX_BYTES: '1048576' });
+    const port = await listen(app);
+    const png = await photo('astronaut.png'); // 790 kB: many chunks
+    const base64 = await request(app.server)
+      .post('/v1/models/resnet20:predict')
+      .send({ instances: [{ b64: png.toString('base64') }] });
+    assert.equal(base64.status, 200, base64.text);
+    assert.equal(cacheOf(base64), 'miss');
+    for (const type of ['image/png', 'application/octet-stream', 'application/x-www-form-urlencoded', undefined]) {
+      const raw = await postInPieces(port, '/v1/models/resnet20:predict', png, type, 5);
+      assert.equal(raw.status, 200, raw.text);
+      assert.equal(cacheOf(raw), 'hit', `${type ?? 'no Content-Type'}: the digest taken on arrival is the image's SHA-256`);
+      assert.deepEqual(JSON.parse(raw.text), base64.body);
+    }
+    // The same pixels in other bytes: another digest, so the answer is computed again.
+    const [changed] = distinctCopies(png, 1);
+    const other = await postInPieces(port, '/v1/models/resnet20:predict', changed!, 'image/png', 5);
+    assert.equal(other.status, 200, other.text);
+    assert.equal(cacheOf(other), 'miss');
+    assert.equal(await metric(app, 'inference_batches_total'), 2, 'the base64 miss and the changed image ran; the raw bodies hit');
   });
 
   it('is off by default: a repeated image runs again, and answers carry no cache entry', async (t) => {

@@ -51,7 +51,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
   return async (app: FastifyInstance) => {
     installRawImageParsers(app, limits.uploadMaxBytes);
 
-    app.post('/v1/predict', { ...shed(() => ctx.registry.getDefault()), config: { acceptedBodies: ACCEPTED_BODIES } }, (request, reply) =>
+    app.post('/v1/predict', { ...shed(() => ctx.registry.getDefault()), config: { acceptedBodies: ACCEPTED_BODIES, rawImageBody: true } }, (request, reply) =>
       predict(() => ctx.registry.getDefault(), request, reply),
     );
 
@@ -68,7 +68,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
       '/v1/models/:target',
       {
         ...shed((request) => predictTarget(undefined, (request.params as { target: string }).target)),
-        config: { routeTemplate: '/v1/models/{name}:predict', acceptedBodies: ACCEPTED_BODIES },
+        config: { routeTemplate: '/v1/models/{name}:predict', acceptedBodies: ACCEPTED_BODIES, rawImageBody: true },
       },
       (request, reply) => {
         const { name, verb } = parseModelTarget(request.params.target);
@@ -85,7 +85,7 @@ export function v1Routes(ctx: RouteContext, guard: RouteGuard | undefined, shedL
           const version = parseModelTarget(target);
           return version.verb === 'predict' ? ctx.registry.get(name, version.name) : undefined;
         }),
-        config: { routeTemplate: '/v1/models/{name}/versions/{version}:predict', acceptedBodies: ACCEPTED_BODIES },
+        config: { routeTemplate: '/v1/models/{name}/versions/{version}:predict', acceptedBodies: ACCEPTED_BODIES, rawImageBody: true },
       },
       (request, reply) => {
         const { name: version, verb } = parseModelTarget(request.params.target);

@@ -91,6 +91,30 @@ describe('preprocessing threads', () => {
     assert.ok(sameTensor((await pre.preprocess(view)).data, expected.data));
   });
 
+  it('take the buffer of handed-over bytes that own it, and copy those that do not or are not handed over', async () => {
+    const [first] = samples as [Sample];
+    const pre = createImagePreprocessor(IMAGENET_PREPROCESS, LIMITS, { threads });
+    const expected = await createImagePreprocessor(IMAGENET_PREPROCESS, LIMITS).preprocess(first.bytes);
+    const into = () => new Float32Array(3 * 224 * 224);
+
+    const owned = Buffer.concat([first.bytes]); // a body as Fastify joins it: a buffer of its own
+    assert.equal(owned.byteLength, owned.buffer.byteLength);
+    assert.ok(sameTensor((await pre.preprocess(owned, into(), undefined, true)).data, expected.data));
+    assert.equal(owned.byteLength, 0, 'transferred: detached here');
+
+    const kept = Buffer.concat([first.bytes]);
+    assert.ok(sameTensor((await pre.preprocess(kept, into())).data, expected.data));
+    assert.equal(kept.byteLength, first.bytes.length, 'not handed over: copied');
+
+    // A view (a gRPC message's raw contents, several images in one buffer): its buffer is not
+    // the image's to give, so the image is copied and its neighbours stay readable.
+    const both = Buffer.concat([first.bytes, first.bytes]);
+    const [a, b] = [both.subarray(0, first.bytes.length), both.subarray(first.bytes.length)];
+    for (const view of [a, b]) assert.ok(sameTensor((await pre.preprocess(view, into(), undefined, true)).data, expected.data));
+    assert.equal(both.byteLength, 2 * first.bytes.length);
+    assert.ok(Buffer.from(b).equals(Buffer.from(first.bytes)));
+  });
+
   it('answer a corrupt large image with the catalog error the main thread gives', async () => {
     const [first] = samples as [Sample];
     const truncated = first.bytes.subarray(0, Math.floor(first.bytes.length / 2));
