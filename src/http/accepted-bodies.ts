@@ -95,11 +95,11 @@ export function installImageTypeParser(app: FastifyInstance, maxBytes: number): 
 
 /**
  * The content-type parsers of a plugin whose routes take raw images (each with `rawImageBody`
- * in its config): bodies of a formatless
- * type, or of none, are read (within `maxBytes` and, like every body, the body budget of
- * request-body.ts) and taken when their bytes are an image. `image/*`, JSON and multipart keep
- * the app's own parsers. Any other declared type is refused; its body is read first, as the
- * parser for "no Content-Type" is also the one for every type nobody registered.
+ * in its config): bodies of a formatless type, or of none, are read (within `maxBytes` and,
+ * like every body, the body budget of request-body.ts) and taken when their bytes are an
+ * image. `image/*`, JSON and multipart keep the app's own parsers. Any other declared type is
+ * refused; its body is read first, as the parser for "no Content-Type" is also the one for
+ * every type nobody registered.
  */
 export function installRawImageParsers(app: FastifyInstance, maxBytes: number): void {
   const asBytes = { parseAs: 'buffer' as const, bodyLimit: maxBytes };
